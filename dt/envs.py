@@ -73,7 +73,12 @@ def get_env(name: str) -> EnvSpec:
 
 def make_env(name: str, version: str = "v4", **kwargs):
     """Create the gymnasium env for ``name`` (no env checker, for speed)."""
+    import warnings
+
     import gymnasium as gym
 
     spec = get_env(name)
-    return gym.make(spec.gym_id(version), disable_env_checker=True, **kwargs)
+    with warnings.catch_warnings():
+        # v4 is deliberate: it has D4RL's (gym v3) dynamics; gymnasium flags it as out of date.
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        return gym.make(spec.gym_id(version), disable_env_checker=True, **kwargs)

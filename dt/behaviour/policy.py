@@ -1,0 +1,183 @@
+"""Behaviour policies: the SAC actor, shipped snapshots and batched evaluation.
+
+A snapshot is a directory with ``actor.safetensors`` (fp32 weights) and
+``policy.json`` (architecture, provenance, evaluation returns). Loading reads
+only safetensors and JSON, so it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from dt.envs import get_env, make_env
+
+POLICY_DIR = Path(__file__).parent / "policies"
+NAMES = ("random", "medium", "expert")
+# log_std is squashed into this range with tanh (as in CleanRL's SAC) rather than clipped, so it keeps a gradient.
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy: obs -> 256 -> 256 -> (mean, log_std)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, hidden
+        self.l1 = nn.Linear(obs_dim, hidden)
+        self.l2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, 2 * act_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-squash mean and log std, each (B, act_dim), for obs (B, obs_dim)."""
+        h = F.relu(self.l2(F.relu(self.l1(obs))))
+        mean, log_std = self.head(h).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1.0)
+        return mean, log_std
+
+    def sample(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action in (-1, 1) and its log density, (B, act_dim) and (B,).
+
+        Args:
+            obs: Observations, (B, obs_dim).
+            eps: Standard normal noise (B, act_dim); drawn from torch's global RNG when None.
+        """
+        mean, log_std = self(obs)
+        if eps is None:
+            eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps
+        # log(1 - tanh(u)^2) in a form that stays finite for large |u|.
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        log_prob = (-0.5 * eps.pow(2) - log_std - _HALF_LOG_2PI - log_det).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def architecture(self) -> dict:
+        """What `Actor` needs to be rebuilt, plus a human-readable description."""
+        return {
+            "class": "Actor",
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "hidden": self.hidden,
+            "layers": "Linear(obs,h)-ReLU-Linear(h,h)-ReLU-Linear(h,2*act): mean | log_std",
+            "log_std": f"{LOG_STD_MIN} + 0.5*({LOG_STD_MAX}-{LOG_STD_MIN})*(tanh(x)+1)",
+            "action": "tanh(mean + exp(log_std) * eps); deterministic: tanh(mean)",
+        }
+
+
+class BehaviourPolicy:
+    """A batched numpy-in, numpy-out policy: an SAC actor, or uniform random actions when ``actor`` is None."""
+
+    def __init__(self, name: str, act_dim: int, actor: Actor | None = None, meta: dict | None = None) -> None:
+        self.name, self.act_dim, self.actor = name, act_dim, actor
+        self.meta = meta or {}
+
+    @torch.no_grad()
+    def act_with_log_prob(
+        self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions (n, act_dim) in [-1, 1] and their log densities (n,) for observations (n, obs_dim).
+
+        The noise comes from ``rng`` (a fresh default generator when None), so a seeded generator reproduces a
+        rollout. Deterministic actions get log density NaN (a point mass has none).
+        """
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        n = obs.shape[0]
+        rng = np.random.default_rng() if rng is None else rng
+        if self.actor is None:
+            actions = rng.uniform(-1.0, 1.0, size=(n, self.act_dim))
+            return actions.astype(np.float32), np.full(n, -self.act_dim * math.log(2.0), dtype=np.float32)
+        x = torch.from_numpy(obs)
+        if deterministic:
+            mean, _ = self.actor(x)
+            return torch.tanh(mean).numpy(), np.full(n, np.nan, dtype=np.float32)
+        eps = torch.from_numpy(rng.standard_normal((n, self.act_dim), dtype=np.float32))
+        actions, log_prob = self.actor.sample(x, eps)
+        return actions.numpy(), log_prob.numpy()
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False) -> np.ndarray:
+        """Actions (n, act_dim) in [-1, 1] for observations (n, obs_dim)."""
+        return self.act_with_log_prob(obs, rng, deterministic)[0]
+
+
+def save_snapshot(directory: str | Path, actor: Actor, meta: dict) -> None:
+    """Write ``actor.safetensors`` (fp32) and ``policy.json``; each via a temp name and os.replace."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().float().contiguous() for k, v in actor.state_dict().items()}
+    tmp = directory / "actor.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(directory / "actor.safetensors")
+    meta = {**meta, "architecture": actor.architecture()}
+    tmp = directory / "policy.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(directory / "policy.json")
+
+
+def load_snapshot(directory: str | Path, name: str | None = None) -> BehaviourPolicy:
+    """Load a snapshot directory written by `save_snapshot` (safetensors + JSON only)."""
+    directory = Path(directory)
+    meta = json.loads((directory / "policy.json").read_text())
+    arch = meta["architecture"]
+    actor = Actor(arch["obs_dim"], arch["act_dim"], arch["hidden"])
+    actor.load_state_dict({k: v.float() for k, v in load_file(str(directory / "actor.safetensors")).items()})
+    actor.eval()
+    return BehaviourPolicy(name or directory.name, arch["act_dim"], actor, meta)
+
+
+def load_behaviour_policy(name: str, env: str = "hopper", policy_dir: str | Path | None = None) -> BehaviourPolicy:
+    """The shipped behaviour policy ``random``, ``medium`` or ``expert`` for ``env``.
+
+    Raises:
+        KeyError: for an unknown name.
+        FileNotFoundError: when the snapshot for ``name`` has not been shipped.
+    """
+    if name not in NAMES:
+        raise KeyError(f"unknown behaviour policy {name!r}; known: {', '.join(NAMES)}")
+    spec = get_env(env)
+    if name == "random":
+        return BehaviourPolicy(f"{spec.name}-random", spec.act_dim, None, {"algorithm": "uniform random"})
+    directory = Path(policy_dir or POLICY_DIR) / f"{spec.name}-{name}"
+    if not (directory / "policy.json").exists():
+        raise FileNotFoundError(f"no shipped snapshot at {directory}; run `python -m dt.behaviour.sac select`")
+    return load_snapshot(directory, f"{spec.name}-{name}")
+
+
+def evaluate(
+    policy: BehaviourPolicy,
+    env: str = "hopper",
+    n_episodes: int = 20,
+    deterministic: bool = False,
+    seed: int = 0,
+    version: str = "v4",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``n_episodes`` full episodes in lockstep (one batched forward per step).
+
+    Episode i resets with seed ``seed + i``; stochastic noise comes from ``default_rng(seed)``.
+
+    Returns:
+        Undiscounted returns and lengths, each (n_episodes,).
+    """
+    envs = [make_env(env, version) for _ in range(n_episodes)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
+    rng = np.random.default_rng(seed)
+    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
+    active = np.ones(n_episodes, dtype=bool)
+    while active.any():
+        idx = np.flatnonzero(active)
+        actions = policy.act(obs[idx], rng, deterministic)
+        for j, i in enumerate(idx):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[j])
+            returns[i] += reward
+            lengths[i] += 1
+            active[i] = not (terminated or truncated)
+    for e in envs:
+        e.close()
+    return returns, lengths

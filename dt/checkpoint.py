@@ -1,0 +1,299 @@
+"""The one place that saves and loads checkpoints.
+
+A checkpoint is a directory:
+
+- ``model.safetensors``: weights (for DT, transformers' ``DecisionTransformerModel`` keys);
+- ``checkpoint.json``: everything needed to use it (model and training config,
+  env, dataset id and content hash, state mean/std, scale, max episode length,
+  step, evaluation results, format version);
+- ``config.json`` (DT only): the transformers config, so
+  ``DecisionTransformerModel.from_pretrained(dir)`` also reads it;
+- ``trainer_state.safetensors`` + ``trainer_state.json`` (optional): optimiser,
+  scheduler and RNG state for ``--resume``.
+
+Loading never unpickles. Writes are atomic: the directory is written under a
+temporary name and renamed, so a crash never leaves a half-written checkpoint
+under the real name. A directory made by ``DecisionTransformerModel.save_pretrained``
+plus a ``normalization.json`` (``state_mean``, ``state_std``, optional ``env``,
+``scale``, ``context_len``) loads too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dt.envs import get_env
+from dt.model import DecisionTransformer, MLPBC, ModelConfig, build_model
+
+FORMAT_VERSION = 1
+META_FILE = "checkpoint.json"
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.safetensors"
+STATE_META_FILE = "trainer_state.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, or does not fit what it is used for (one-line message)."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model plus everything needed to run it.
+
+    Attributes:
+        model: The network, in eval mode. Treat as read-only when shared.
+        config: Its architecture.
+        meta: The parsed ``checkpoint.json``.
+        path: Where it was loaded from (None if never saved).
+    """
+
+    model: DecisionTransformer | MLPBC
+    config: ModelConfig
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.meta["env"]
+
+    @property
+    def state_mean(self) -> np.ndarray:
+        return np.asarray(self.meta["state_mean"], dtype=np.float32)
+
+    @property
+    def state_std(self) -> np.ndarray:
+        return np.asarray(self.meta["state_std"], dtype=np.float32)
+
+    @property
+    def scale(self) -> float:
+        return float(self.meta.get("scale", get_env(self.env_name).scale))
+
+    @property
+    def max_ep_len(self) -> int:
+        return int(self.meta.get("max_ep_len", get_env(self.env_name).max_ep_len))
+
+    @property
+    def delayed(self) -> bool:
+        return bool(self.meta.get("train", {}).get("delayed", False))
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    @property
+    def label(self) -> str:
+        """Short description for pickers: name, env, dataset, steps, score."""
+        ds = self.meta.get("dataset", {}).get("name", "?")
+        score = ""
+        ev = self.meta.get("eval") or []
+        if ev:
+            best = ev[-1]
+            score = f", score {best['normalized_mean']:.1f} @ {best['target']:.0f}"
+        name = self.path.name if self.path else "unsaved"
+        return f"{name} ({self.config.model_type.upper()}, {self.env_name}, {ds}, {self.step} steps{score})"
+
+
+def _atomic_dir(final: Path):
+    """Context: yields a temp dir beside ``final``; on success it replaces ``final``."""
+
+    class _Ctx:
+        def __enter__(self) -> Path:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+            return self.tmp
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return
+            old = None
+            if final.exists():
+                old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(self.tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+    return _Ctx()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    src = model.hf if isinstance(model, DecisionTransformer) else model
+    return {k: v.detach().cpu().contiguous() for k, v in src.state_dict().items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: DecisionTransformer | MLPBC,
+    meta: dict,
+    trainer_state: tuple[dict[str, torch.Tensor], dict] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically.
+
+    Args:
+        path: The checkpoint directory (replaced if it exists).
+        model: The network.
+        meta: JSON metadata; must hold ``env``, ``state_mean``, ``state_std``.
+            ``model`` (the config) and ``format_version`` are filled in.
+        trainer_state: Optional (tensors, json) for resuming training.
+    """
+    path = Path(path)
+    for key in ("env", "state_mean", "state_std"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: metadata lacks {key!r}")
+    meta = {"format_version": FORMAT_VERSION, **meta, "model": model.config.to_dict()}
+    with _atomic_dir(path) as tmp:
+        save_file(_model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        _write_json(tmp / META_FILE, meta)
+        if isinstance(model, DecisionTransformer):
+            model.hf.config.to_json_file(str(tmp / "config.json"))
+        if trainer_state is not None:
+            tensors, state_meta = trainer_state
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / STATE_FILE))
+            _write_json(tmp / STATE_META_FILE, state_meta)
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: invalid JSON ({e})") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def _meta_from_hf_dir(path: Path) -> dict:
+    """Metadata for a ``save_pretrained`` directory, from its ``normalization.json``."""
+    hf_cfg = _read_json(path / "config.json")
+    if hf_cfg.get("model_type") != "decision_transformer":
+        raise CheckpointError(f"{path}: config.json is not a decision_transformer config")
+    norm_file = path / "normalization.json"
+    if not norm_file.exists():
+        raise CheckpointError(f"{path}: a save_pretrained directory needs normalization.json (state_mean, state_std)")
+    norm = _read_json(norm_file)
+    env = norm.get("env", "hopper")
+    spec = get_env(env)
+    model = ModelConfig(
+        model_type="dt",
+        state_dim=hf_cfg["state_dim"],
+        act_dim=hf_cfg["act_dim"],
+        context_len=int(norm.get("context_len", 20)),
+        embed_dim=hf_cfg["hidden_size"],
+        n_layer=hf_cfg["n_layer"],
+        n_head=hf_cfg["n_head"],
+        n_inner=hf_cfg.get("n_inner") or 4 * hf_cfg["hidden_size"],
+        activation=hf_cfg.get("activation_function", "relu"),
+        dropout=hf_cfg.get("resid_pdrop", 0.1),
+        max_ep_len=hf_cfg.get("max_ep_len", spec.max_ep_len),
+        action_tanh=hf_cfg.get("action_tanh", True),
+    )
+    return {
+        "format_version": FORMAT_VERSION,
+        "env": spec.name,
+        "state_mean": norm["state_mean"],
+        "state_std": norm["state_std"],
+        "scale": norm.get("scale", spec.scale),
+        "max_ep_len": model.max_ep_len,
+        "model": model.to_dict(),
+        "dataset": {"name": norm.get("dataset", "unknown")},
+        "source": "save_pretrained",
+    }
+
+
+def load_checkpoint(path: str | Path, env: str | None = None, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint directory (ours or a ``save_pretrained`` one) without unpickling.
+
+    Args:
+        path: The directory.
+        env: If given, the env the caller will run it on; a mismatch is an error.
+        device: Where to put the model.
+
+    Raises:
+        CheckpointError: missing or damaged files, shape mismatches, wrong env.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory")
+    meta = _read_json(path / META_FILE) if (path / META_FILE).exists() else _meta_from_hf_dir(path)
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this code reads")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+        spec = get_env(meta["env"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({e})") from None
+    if env is not None and get_env(env).name != spec.name:
+        raise CheckpointError(f"{path}: checkpoint is for {spec.name}, not {get_env(env).name}")
+    if config.state_dim != spec.state_dim or config.act_dim != spec.act_dim:
+        raise CheckpointError(
+            f"{path}: model has state/action size {config.state_dim}/{config.act_dim}, "
+            f"{spec.name} needs {spec.state_dim}/{spec.act_dim}"
+        )
+    if len(meta["state_mean"]) != config.state_dim or len(meta["state_std"]) != config.state_dim:
+        raise CheckpointError(f"{path}: state_mean/state_std do not have {config.state_dim} entries")
+    model = build_model(config)
+    tensors = _read_tensors(path / WEIGHTS_FILE)
+    target = model.hf if isinstance(model, DecisionTransformer) else model
+    try:
+        target.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
+        raise CheckpointError(f"{path}: weights do not fit the config ({first[:200]})") from None
+    model.to(device).eval()
+    return Checkpoint(model=model, config=config, meta=meta, path=path)
+
+
+def load_trainer_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The (tensors, json) trainer state saved with a checkpoint, or None."""
+    path = Path(path)
+    if not (path / STATE_FILE).exists():
+        return None
+    return _read_tensors(path / STATE_FILE), _read_json(path / STATE_META_FILE)
+
+
+def list_checkpoints(*roots: str | Path) -> list[Path]:
+    """Checkpoint directories (holding ``checkpoint.json``) under the given roots, sorted by name."""
+    found: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for meta in sorted(root.glob(f"*/{META_FILE}")):
+            if not meta.parent.name.startswith("."):
+                found.append(meta.parent)
+    return found

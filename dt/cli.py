@@ -1,0 +1,205 @@
+"""Command line: ``python -m dt train | evaluate | data | bench``.
+
+Training flags come from :class:`dt.train.TrainConfig`; each field's help
+text is its ``--help`` line. Errors in user input (a missing file, an unknown
+env, a bad checkpoint) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from dt.checkpoint import CheckpointError
+from dt.data.dataset import DatasetError
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, cls: type) -> None:
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_ = f.metadata.get("help", "") + f" (default: {default})"
+        if typ is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif typ == list[float]:
+            p.add_argument(flag, type=float, nargs="+", default=None, help=help_)
+        else:
+            p.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def _config_from_args(cls: type, args: argparse.Namespace, base: Any) -> Any:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    return dataclasses.replace(base, **given)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dt.train import TrainConfig, Trainer, apply_preset
+
+    cfg = apply_preset(TrainConfig(), args.preset)
+    cfg = _config_from_args(TrainConfig, args, cfg)
+    if cfg.model_type not in ("dt", "bc"):
+        raise DatasetError(f"unknown model type {cfg.model_type!r}; known: dt, bc")
+    out = Path(cfg.out_dir) / "checkpoint"
+    if out.exists() and not cfg.resume and not args.force:
+        print(f"error: {out} exists; pass --resume to continue it or --force to start over", file=sys.stderr)
+        return 2
+    trainer = Trainer(cfg)
+    print(
+        f"training {cfg.model_type} on {trainer.ds.name} ({trainer.ds.kind}, {trainer.ds.num_transitions} transitions) "
+        f"on {trainer.device}, from step {trainer.step} to {cfg.max_steps}; run dir {cfg.out_dir}",
+        file=sys.stderr,
+    )
+    ck = trainer.run(progress=not args.quiet)
+    for r in ck.meta.get("eval", []):
+        print(
+            f"target {r['target']:.0f}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, "
+            f"normalized {r['normalized_mean']:.1f} +- {r['normalized_std']:.1f} ({r['episodes']} episodes)"
+        )
+    print(f"saved {trainer.ckpt_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dt.checkpoint import load_checkpoint
+    from dt.envs import get_env
+    from dt.evaluate import timed_evaluate
+
+    ck = load_checkpoint(args.checkpoint, env=args.env or None)
+    targets = args.targets or list(get_env(ck.env_name).targets)
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    res, secs, steps = timed_evaluate(
+        ck, targets=targets, episodes=args.episodes, seed=args.seed, gym_version=args.gym_version,
+        max_steps=args.max_steps or None, progress=not args.quiet,
+    )
+    rows = [r.as_dict() for r in res]
+    for r in rows:
+        print(
+            f"target {r['target']:.0f}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, "
+            f"normalized {r['normalized_mean']:.1f} +- {r['normalized_std']:.1f} "
+            f"({r['episodes']} episodes, mean length {r['length_mean']:.0f})"
+        )
+    print(f"{steps} env steps in {secs:.1f} s ({steps / secs:.0f} steps/s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "results": rows}, indent=2) + "\n")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from dt.data import KNOWN_DATASETS, load_dataset, locate
+    from dt.data.locate import d4rl_dir, download, generated_dir, minari_dir
+
+    if args.data_cmd == "list":
+        print(f"search order: D4RL {d4rl_dir()}, Minari {minari_dir()}, generated {generated_dir()}")
+        for name in KNOWN_DATASETS:
+            try:
+                loc = locate(name)
+                print(f"{name:28s} {loc.kind:9s} {loc.path}")
+            except DatasetError:
+                print(f"{name:28s} {'-':9s} not on disk")
+        return 0
+    if args.data_cmd == "stats":
+        ds = load_dataset(args.dataset)
+        st = ds.stats()
+        print(json.dumps({"name": ds.name, "kind": ds.kind, "source": ds.source, **st.as_dict()}, indent=2))
+        return 0
+    if args.data_cmd == "download":
+        path = download(args.dataset, args.dir, args.url)
+        print(f"saved {path}")
+        return 0
+    if args.data_cmd == "generate":
+        from dt.generate import generate_dataset
+
+        path = generate_dataset(
+            args.dataset, out_dir=args.dir, steps=None if args.episodes else args.steps, episodes=args.episodes,
+            seed=args.seed, num_envs=args.num_envs, overwrite=args.force,
+        )
+        ds = load_dataset(path)
+        st = ds.stats()
+        print(
+            f"{path}: {st.transitions} transitions, {st.episodes} episodes, return min/mean/max "
+            f"{st.return_min:.0f}/{st.return_mean:.0f}/{st.return_max:.0f}, normalized mean {st.normalized_mean:.1f}"
+        )
+        return 0
+    raise AssertionError(args.data_cmd)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dt.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dt.train import PRESETS, TrainConfig
+
+    p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a DT or BC model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--preset", default="paper", choices=list(PRESETS), help="starting configuration")
+    t.add_argument("--force", action="store_true", help="replace an existing checkpoint in out_dir")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_dataclass_args(t, TrainConfig)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint with batched rollouts")
+    e.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    e.add_argument("--targets", type=float, nargs="+", help="target returns (default: the paper's for the env)")
+    e.add_argument("--episodes", type=int, default=10, help="episodes per target")
+    e.add_argument("--seed", type=int, default=0, help="episode j is reset with seed + j")
+    e.add_argument("--env", default="", help="fail unless the checkpoint is for this env")
+    e.add_argument("--gym-version", default="v4", choices=["v4", "v5"])
+    e.add_argument("--max-steps", type=int, default=0, help="episode length cap (0: the env's)")
+    e.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
+    e.add_argument("--json", default="", help="also write the results to this JSON file")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("data", help="datasets: list, stats, download, generate")
+    dsub = d.add_subparsers(dest="data_cmd", required=True)
+    dsub.add_parser("list", help="known dataset names and where each was found")
+    s = dsub.add_parser("stats", help="episodes, transitions, returns of a dataset")
+    s.add_argument("dataset", help="name (hopper-medium) or path")
+    dl = dsub.add_parser("download", help="download an official D4RL file (needs internet)")
+    dl.add_argument("dataset")
+    dl.add_argument("--dir", default=None, help="target directory (default: D4RL's cache)")
+    dl.add_argument("--url", default=None, help="override the URL")
+    g = dsub.add_parser("generate", help="generate a D4RL-style dataset from the shipped behaviour policies")
+    g.add_argument("dataset", help="e.g. hopper-medium, hopper-random, hopper-expert, hopper-medium-expert")
+    g.add_argument("--steps", type=int, default=1_000_000, help="transitions")
+    g.add_argument("--episodes", type=int, default=None, help="whole episodes instead of --steps")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num-envs", type=int, default=32, help="envs stepped in lockstep")
+    g.add_argument("--dir", default=None, help="output directory (default: the generated-datasets cache)")
+    g.add_argument("--force", action="store_true", help="regenerate even if the file exists")
+    d.set_defaults(func=cmd_data)
+
+    b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions")
+    b.add_argument("--json", default="", help="also write the figures to this JSON file")
+    b.add_argument("--eval-episodes", type=int, default=100)
+    b.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatasetError, CheckpointError, KeyError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

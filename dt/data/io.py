@@ -1,0 +1,188 @@
+"""Read and write D4RL-layout hdf5 files and read Minari datasets, with h5py.
+
+D4RL layout: flat arrays ``observations`` (N, S), ``actions`` (N, A),
+``rewards`` (N,), ``terminals``, ``timeouts``, optional
+``next_observations``, ``infos/qpos``, ``infos/qvel`` and ``metadata/*``.
+Minari layout: ``data/main_data.hdf5`` with one group ``episode_{i}`` per
+episode whose ``observations`` hold T+1 rows (the final observation too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dt.data.dataset import DatasetError, OfflineDataset, make_dataset
+
+REQUIRED_D4RL = ("observations", "actions", "rewards")
+
+
+def _open_h5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:  # truncated or not hdf5 at all
+        raise DatasetError(f"{path}: not a readable hdf5 file ({str(e).splitlines()[0]})") from None
+
+
+def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    try:
+        return f[key][()]
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(f"{path}: cannot read {key!r} ({str(e).splitlines()[0]})") from None
+
+
+def _metadata(group: h5py.Group | None) -> dict:
+    out: dict = {}
+    if group is None:
+        return out
+    for k, v in group.attrs.items():
+        out[k] = v.item() if isinstance(v, np.generic) else (v.decode() if isinstance(v, bytes) else v)
+    for k, v in group.items():
+        if isinstance(v, h5py.Dataset) and v.shape == ():
+            val = v[()]
+            out[k] = val.decode() if isinstance(val, bytes) else (val.item() if isinstance(val, np.generic) else val)
+    return out
+
+
+def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
+    """Read a D4RL-layout hdf5 file (float32 or float64; infos optional).
+
+    Episodes end at ``terminals | timeouts``. A file written by this project's
+    generator carries ``metadata/generator`` and is labelled ``generated``.
+
+    Raises:
+        DatasetError: missing or truncated file, missing keys, wrong shapes,
+            NaN/inf values.
+    """
+    path = Path(path)
+    with _open_h5(path) as f:
+        missing = [k for k in REQUIRED_D4RL if k not in f]
+        if missing:
+            raise DatasetError(f"{path}: not a D4RL file, missing {', '.join(missing)}")
+        arrays = {k: _read(f, k, path) for k in REQUIRED_D4RL}
+        n = arrays["observations"].shape[0]
+        for k in ("terminals", "timeouts"):
+            arrays[k] = _read(f, k, path) if k in f else np.zeros(n, dtype=bool)
+        if "infos/qpos" in f and "infos/qvel" in f:
+            arrays["qpos"], arrays["qvel"] = _read(f, "infos/qpos", path), _read(f, "infos/qvel", path)
+        meta = _metadata(f.get("metadata"))
+    if arrays["rewards"].ndim == 2 and arrays["rewards"].shape[1] == 1:
+        arrays["rewards"] = arrays["rewards"][:, 0]
+    kind = "generated" if "generator" in meta else "d4rl"
+    return make_dataset(name or dataset_name_from_file(path), path, kind, arrays, meta)
+
+
+def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict | None = None) -> Path:
+    """Write arrays in the D4RL layout, atomically (temp file, then rename).
+
+    ``arrays`` holds ``observations``, ``actions``, ``rewards``, ``terminals``,
+    ``timeouts`` and optionally ``next_observations``, ``qpos``, ``qvel``
+    (stored as ``infos/qpos`` and ``infos/qvel``). ``metadata`` values are
+    stored as scalar datasets under ``metadata/``. A failure (a full disk)
+    removes the temp file and leaves any existing file untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k, v in arrays.items():
+                key = f"infos/{k}" if k in ("qpos", "qvel", "action_log_probs") else k
+                f.create_dataset(key, data=v)
+            for k, v in (metadata or {}).items():
+                f.create_dataset(f"metadata/{k}", data=v if not isinstance(v, (dict, list)) else json.dumps(v))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def dataset_to_arrays(ds: OfflineDataset) -> dict[str, np.ndarray]:
+    """Arrays of a dataset in the D4RL layout (for re-writing or exporting)."""
+    out = {
+        "observations": ds.observations,
+        "actions": ds.actions,
+        "rewards": ds.rewards,
+        "terminals": ds.terminals,
+        "timeouts": ds.timeouts,
+    }
+    if ds.qpos is not None and ds.qvel is not None:
+        out["qpos"], out["qvel"] = ds.qpos, ds.qvel
+    return out
+
+
+def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
+    """Read a Minari dataset directory (``data/main_data.hdf5`` + ``metadata.json``).
+
+    Each episode group holds T+1 observations; the final one is dropped so
+    that transitions line up with actions as in D4RL. The last transition of an
+    episode is marked ``terminals`` or ``timeouts`` from the episode's flags,
+    and a truncated episode whose flags are all false is closed as a timeout.
+    """
+    root = Path(root)
+    h5 = root / "data" / "main_data.hdf5"
+    meta: dict = {}
+    meta_file = root / "metadata.json"
+    if meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{meta_file}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    lengths = []
+    with _open_h5(h5) as f:
+        keys = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not keys:
+            raise DatasetError(f"{h5}: no episode_* groups, not a Minari dataset")
+        for k in keys:
+            g = f[k]
+            obs = _read(g, "observations", h5)
+            if isinstance(g["observations"], h5py.Group):
+                raise DatasetError(f"{h5}: {k} has dict observations, only Box observations are supported")
+            act, rew = _read(g, "actions", h5), _read(g, "rewards", h5)
+            term = _read(g, "terminations", h5).astype(bool)
+            trunc = _read(g, "truncations", h5).astype(bool)
+            t = act.shape[0]
+            if t == 0:
+                raise DatasetError(f"{h5}: {k} has zero length")
+            if obs.shape[0] != t + 1:
+                raise DatasetError(f"{h5}: {k} has {obs.shape[0]} observations for {t} actions (expected {t + 1})")
+            if not (term[-1] or trunc[-1]):
+                trunc = trunc.copy()
+                trunc[-1] = True
+            parts["observations"].append(obs[:-1])
+            parts["actions"].append(act)
+            parts["rewards"].append(rew.reshape(t))
+            parts["terminals"].append(term.reshape(t))
+            parts["timeouts"].append(trunc.reshape(t))
+            lengths.append(t)
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    lens = np.asarray(lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    ds_id = meta.get("dataset_id", "")
+    nm = name or _minari_to_name(ds_id) or root.name
+    return make_dataset(nm, h5, "minari", arrays, meta, starts, lens)
+
+
+def _minari_to_name(dataset_id: str) -> str | None:
+    """``mujoco/hopper/medium-v0`` -> ``hopper-medium``."""
+    parts = dataset_id.split("/")
+    if len(parts) != 3:
+        return None
+    return f"{parts[1]}-{parts[2].rsplit('-v', 1)[0]}"
+
+
+def dataset_name_from_file(path: Path) -> str:
+    """``hopper_medium_replay-v2.hdf5`` -> ``hopper-medium-replay``."""
+    stem = path.name.removesuffix(".hdf5")
+    stem = stem.rsplit("-v", 1)[0]
+    return stem.replace("_", "-")

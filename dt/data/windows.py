@@ -1,0 +1,165 @@
+"""Vectorised sampling of K-step training windows, reference conventions.
+
+Conventions of the reference implementation (kzl/decision-transformer, gym/):
+- trajectories are sorted by return and only the best ones covering
+  ``pct_traj`` of all timesteps are kept; a trajectory is drawn with
+  probability proportional to its length; the start is uniform over it;
+- windows are left-padded to K: states 0 (then normalised, so the pad is
+  ``-mean / std``), actions -10, returns-to-go 0, timesteps 0, mask 0;
+- states are normalised by the dataset's mean and std (+ 1e-6), computed over
+  all trajectories; returns-to-go are undiscounted sums of future rewards
+  divided by ``scale``; timesteps are clipped at ``max_ep_len - 1``;
+- ``delayed`` mode moves each trajectory's whole return to its last step.
+
+Unlike the reference, nothing loops per sample: every per-timestep field is
+packed into one (N + 1, F) tensor whose last row is the padding row, so a
+batch is one gather. The tensor can live on the GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dt.data.dataset import OfflineDataset
+
+PAD_ACTION = -10.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of windows, all (B, K, ...) tensors on one device."""
+
+    states: torch.Tensor  # (B, K, S) normalised
+    actions: torch.Tensor  # (B, K, A)
+    rewards: torch.Tensor  # (B, K, 1)
+    returns_to_go: torch.Tensor  # (B, K, 1) divided by scale
+    timesteps: torch.Tensor  # (B, K) long
+    mask: torch.Tensor  # (B, K) float, 1 for real tokens
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
+
+
+def rewards_for_mode(ds: OfflineDataset, delayed: bool) -> np.ndarray:
+    """Per-transition rewards (float64); in delayed mode each episode's sum sits at its last step."""
+    rew = ds.rewards.astype(np.float64)
+    if not delayed:
+        return rew
+    out = np.zeros_like(rew)
+    ends = ds.episode_starts + ds.episode_lengths - 1
+    out[ends] = ds.episode_returns()
+    return out
+
+
+def returns_to_go(rewards: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Undiscounted return-to-go of every transition, within its episode (float64)."""
+    c = np.concatenate([[0.0], np.cumsum(rewards)])  # c[i] = sum of rewards[:i]
+    ends = np.repeat(starts + lengths, lengths)  # exclusive end of each transition's episode
+    return c[ends] - c[:-1]
+
+
+def top_trajectories(returns: np.ndarray, lengths: np.ndarray, pct_traj: float) -> np.ndarray:
+    """Indices of the best trajectories covering ``pct_traj`` of timesteps (reference rule).
+
+    The best trajectory is always kept; further ones, best first, are added
+    while the total stays within ``max(int(pct_traj * N), 1)`` timesteps.
+    """
+    budget = max(int(pct_traj * lengths.sum()), 1)
+    order = np.argsort(returns, kind="stable")  # lowest to highest
+    kept = [order[-1]]
+    total = lengths[order[-1]]
+    for i in order[-2::-1]:
+        if total + lengths[i] > budget:
+            break
+        total += lengths[i]
+        kept.append(i)
+    return np.asarray(kept[::-1], dtype=np.int64)
+
+
+class WindowSampler:
+    """Draws (B, K) windows from a dataset with one gather per batch.
+
+    Args:
+        ds: The dataset.
+        context_len: K, timesteps per window.
+        scale: Returns-to-go are divided by this.
+        max_ep_len: Timesteps are clipped at ``max_ep_len - 1``.
+        pct_traj: Fraction of timesteps (best trajectories first) to train on (%BC).
+        delayed: Move each trajectory's return to its last step.
+        device: Where the packed dataset and the batches live.
+        state_mean, state_std: Override the normalisation (default: dataset stats).
+    """
+
+    def __init__(
+        self,
+        ds: OfflineDataset,
+        context_len: int = 20,
+        scale: float = 1000.0,
+        max_ep_len: int = 1000,
+        pct_traj: float = 1.0,
+        delayed: bool = False,
+        device: torch.device | str = "cpu",
+        state_mean: np.ndarray | None = None,
+        state_std: np.ndarray | None = None,
+    ) -> None:
+        self.K, self.S, self.A = context_len, ds.state_dim, ds.act_dim
+        self.device = torch.device(device)
+        mean, std = ds.state_stats()
+        self.state_mean = mean if state_mean is None else np.asarray(state_mean, np.float32)
+        self.state_std = std if state_std is None else np.asarray(state_std, np.float32)
+
+        rew = rewards_for_mode(ds, delayed)
+        rtg = returns_to_go(rew, ds.episode_starts, ds.episode_lengths)
+        t = np.arange(ds.num_transitions) - np.repeat(ds.episode_starts, ds.episode_lengths)
+        t = np.minimum(t, max_ep_len - 1)
+
+        # Packed per-timestep features: [state(S) | action(A) | reward | rtg | timestep | mask].
+        n, S, A = ds.num_transitions, self.S, self.A
+        feats = np.empty((n + 1, S + A + 4), dtype=np.float32)
+        feats[:n, :S] = (ds.observations - self.state_mean) / self.state_std
+        feats[:n, S : S + A] = ds.actions
+        feats[:n, S + A] = rew
+        feats[:n, S + A + 1] = rtg / scale
+        feats[:n, S + A + 2] = t
+        feats[:n, S + A + 3] = 1.0
+        # Padding row: state 0 then normalised, action -10, reward/rtg/timestep/mask 0.
+        feats[n, :S] = (0.0 - self.state_mean) / self.state_std
+        feats[n, S : S + A] = PAD_ACTION
+        feats[n, S + A :] = 0.0
+        self.pad_index = n
+        self.feats = torch.from_numpy(feats).to(self.device)
+
+        self.traj_ids = top_trajectories(ds.episode_returns(), ds.episode_lengths, pct_traj)
+        lens = ds.episode_lengths[self.traj_ids]
+        self.num_timesteps = int(lens.sum())
+        self.starts = torch.as_tensor(ds.episode_starts[self.traj_ids], device=self.device)
+        self.lengths = torch.as_tensor(lens, device=self.device)
+        self.probs = torch.as_tensor(lens / lens.sum(), dtype=torch.float32, device=self.device)
+        self.arange_k = torch.arange(self.K, device=self.device)
+
+    def build(self, traj: torch.Tensor, start: torch.Tensor) -> Batch:
+        """Windows for given kept-trajectory positions ``traj`` and start offsets ``start`` (both (B,))."""
+        length = self.lengths[traj]
+        tlen = torch.clamp(length - start, max=self.K)  # (B,) real steps in each window
+        offs = self.arange_k - (self.K - tlen)[:, None]  # (B, K), negative = padding
+        idx = torch.where(offs >= 0, self.starts[traj][:, None] + start[:, None] + offs, self.pad_index)
+        x = self.feats[idx]  # (B, K, F)
+        S, A = self.S, self.A
+        return Batch(
+            states=x[..., :S],
+            actions=x[..., S : S + A],
+            rewards=x[..., S + A : S + A + 1],
+            returns_to_go=x[..., S + A + 1 : S + A + 2],
+            timesteps=x[..., S + A + 2].long(),
+            mask=x[..., S + A + 3],
+        )
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Draw ``batch_size`` windows (trajectory ~ length, start uniform)."""
+        traj = torch.multinomial(self.probs, batch_size, replacement=True, generator=generator)
+        u = torch.rand(batch_size, device=self.device, generator=generator)
+        start = (u * self.lengths[traj]).long()  # uniform in [0, len - 1]
+        return self.build(traj, start)

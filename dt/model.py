@@ -1,0 +1,294 @@
+"""Decision Transformer (on HuggingFace's implementation) and the MLP BC baseline.
+
+Both models share one call signature so the trainer, the policy and the
+evaluator never branch on the model type::
+
+    out = model(states, actions, returns_to_go, timesteps, mask)
+    out.actions  # (B, K, A) for DT, (B, 1, A) for BC: the prediction for the last step is out.actions[:, -1]
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
+from transformers.utils import logging as hf_logging
+
+hf_logging.set_verbosity_error()  # the DT config inherits GPT-2 token ids that warn for vocab_size=1
+
+MODEL_TYPES = ("dt", "bc")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a model; defaults are the paper's Hopper settings.
+
+    Attributes:
+        model_type: ``dt`` (Decision Transformer) or ``bc`` (MLP behaviour cloning).
+        state_dim: Observation size.
+        act_dim: Action size.
+        context_len: K, timesteps of context (DT: 3K tokens; BC: K states).
+        embed_dim: Hidden size.
+        n_layer: Transformer blocks (DT) or hidden layers (BC).
+        n_head: Attention heads.
+        n_inner: Feed-forward width of a transformer block.
+        activation: Feed-forward activation.
+        dropout: Dropout on embeddings, attention and residuals.
+        max_ep_len: Size of the timestep embedding table.
+        action_tanh: Squash predicted actions into [-1, 1].
+    """
+
+    model_type: str = "dt"
+    state_dim: int = 11
+    act_dim: int = 3
+    context_len: int = 20
+    embed_dim: int = 128
+    n_layer: int = 3
+    n_head: int = 1
+    n_inner: int = 512
+    activation: str = "relu"
+    dropout: float = 0.1
+    max_ep_len: int = 1000
+    action_tanh: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"unknown model_type {self.model_type!r}; known: {', '.join(MODEL_TYPES)}")
+        if self.embed_dim % self.n_head:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_head {self.n_head}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def hf_config(self) -> DecisionTransformerConfig:
+        return DecisionTransformerConfig(
+            state_dim=self.state_dim,
+            act_dim=self.act_dim,
+            hidden_size=self.embed_dim,
+            max_ep_len=self.max_ep_len,
+            action_tanh=self.action_tanh,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_inner=self.n_inner,
+            activation_function=self.activation,
+            n_positions=1024,
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            attn_implementation="sdpa",
+        )
+
+
+@dataclass
+class ModelOutput:
+    """Predicted actions and, when asked for, attention weights.
+
+    Attributes:
+        actions: (B, K, A) for DT, (B, 1, A) for BC.
+        attentions: One (B, n_head, 3K, 3K) tensor per layer, or None.
+    """
+
+    actions: torch.Tensor
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class DecisionTransformer(nn.Module):
+    """GPT-2 over (R_1, s_1, a_1, R_2, ...) tokens; the action is read from each state token.
+
+    The network is transformers' ``DecisionTransformerModel`` (kept as
+    ``self.hf`` so weights saved with ``save_pretrained`` load directly).
+    Deviation from the reference: HF's GPT-2 adds its position embedding at
+    position 0 to every token, a learned constant bias; the reference removed
+    the position embedding. The timestep embedding carries order in both.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.hf = DecisionTransformerModel(config.hf_config())
+        self._attn_lock = threading.Lock()
+        self.fast = True  # use the lean forward for actions; False runs transformers' forward
+
+    @classmethod
+    def from_hf(cls, hf_model: DecisionTransformerModel, context_len: int = 20) -> DecisionTransformer:
+        """Wrap a ``DecisionTransformerModel`` (e.g. from ``from_pretrained``)."""
+        c = hf_model.config
+        cfg = ModelConfig(
+            model_type="dt",
+            state_dim=c.state_dim,
+            act_dim=c.act_dim,
+            context_len=context_len,
+            embed_dim=c.hidden_size,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_inner=c.n_inner or 4 * c.hidden_size,
+            activation=c.activation_function,
+            dropout=c.resid_pdrop,
+            max_ep_len=c.max_ep_len,
+            action_tanh=c.action_tanh,
+        )
+        m = cls(cfg)
+        m.hf.load_state_dict(hf_model.state_dict())
+        return m
+
+    @contextmanager
+    def _eager_attention(self):
+        # sdpa returns no attention weights, so switch to the eager kernel for
+        # this call only; the lock keeps concurrent callers (app sessions
+        # sharing a cached model) from switching it back under each other.
+        with self._attn_lock:
+            self.hf.set_attn_implementation("eager")
+            try:
+                yield
+            finally:
+                self.hf.set_attn_implementation("sdpa")
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        output_attentions: bool = False,
+        last_only: bool = False,
+    ) -> ModelOutput:
+        """Predict actions from (B, K, ·) inputs; ``mask`` (B, K) is 1 on real steps.
+
+        ``last_only`` computes only the last step's action (B, 1, A), as acting needs.
+        """
+        kwargs = dict(
+            states=states,
+            actions=actions,
+            rewards=None,
+            returns_to_go=returns_to_go,
+            timesteps=timesteps,
+            attention_mask=mask,
+            return_dict=True,
+        )
+        if output_attentions:
+            with self._eager_attention():
+                out = self.hf(**kwargs, output_attentions=True)
+            preds = out.action_preds[:, -1:] if last_only else out.action_preds
+            return ModelOutput(preds, tuple(out.attentions))
+        if self.fast:
+            return ModelOutput(self._fast_actions(states, actions, returns_to_go, timesteps, mask, last_only))
+        preds = self.hf(**kwargs).action_preds
+        return ModelOutput(preds[:, -1:] if last_only else preds)
+
+    def _fast_actions(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Same function as ``self.hf(...).action_preds`` with the same weights, less work.
+
+        It skips transformers' generic mask and output plumbing, the unused
+        state/return heads, and in the last block computes queries, the
+        attention output and the MLP only for the state tokens, the only ones
+        an action is read from. A test checks it against the HF forward.
+        """
+        hf, enc = self.hf, self.hf.encoder
+        b, k = states.shape[0], states.shape[1]
+        h = self.config.embed_dim
+        nh = self.config.n_head
+        t_emb = hf.embed_timestep(timesteps)  # (B, K, H)
+        x = torch.stack(
+            (hf.embed_return(returns_to_go) + t_emb, hf.embed_state(states) + t_emb, hf.embed_action(actions) + t_emb),
+            dim=2,
+        ).reshape(b, 3 * k, h)  # (B, 3K, H): R_1, s_1, a_1, R_2, ...
+        x = hf.embed_ln(x) + enc.wpe.weight[0]  # HF adds position embedding 0 to every token
+        x = enc.drop(x)
+
+        # Causal mask plus key padding; a padded query may see itself so no softmax row is empty.
+        n = 3 * k
+        valid = mask.bool().repeat_interleave(3, dim=1)  # (B, 3K)
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        eye = torch.eye(n, dtype=torch.bool, device=x.device)
+        attn_mask = (causal & (valid[:, None, :] | eye))[:, None]  # (B, 1, 3K, 3K)
+        p_drop = enc.h[0].attn.attn_dropout.p if self.training else 0.0
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, H/nh)
+            return t.reshape(b, t.shape[1], nh, h // nh).transpose(1, 2)
+
+        last = len(enc.h) - 1
+        for i, blk in enumerate(enc.h):
+            a = blk.attn
+            y = blk.ln_1(x)
+            q, kk, v = a.c_attn(y).split(h, dim=2)  # (B, 3K, H) each
+            if i == last:  # only state-token queries (or the last one) are needed from here on
+                sel = slice(n - 2, n - 1) if last_only else slice(1, None, 3)
+                x, q, m = x[:, sel], q[:, sel], attn_mask[:, :, sel]
+            else:
+                m = attn_mask
+            o = F.scaled_dot_product_attention(heads(q), heads(kk), heads(v), attn_mask=m, dropout_p=p_drop)
+            o = o.transpose(1, 2).reshape(b, x.shape[1], h)  # (B, L, H)
+            x = x + a.resid_dropout(a.c_proj(o))
+            x = x + blk.mlp(blk.ln_2(x))
+        return hf.predict_action(enc.ln_f(x))  # (B, K, A)
+
+
+class MLPBC(nn.Module):
+    """Behaviour cloning: an MLP from the last K states (flattened) to the next action.
+
+    As in the reference ``MLPBCModel``: Linear, then (ReLU, Dropout, Linear) x
+    n_layer, tanh output. It reads only states, so it predicts one action.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.embed_dim
+        layers: list[nn.Module] = [nn.Linear(config.context_len * config.state_dim, h)]
+        for _ in range(config.n_layer - 1):
+            layers += [nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(h, h)]
+        layers += [nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(h, config.act_dim)]
+        if config.action_tanh:
+            layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        output_attentions: bool = False,
+        last_only: bool = False,
+    ) -> ModelOutput:
+        b = states.shape[0]
+        x = states[:, -self.config.context_len :].reshape(b, -1)  # (B, K*S)
+        return ModelOutput(self.net(x).reshape(b, 1, self.config.act_dim))
+
+
+def build_model(config: ModelConfig) -> DecisionTransformer | MLPBC:
+    """Model for ``config.model_type``."""
+    return DecisionTransformer(config) if config.model_type == "dt" else MLPBC(config)
+
+
+def action_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE on actions.
+
+    DT (pred (B, K, A)): mean over real tokens. BC (pred (B, 1, A)): the last
+    step of each window, which is always real because windows are left-padded.
+    """
+    if pred.shape[1] == 1:
+        return ((pred[:, 0].float() - target[:, -1]) ** 2).mean()
+    m = mask.unsqueeze(-1)  # (B, K, 1)
+    se = ((pred.float() - target) ** 2) * m
+    return se.sum() / (m.sum() * pred.shape[-1]).clamp(min=1.0)

@@ -1,0 +1,395 @@
+"""Training loop: AdamW, linear warm-up, grad-norm clip, masked action MSE.
+
+Reads top to bottom: config, set-up (data, model, optimiser), one step,
+evaluation, checkpointing/resume, then the loop as an iterator so that the
+CLI prints a progress bar and the app runs it step by step in a thread::
+
+    trainer = Trainer(TrainConfig(dataset="hopper-medium", max_steps=1000))
+    for progress in trainer.iterate():   # a dict every log_every steps
+        ...
+        if should_stop:
+            trainer.request_stop()         # saves, then the iterator ends
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
+from dt.data import OfflineDataset, WindowSampler, load_dataset
+from dt.data.dataset import DatasetError
+from dt.envs import get_env
+from dt.model import ModelConfig, action_loss, build_model
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """A config field whose help text becomes the CLI's ``--help``."""
+    if isinstance(default, (list, tuple, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are the paper's Hopper settings."""
+
+    dataset: str = opt("hopper-medium", "dataset name (e.g. hopper-medium) or path to a D4RL .hdf5 / Minari dir")
+    env: str = opt("", "env name; empty: taken from the dataset name")
+    model_type: str = opt("dt", "dt (Decision Transformer) or bc (MLP behaviour cloning)")
+    context_len: int = opt(20, "K, timesteps of context")
+    embed_dim: int = opt(128, "hidden size")
+    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)")
+    n_head: int = opt(1, "attention heads")
+    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim")
+    activation: str = opt("relu", "feed-forward activation")
+    dropout: float = opt(0.1, "dropout")
+    batch_size: int = opt(64, "windows per step")
+    lr: float = opt(1e-4, "AdamW learning rate")
+    weight_decay: float = opt(1e-4, "AdamW weight decay")
+    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
+    grad_clip: float = opt(0.25, "gradient-norm clip")
+    max_steps: int = opt(100_000, "gradient steps in total")
+    pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
+    delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
+    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N")
+    bf16: bool = opt(False, "bf16 autocast (fast on CUDA and CPUs with native bf16; emulated and slow on AVX2-only CPUs)")
+    seed: int = opt(0, "seed for sampling, dropout and initialisation")
+    num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
+    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
+    eval_episodes: int = opt(10, "episodes per target at each evaluation")
+    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets")
+    eval_max_steps: int = opt(0, "cap on episode length during training evaluations; 0: the env's")
+    log_every: int = opt(100, "report metrics every N steps")
+    save_every: int = opt(5_000, "save a resumable checkpoint every N steps")
+    out_dir: str = opt("runs/dt-hopper-medium", "run directory: checkpoint/, metrics.jsonl, tb/")
+    resume: bool = opt(False, "continue from out_dir/checkpoint (model, optimiser, RNG and step)")
+    gym_version: str = opt("v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)")
+    tensorboard: bool = opt(True, "write TensorBoard logs to out_dir/tb")
+
+    def model_config(self, state_dim: int, act_dim: int, max_ep_len: int) -> ModelConfig:
+        return ModelConfig(
+            model_type=self.model_type,
+            state_dim=state_dim,
+            act_dim=act_dim,
+            context_len=self.context_len,
+            embed_dim=self.embed_dim,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_inner=self.n_inner or 4 * self.embed_dim,
+            activation=self.activation,
+            dropout=self.dropout,
+            max_ep_len=max_ep_len,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Named starting points; the app offers them, the CLI takes --preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # A small DT that learns to hop within a few CPU minutes (not the paper's figures).
+    "quick": dict(
+        embed_dim=64, n_layer=2, context_len=10, lr=1e-3, warmup_steps=200, max_steps=3000,
+        eval_every=1000, eval_episodes=5, save_every=500,
+    ),
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available")
+    return dev
+
+
+def machine_info() -> dict[str, Any]:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+    info["cpu"] = platform.processor() or platform.machine()
+    info["cpus"] = os.cpu_count()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+class Trainer:
+    """Trains one model; resumable; iterate to run.
+
+    Args:
+        cfg: The run's configuration.
+        dataset: An already loaded dataset (else ``cfg.dataset`` is loaded).
+    """
+
+    def __init__(self, cfg: TrainConfig, dataset: OfflineDataset | None = None) -> None:
+        self.cfg = cfg
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = resolve_device(cfg.device)
+        self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
+        self.spec = get_env(cfg.env or self.ds.name)
+        if self.ds.state_dim != self.spec.state_dim or self.ds.act_dim != self.spec.act_dim:
+            raise DatasetError(
+                f"{self.ds.source}: state/action size {self.ds.state_dim}/{self.ds.act_dim} does not fit "
+                f"{self.spec.name} ({self.spec.state_dim}/{self.spec.act_dim})"
+            )
+        self.scale = cfg.scale or self.spec.scale
+        self.out_dir = Path(cfg.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoint"
+
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.sampler = WindowSampler(
+            self.ds,
+            context_len=cfg.context_len,
+            scale=self.scale,
+            max_ep_len=self.spec.max_ep_len,
+            pct_traj=cfg.pct_traj,
+            delayed=cfg.delayed,
+            device=self.device,
+        )
+        self.model_cfg = cfg.model_config(self.spec.state_dim, self.spec.act_dim, self.spec.max_ep_len)
+        self.model = build_model(self.model_cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.wall_time = 0.0
+        self.eval_history: list[dict[str, Any]] = []
+        self.dataset_hash = self.ds.content_hash()
+        self._stop = threading.Event()
+        if cfg.resume:
+            self._restore()
+
+    # ---- one step -----------------------------------------------------------------
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up as the reference's LambdaLR: lr * min((step + 1) / warmup, 1)."""
+        return self.cfg.lr * min((step + 1) / max(self.cfg.warmup_steps, 1), 1.0)
+
+    def train_step(self) -> dict[str, float]:
+        """One gradient step on a fresh batch."""
+        self.model.train()
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        b = self.sampler.sample(self.cfg.batch_size, self.gen)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            out = self.model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
+        loss = action_loss(out.actions, b.actions, b.mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    # ---- evaluation and checkpoints -----------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        mean, std = self.sampler.state_mean, self.sampler.state_std
+        return {
+            "env": self.spec.name,
+            "gym_id": self.spec.gym_id(self.cfg.gym_version),
+            "dataset": {
+                "name": self.ds.name,
+                "kind": self.ds.kind,
+                "source": self.ds.source,
+                "sha256": self.dataset_hash,
+                "episodes": self.ds.num_episodes,
+                "transitions": self.ds.num_transitions,
+                "return_min": float(self.ds.episode_returns().min()),
+                "return_mean": float(self.ds.episode_returns().mean()),
+                "return_max": float(self.ds.episode_returns().max()),
+            },
+            "state_mean": mean.tolist(),
+            "state_std": std.tolist(),
+            "scale": self.scale,
+            "max_ep_len": self.spec.max_ep_len,
+            "step": self.step,
+            "train": self.cfg.to_dict(),
+            "eval": self.eval_history[-1]["results"] if self.eval_history else [],
+            "eval_history": self.eval_history,
+            "wall_time_s": round(self.wall_time, 1),
+            "machine": machine_info(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def checkpoint(self) -> Checkpoint:
+        """The current model as an in-memory checkpoint (shares the live weights)."""
+        return Checkpoint(model=self.model, config=self.model_cfg, meta=self.meta(), path=None)
+
+    def evaluate(self) -> dict[str, Any]:
+        from dt.evaluate import evaluate
+
+        cfg = self.cfg
+        targets = cfg.eval_targets or list(self.spec.targets)
+        self.model.eval()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            res = evaluate(
+                self.checkpoint(),
+                targets,
+                episodes=cfg.eval_episodes,
+                seed=10_000 + cfg.seed,
+                gym_version=cfg.gym_version,
+                max_steps=cfg.eval_max_steps or None,
+            )
+        entry = {"step": self.step, "seconds": round(time.perf_counter() - t0, 1), "results": [r.as_dict() for r in res]}
+        self.eval_history.append(entry)
+        return entry
+
+    def save(self) -> Path:
+        tensors: dict[str, torch.Tensor] = {
+            "rng.torch": torch.get_rng_state(),
+            "rng.sampler": self.gen.get_state().cpu(),
+        }
+        opt_json: dict[str, Any] = {"param_groups": [], "step": self.step, "wall_time": self.wall_time}
+        sd = self.optimizer.state_dict()
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+        opt_json["param_groups"] = sd["param_groups"]
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
+
+    def _restore(self) -> None:
+        ck = load_checkpoint(self.ckpt_dir)  # raises a one-line CheckpointError if absent/damaged
+        if ck.config != self.model_cfg:
+            raise ValueError(f"{self.ckpt_dir}: saved model config differs from this run's; use another --out-dir")
+        self.model.load_state_dict(ck.model.state_dict())
+        state = load_trainer_state(self.ckpt_dir)
+        if state is None:
+            raise ValueError(f"{self.ckpt_dir}: no trainer state to resume from")
+        tensors, js = state
+        sd = {"param_groups": js["param_groups"], "state": {}}
+        for key, v in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                sd["state"].setdefault(int(pid), {})[name] = v.to(self.device) if name != "step" else v
+        self.optimizer.load_state_dict(sd)
+        torch.set_rng_state(tensors["rng.torch"])
+        self.gen.set_state(tensors["rng.sampler"].to(self.gen.device) if self.device.type == "cuda" else tensors["rng.sampler"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.step = int(js["step"])
+        self.wall_time = float(js.get("wall_time", 0.0))
+        self.eval_history = list(ck.meta.get("eval_history", []))
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask a running ``iterate`` to save and end after the current step (thread-safe)."""
+        self._stop.set()
+
+    def iterate(self) -> Iterator[dict[str, Any]]:
+        """Run to ``max_steps``, yielding progress every ``log_every`` steps and after each evaluation.
+
+        Progress dicts hold ``step``, ``max_steps``, ``loss``, ``lr``, ``grad_norm``,
+        ``steps_per_s``, ``samples_per_s``, ``eta_s`` and, after an evaluation, ``eval``.
+        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard.
+        """
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        writer = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
+        log = open(self.out_dir / "metrics.jsonl", "a")
+        losses: list[float] = []
+        t_last, s_last = time.perf_counter(), self.step
+        rate = 0.0
+        try:
+            while self.step < cfg.max_steps and not self._stop.is_set():
+                t0 = time.perf_counter()
+                m = self.train_step()
+                self.wall_time += time.perf_counter() - t0
+                losses.append(m["loss"])
+                rec: dict[str, Any] | None = None
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    now = time.perf_counter()
+                    rate = (self.step - s_last) / max(now - t_last, 1e-9)
+                    t_last, s_last = now, self.step
+                    rec = {
+                        "step": self.step,
+                        "max_steps": cfg.max_steps,
+                        "loss": float(np.mean(losses)),
+                        "lr": m["lr"],
+                        "grad_norm": m["grad_norm"],
+                        "steps_per_s": rate,
+                        "samples_per_s": rate * cfg.batch_size,
+                        "eta_s": (cfg.max_steps - self.step) / max(rate, 1e-9),
+                    }
+                    losses = []
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.max_steps:
+                    ev = self.evaluate()
+                    rec = rec or {"step": self.step, "max_steps": cfg.max_steps}
+                    rec["eval"] = ev
+                    t_last = time.perf_counter()  # evaluation time is not training speed
+                if rec is not None:
+                    self._log(rec, log, writer)
+                    yield rec
+                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+                    self.save()
+            if self._stop.is_set():
+                self.save()
+        finally:
+            log.close()
+            if writer:
+                writer.close()
+
+    def _log(self, rec: dict[str, Any], log, writer) -> None:
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if writer is None:
+            return
+        for k in ("loss", "lr", "grad_norm", "steps_per_s"):
+            if k in rec:
+                writer.add_scalar(f"train/{k}", rec[k], rec["step"])
+        for r in rec.get("eval", {}).get("results", []):
+            writer.add_scalar(f"eval/return_{r['target']:.0f}", r["return_mean"], rec["step"])
+            writer.add_scalar(f"eval/normalized_{r['target']:.0f}", r["normalized_mean"], rec["step"])
+
+    def run(self, callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> Checkpoint:
+        """Train to the end (or until stopped); returns the final checkpoint as saved."""
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True)
+        for rec in self.iterate():
+            if bar:
+                bar.update(rec["step"] - bar.n)
+                post = {"loss": f"{rec.get('loss', float('nan')):.4f}", "samples/s": f"{rec.get('samples_per_s', 0):.0f}"}
+                if "eval" in rec:
+                    r0 = rec["eval"]["results"][0]
+                    post["score"] = f"{r0['normalized_mean']:.1f}"
+                bar.set_postfix(post)
+            if callback:
+                callback(rec)
+        if bar:
+            bar.close()
+        return load_checkpoint(self.ckpt_dir, device=self.device)
+
+
+def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return replace(cfg, **PRESETS[preset])
+
+
+def config_fields() -> list:
+    return list(fields(TrainConfig))
