@@ -1,0 +1,452 @@
+"""What the pages share: where checkpoints live, cached loaders, and the one typed session object.
+
+Caching follows the Streamlit rules in DESIGN.md: models (and datasets, which
+are large and read-only) go through ``st.cache_resource`` and are never
+mutated; rollouts, videos and sweeps are plain data and go through
+``st.cache_data``, keyed by the checkpoint path plus the mtime of its
+``checkpoint.json`` (so a run that saves again is read again).
+
+Configuration (environment variables, read on every call so tests can point
+the app at temporary directories):
+
+- ``DT_CHECKPOINT_DIRS``: shipped-checkpoint roots, ``os.pathsep``-separated
+  (default ``<repo>/checkpoints``); each holds ``<name>/checkpoint.json``.
+- ``DT_RUNS_DIR``: training runs (default ``<repo>/runs``); a run's
+  checkpoint is ``<run>/checkpoint``. Runs started in the app go here too,
+  and uploaded checkpoints go to ``<runs>/uploads/<name>``.
+- ``DT_MAX_STEPS``: optional episode-length cap for every rollout in the app
+  (tests and slow machines); default the env's (1000 for Hopper).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import streamlit as st
+
+from dt.checkpoint import META_FILE, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
+from dt.data import KNOWN_DATASETS, DatasetError, OfflineDataset, load_dataset, locate
+from dt.envs import get_env
+
+if TYPE_CHECKING:
+    from app.jobs import TrainJob
+    from dt.evaluate import Rollout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Video settings: the renderer's fast scene at a real-time stride (see dt.render).
+VIDEO_SIZE = 480
+VIDEO_FPS = 30.0
+GIF_SIZE = 240
+GIF_FPS = 16.0
+
+
+# --------------------------------------------------------------------------- #
+# Where things live
+# --------------------------------------------------------------------------- #
+
+
+def checkpoint_dirs() -> list[Path]:
+    raw = os.environ.get("DT_CHECKPOINT_DIRS")
+    if raw:
+        return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+    return [ROOT / "checkpoints"]
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("DT_RUNS_DIR") or ROOT / "runs").expanduser()
+
+
+def uploads_dir() -> Path:
+    return runs_dir() / "uploads"
+
+
+def max_steps_cap() -> int | None:
+    raw = os.environ.get("DT_MAX_STEPS", "")
+    return int(raw) if raw.strip() else None
+
+
+def mtime(path: str | Path) -> float:
+    """Modification time of a checkpoint's metadata (0 if absent): part of every cache key."""
+    try:
+        return (Path(path) / META_FILE).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# --------------------------------------------------------------------------- #
+# The picker's entries (metadata only; no model is built to list them)
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint on disk, described from its ``checkpoint.json``."""
+
+    path: str
+    source: str  # "shipped", "run" or "upload"
+    env: str
+    model_type: str
+    dataset: str
+    step: int
+    score: float | None  # D4RL normalized score at the first evaluation target
+    score_target: float | None
+    return_min: float | None = None
+    return_mean: float | None = None
+    return_max: float | None = None
+
+    @property
+    def name(self) -> str:
+        p = Path(self.path)
+        return p.parent.name if p.name == "checkpoint" else p.name
+
+    @property
+    def label(self) -> str:
+        score = f", score {self.score:.1f} @ {self.score_target:.0f}" if self.score is not None else ", not evaluated"
+        return f"{self.name} · {self.model_type.upper()} · {self.env} · {self.dataset} · {self.step:,} steps{score}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
+    try:
+        meta = json.loads((Path(path) / META_FILE).read_text())
+        ds = meta.get("dataset") or {}
+        ev = meta.get("eval") or []
+        first = ev[0] if ev else None
+        return CheckpointEntry(
+            path=path,
+            source=source,
+            env=str(meta["env"]),
+            model_type=str((meta.get("model") or {}).get("model_type", "dt")),
+            dataset=str(ds.get("name", "?")),
+            step=int(meta.get("step", 0)),
+            score=float(first["normalized_mean"]) if first else None,
+            score_target=float(first["target"]) if first else None,
+            return_min=ds.get("return_min"),
+            return_mean=ds.get("return_mean"),
+            return_max=ds.get("return_max"),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable: not offered (loading it would fail with a clear message anyway)
+
+
+def discover_checkpoints() -> list[CheckpointEntry]:
+    """Shipped checkpoints first (DT before BC), then runs (newest first), then uploads."""
+    found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
+    runs = runs_dir()
+    if runs.is_dir():
+        run_ckpts = [d / "checkpoint" for d in runs.iterdir() if (d / "checkpoint" / META_FILE).exists()]
+        run_ckpts.sort(key=lambda p: mtime(p), reverse=True)
+        found += [(p, "run") for p in run_ckpts]
+    found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
+    entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
+    shipped = [e for e in entries if e is not None and e.source == "shipped"]
+    shipped.sort(key=lambda e: (e.model_type != "dt", e.name))
+    rest = [e for e in entries if e is not None and e.source != "shipped"]
+    return shipped + rest
+
+
+# --------------------------------------------------------------------------- #
+# Cached loaders
+# --------------------------------------------------------------------------- #
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load(path: str, _mtime: float) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+def load(path: str, env: str | None = None) -> Checkpoint:
+    """The checkpoint at ``path``, loaded once per version and shared read-only.
+
+    Raises:
+        CheckpointError: missing, damaged, or (with ``env``) for another env.
+    """
+    ck = _load(str(path), mtime(path))
+    if env is not None and get_env(env).name != ck.env_name:
+        # The same one-line message load_checkpoint(path, env=...) gives, without loading twice.
+        raise CheckpointError(f"{path}: checkpoint is for {ck.env_name}, not {get_env(env).name}")
+    return ck
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def rollout_data(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> Rollout:
+    """One episode (no attention), cached per (checkpoint version, target, seed, cap)."""
+    from dt.evaluate import rollout
+
+    return rollout(load(path), float(target), seed=int(seed), max_steps=max_steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
+    """Real-time H.264 MP4 of recorded states (rendered on dt.render's GL thread)."""
+    from dt.render import render_mp4
+
+    return render_mp4(env, qpos, qvel, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def video_gif(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
+    """A small looping GIF of recorded states."""
+    from dt.render import gif_bytes, playback_fps, realtime_stride, render_frames
+
+    stride = realtime_stride(env, GIF_FPS)
+    frames = render_frames(env, qpos, qvel, width=GIF_SIZE, height=GIF_SIZE, stride=stride)
+    return gif_bytes(frames, fps=playback_fps(env, stride), width=GIF_SIZE)
+
+
+@dataclass
+class Episode:
+    """A rollout plus its video: what the Playground and Side-by-side pages show."""
+
+    rollout: Rollout
+    mp4: bytes
+    env: str
+    rollout_s: float
+    render_s: float
+
+    @property
+    def normalized(self) -> float:
+        return float(get_env(self.env).normalized_score(self.rollout.total_return))
+
+
+def episode(path: str, target: float, seed: int, max_steps: int | None = None) -> Episode:
+    """Roll out and render (each step cached); timings are those of the first computation."""
+    ck = load(path)
+    cap = max_steps or max_steps_cap()
+    t0 = time.perf_counter()
+    r = rollout_data(str(path), mtime(path), float(target), int(seed), cap)
+    t1 = time.perf_counter()
+    mp4 = video_mp4(ck.env_name, r.qpos, r.qvel)
+    t2 = time.perf_counter()
+    return Episode(r, mp4, ck.env_name, t1 - t0, t2 - t1)
+
+
+@dataclass
+class AttentionData:
+    """Attention of every step of one episode.
+
+    Attributes:
+        attn: (T, layers, heads, 3K, 3K) float16; row/column order (R_1, s_1, a_1, R_2, ...).
+        timesteps: (T, K) env timestep of each context slot.
+        mask: (T, K) 1 for real slots, 0 for left padding.
+        rewards: (T,) reward per step.
+        total_return: Achieved return.
+    """
+
+    attn: np.ndarray
+    timesteps: np.ndarray
+    mask: np.ndarray
+    rewards: np.ndarray
+    total_return: float
+
+    @property
+    def length(self) -> int:
+        return int(self.attn.shape[0])
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> AttentionData | None:
+    """The episode re-run with attention recorded (None for models without attention, e.g. BC)."""
+    from dt.evaluate import rollout
+
+    ck = load(path)
+    if ck.config.model_type != "dt":
+        return None
+    r = rollout(ck, float(target), seed=int(seed), max_steps=max_steps, record_attention=True)
+    attn = np.stack([np.stack(step) for step in r.attentions]).astype(np.float16)  # (T, L, H, 3K, 3K)
+    return AttentionData(
+        attn=attn,
+        timesteps=np.stack([c["timesteps"] for c in r.contexts]),
+        mask=np.stack([c["mask"] for c in r.contexts]),
+        rewards=r.rewards,
+        total_return=r.total_return,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sweep_data(path: str, _mtime: float, targets: tuple[float, ...], episodes: int, seed: int, max_steps: int | None) -> list[dict[str, Any]]:
+    """Achieved return per target (``dt.evaluate.target_sweep``), cached per checkpoint + args."""
+    from dt.evaluate import target_sweep
+
+    return [r.as_dict() for r in target_sweep(load(path), list(targets), episodes=episodes, seed=seed, max_steps=max_steps)]
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def available_datasets() -> list[tuple[str, str, str]]:
+    """(name, kind, path) of every known dataset found on disk."""
+    out = []
+    for name in KNOWN_DATASETS:
+        try:
+            loc = locate(name)
+        except DatasetError:
+            continue
+        out.append((name, loc.kind, str(loc.path)))
+    return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def dataset(name_or_path: str) -> OfflineDataset:
+    """A dataset, read once and shared read-only (large arrays: not copied per rerun)."""
+    return load_dataset(name_or_path)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dataset_episode_mp4(name_or_path: str, index: int) -> bytes:
+    ds = dataset(name_or_path)
+    ep = ds.episode(index)
+    if "qpos" not in ep:
+        raise DatasetError(f"{ds.source}: has no infos/qpos and infos/qvel, so its episodes cannot be replayed")
+    env = ds.name.split("-")[0] if ds.name.split("-")[0] in ("hopper", "halfcheetah", "walker2d") else "hopper"
+    return video_mp4(env, np.asarray(ep["qpos"]), np.asarray(ep["qvel"]))
+
+
+# --------------------------------------------------------------------------- #
+# Upload of a zipped checkpoint directory
+# --------------------------------------------------------------------------- #
+
+MAX_UPLOAD_BYTES = 512 << 20
+
+
+def install_upload(name: str, data: bytes, env: str | None = None) -> Path:
+    """Unpack a zipped checkpoint directory into the uploads folder and check that it loads.
+
+    The zip may hold the files at its top level or inside one folder.
+
+    Raises:
+        CheckpointError: not a zip, unsafe paths, no checkpoint inside, or one that does not load.
+    """
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).stem).strip(".-") or "upload"
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{name}: not a zip file; zip the checkpoint directory and upload that") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+        if sum(m.file_size for m in members) > MAX_UPLOAD_BYTES:
+            raise CheckpointError(f"{name}: unpacks to more than {MAX_UPLOAD_BYTES >> 20} MB")
+        for m in members:
+            parts = Path(m.filename).parts
+            if Path(m.filename).is_absolute() or ".." in parts:
+                raise CheckpointError(f"{name}: unsafe path {m.filename!r} in zip")
+        metas = [m for m in members if Path(m.filename).name in (META_FILE, "config.json")]
+        if not metas:
+            raise CheckpointError(f"{name}: no {META_FILE} (or config.json) in the zip; is it a checkpoint directory?")
+        prefix = min((Path(m.filename).parent for m in metas), key=lambda p: len(p.parts))
+        dest = uploads_dir() / f"{stem}-{uuid.uuid4().hex[:6]}"
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            for m in members:
+                rel = Path(m.filename)
+                if prefix.parts and rel.parts[: len(prefix.parts)] != prefix.parts:
+                    continue
+                out = tmp.joinpath(*rel.parts[len(prefix.parts) :])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(zf.read(m))
+            load_checkpoint(tmp, env=env)  # validate before it appears in the picker
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if not (tmp / META_FILE).exists():
+        # A save_pretrained directory: give it our metadata so the picker can list it.
+        ck = load_checkpoint(tmp)
+        (tmp / META_FILE).write_text(json.dumps(ck.meta, indent=2) + "\n")
+    os.replace(tmp, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- #
+# The session object
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Session:
+    """Everything one browser session chose; one object instead of loose session-state keys.
+
+    Widgets keep their own keyed state while shown; pages copy values in and
+    out of this object so choices survive page switches.
+    """
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    env: str = "hopper"
+    checkpoint: str | None = None
+    target: float | None = None
+    seed: int = 0
+    attention_step: int = 0
+    compare_target: float | None = None
+    side_mode: str = "Two targets"
+    side_checkpoint: str | None = None
+    side_targets: tuple[float, float] | None = None
+    dataset: str | None = None
+    train_job: TrainJob | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def new_seed(self) -> None:
+        self.seed = random.randrange(10_000)
+
+
+def session() -> Session:
+    if "dt" not in st.session_state:
+        st.session_state["dt"] = Session()
+    return st.session_state["dt"]
+
+
+def widget_default(key: str, value: Any) -> str:
+    """Seed a keyed widget's state from the session object the first time it is drawn; return the key."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+# --------------------------------------------------------------------------- #
+# Small shared helpers for pages
+# --------------------------------------------------------------------------- #
+
+
+def current_checkpoint(show_errors: bool = True) -> Checkpoint | None:
+    """The session's chosen checkpoint, loaded for the session's env; errors go in the page."""
+    s = session()
+    if not s.checkpoint:
+        return None
+    try:
+        return load(s.checkpoint, s.env)
+    except CheckpointError as e:
+        if show_errors:
+            st.error(str(e).splitlines()[0])
+        return None
+
+
+def target_range(ck: Checkpoint) -> tuple[float, float]:
+    """Slider bounds: 0 to a round number above the paper's targets and the dataset's best return."""
+    spec = get_env(ck.env_name)
+    hi = max([*spec.targets, float(ck.meta.get("dataset", {}).get("return_max") or 0.0)]) * 1.25
+    step = 10 ** max(2, int(np.log10(max(hi, 1))) - 1)
+    return 0.0, float(np.ceil(hi / step) * step)
+
+
+def default_target(ck: Checkpoint) -> float:
+    """The env's first paper target (3600 for Hopper), as the paper evaluates."""
+    return float(get_env(ck.env_name).targets[0])
+
+
+def no_checkpoint_message() -> None:
+    st.info(
+        "No checkpoint found. Train one on the **Train** page, or from a terminal:\n\n"
+        "```\npython -m dt data generate hopper-medium\n"
+        "python -m dt train --preset quick --dataset hopper-medium --out-dir runs/my-first-dt\n```\n\n"
+        f"The app looks in {', '.join(str(p) for p in checkpoint_dirs())} (shipped), "
+        f"{runs_dir()}/*/checkpoint (runs) and {uploads_dir()} (uploads)."
+    )

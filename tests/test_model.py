@@ -1,0 +1,133 @@
+"""Models: causality, the lean forward equals transformers' forward, attention, BC, save_pretrained."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dt.model import ModelConfig, action_loss, build_model
+
+
+def inputs(b=4, k=20, s=11, a=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(b, k)
+    mask[0, :7] = 0  # one left-padded window
+    return (
+        torch.randn(b, k, s, generator=g), torch.rand(b, k, a, generator=g) * 2 - 1,
+        torch.randn(b, k, 1, generator=g), torch.randint(0, 1000, (b, k), generator=g), mask,
+    )
+
+
+@pytest.fixture(scope="module")
+def dt_model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig()).eval()
+
+
+def test_paper_defaults(dt_model):
+    c = dt_model.hf.config
+    assert (c.hidden_size, c.n_layer, c.n_head, c.n_inner, c.activation_function) == (128, 3, 1, 512, "relu")
+    assert c.resid_pdrop == c.attn_pdrop == c.embd_pdrop == 0.1 and c.action_tanh
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_causal_later_tokens_never_change_earlier_predictions(dt_model, fast):
+    dt_model.fast = fast
+    s, a, r, t, m = inputs()
+    with torch.no_grad():
+        base = dt_model(s, a, r, t, m).actions
+        for j in (5, 12, 19):
+            s2, a2, r2 = s.clone(), a.clone(), r.clone()
+            s2[:, j:] += 3.0
+            r2[:, j:] -= 2.0
+            a2[:, j - 1 :] = -a2[:, j - 1 :]  # also a_{j-1}: it comes after s_{j-1}
+            out = dt_model(s2, a2, r2, t, m).actions
+            torch.testing.assert_close(out[1:, :j], base[1:, :j])
+            assert not torch.allclose(out[1:, j:], base[1:, j:])
+    dt_model.fast = True
+
+
+def test_fast_forward_equals_transformers_forward(dt_model):
+    s, a, r, t, m = inputs()
+    with torch.no_grad():
+        dt_model.fast = True
+        fast = dt_model(s, a, r, t, m).actions
+        last = dt_model(s, a, r, t, m, last_only=True).actions
+        dt_model.fast = False
+        ref = dt_model(s, a, r, t, m).actions
+        dt_model.fast = True
+    valid = m.bool()
+    torch.testing.assert_close(fast[valid], ref[valid], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(last[:, 0], ref[:, -1], atol=1e-6, rtol=1e-5)
+
+
+def test_padding_does_not_change_real_predictions(dt_model):
+    s, a, r, t, m = inputs()
+    s2, a2 = s.clone(), a.clone()
+    s2[0, :7] = 123.0  # padded positions of window 0
+    a2[0, :7] = -10.0
+    with torch.no_grad():
+        torch.testing.assert_close(dt_model(s, a, r, t, m).actions[0, 7:], dt_model(s2, a2, r, t, m).actions[0, 7:])
+
+
+def test_attention_weights_on_request(dt_model):
+    s, a, r, t, m = inputs(b=2)
+    with torch.no_grad():
+        out = dt_model(s, a, r, t, m, output_attentions=True)
+        plain = dt_model(s, a, r, t, m)
+    assert len(out.attentions) == 3 and out.attentions[0].shape == (2, 1, 60, 60)
+    att = out.attentions[0][1, 0]
+    torch.testing.assert_close(att.sum(-1), torch.ones(60))
+    assert torch.triu(att, diagonal=1).abs().max() == 0  # causal
+    valid = m.bool()  # padded positions' outputs are unused and differ between kernels
+    torch.testing.assert_close(out.actions[valid], plain.actions[valid], atol=1e-6, rtol=1e-5)
+    assert dt_model.hf.config._attn_implementation == "sdpa"  # switched back for speed
+
+
+def test_training_grad_flows_and_masked_loss():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig()).train()
+    s, a, r, t, mask = inputs()
+    out = m(s, a, r, t, mask)
+    loss = action_loss(out.actions, a, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and m.hf.embed_state.weight.grad.abs().sum() > 0
+    # The loss ignores padded steps.
+    a2 = a.clone()
+    a2[0, :7] = 5.0
+    assert action_loss(out.actions, a2, mask).item() == pytest.approx(loss.item())
+
+
+def test_bc_reads_last_k_states_only():
+    torch.manual_seed(0)
+    cfg = ModelConfig(model_type="bc", context_len=20)
+    m = build_model(cfg).eval()
+    s, a, r, t, mask = inputs()
+    out = m(s, a, r, t, mask).actions
+    assert out.shape == (4, 1, 3) and out.abs().max() <= 1
+    with torch.no_grad():
+        torch.testing.assert_close(m(s, a * 0, r * 5, t, mask).actions, out)  # ignores actions and returns
+    loss = action_loss(out, a, mask)
+    assert loss.item() == pytest.approx(((out[:, 0] - a[:, -1]) ** 2).mean().item())
+
+
+def test_unknown_model_type():
+    with pytest.raises(ValueError, match="unknown model_type 'xx'; known: dt, bc"):
+        ModelConfig(model_type="xx")
+
+
+def test_save_pretrained_directory_loads(tmp_path, dt_model):
+    from dt.checkpoint import load_checkpoint
+
+    d = tmp_path / "hf"
+    dt_model.hf.save_pretrained(d)
+    with pytest.raises(Exception, match="normalization.json"):
+        load_checkpoint(d)
+    (d / "normalization.json").write_text(json.dumps({"state_mean": [0.0] * 11, "state_std": [1.0] * 11, "env": "hopper"}))
+    ck = load_checkpoint(d)
+    s, a, r, t, m = inputs()
+    with torch.no_grad():
+        np.testing.assert_allclose(ck.model(s, a, r, t, m).actions.numpy(), dt_model(s, a, r, t, m).actions.numpy())

@@ -1,0 +1,117 @@
+"""Trainer and CLI: a real few-step run on Hopper, exact resume, logs, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from dt.checkpoint import load_checkpoint
+from dt.train import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_cfg(dataset: str, out: Path, **kw) -> TrainConfig:
+    base = TrainConfig(
+        dataset=dataset, embed_dim=32, n_layer=2, context_len=5, max_steps=12, warmup_steps=4, eval_every=0,
+        eval_episodes=2, eval_max_steps=20, log_every=3, save_every=6, out_dir=str(out), tensorboard=False,
+        num_threads=1,
+    )
+    return replace(base, **kw)
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dt", *args], capture_output=True, text=True, env=e, cwd=ROOT, timeout=300)
+
+
+def test_resume_continues_exactly(tmp_path, tiny_dataset):
+    straight = Trainer(small_cfg(tiny_dataset.source, tmp_path / "a"), tiny_dataset)
+    list(straight.iterate())
+    first = Trainer(small_cfg(tiny_dataset.source, tmp_path / "b", max_steps=6), tiny_dataset)
+    list(first.iterate())
+    resumed = Trainer(small_cfg(tiny_dataset.source, tmp_path / "b", resume=True), tiny_dataset)
+    assert resumed.step == 6
+    list(resumed.iterate())
+    for (k, v), (_, w) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [3, 6, 9, 12]
+
+
+def test_stop_request_saves(tmp_path, tiny_dataset):
+    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / "s", max_steps=1000, save_every=1000), tiny_dataset)
+    for rec in tr.iterate():
+        if rec["step"] >= 3:
+            tr.request_stop()
+    assert load_checkpoint(tmp_path / "s" / "checkpoint").step == 3
+
+
+def test_warmup_schedule(tiny_dataset, tmp_path):
+    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path, lr=1e-4, warmup_steps=10), tiny_dataset)
+    assert tr.lr_at(0) == pytest.approx(1e-5) and tr.lr_at(9) == pytest.approx(1e-4) and tr.lr_at(500) == 1e-4
+
+
+def test_bc_and_pct_bc_through_the_same_trainer(tmp_path, tiny_dataset):
+    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / "bc", model_type="bc", pct_traj=0.1), tiny_dataset)
+    list(tr.iterate())
+    ck = load_checkpoint(tmp_path / "bc" / "checkpoint")
+    assert ck.config.model_type == "bc" and ck.meta["train"]["pct_traj"] == 0.1
+    assert tr.sampler.num_timesteps <= 0.1 * tiny_dataset.num_transitions + 1000
+
+
+def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
+    out = tmp_path / "run"
+    r = run_cli(
+        "train", "--dataset", str(tiny_d4rl), "--embed-dim", "32", "--n-layer", "2", "--context-len", "5",
+        "--max-steps", "10", "--warmup-steps", "5", "--eval-every", "0", "--eval-episodes", "2",
+        "--eval-max-steps", "30", "--log-every", "5", "--out-dir", str(out), "--quiet", "--num-threads", "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "target 3600: return" in r.stdout
+    ck = load_checkpoint(out / "checkpoint")
+    assert ck.step == 10 and ck.meta["dataset"]["sha256"] and len(ck.meta["eval"]) == 2
+    assert (out / "metrics.jsonl").exists()
+    r = run_cli("evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "2", "--max-steps", "30",
+                "--targets", "3600", "--quiet", "--json", str(tmp_path / "e.json"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "e.json").read_text())["results"][0]
+    assert res["episodes"] == 2 and res["target"] == 3600
+    # An existing run is not overwritten without --resume or --force.
+    r = run_cli("train", "--dataset", str(tiny_d4rl), "--out-dir", str(out), "--max-steps", "2")
+    assert r.returncode == 2 and "exists; pass --resume" in r.stderr
+    assert load_checkpoint(out / "checkpoint").step == 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--dataset", "/nonexistent/x.hdf5"], "/nonexistent/x.hdf5: file not found"),
+        (["train", "--dataset", "hopper-bogus"], "unknown dataset 'hopper-bogus'; known:"),
+        (["evaluate", "--checkpoint", "/nonexistent"], "/nonexistent: not a checkpoint directory"),
+        (["data", "stats", "walker2d-medium"], "walker2d-medium: not found"),
+    ],
+)
+def test_cli_bad_input(tmp_path, args, message):
+    r = run_cli(*args, env={"D4RL_DATASET_DIR": str(tmp_path), "MINARI_DATASETS_PATH": str(tmp_path),
+                            "DT_DATASET_DIR": str(tmp_path)})
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_cli_checkpoint_for_another_env(tmp_path, tiny_checkpoint):
+    r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--env", "walker2d")
+    assert r.returncode == 2 and "checkpoint is for hopper, not walker2d" in r.stderr
+
+
+def test_dataset_for_another_env(tmp_path, tiny_dataset):
+    with pytest.raises(ValueError, match="does not fit walker2d"):
+        Trainer(small_cfg(tiny_dataset.source, tmp_path, env="walker2d"), tiny_dataset)
