@@ -72,6 +72,12 @@ def uploads_dir() -> Path:
     return runs_dir() / "uploads"
 
 
+def checkpoint_name(path: str | Path) -> str:
+    """``runs/foo/checkpoint`` -> ``foo``; ``checkpoints/dt-hopper-medium`` -> ``dt-hopper-medium``."""
+    p = Path(path)
+    return p.parent.name if p.name == "checkpoint" else p.name
+
+
 def max_steps_cap() -> int | None:
     raw = os.environ.get("DT_MAX_STEPS", "")
     return int(raw) if raw.strip() else None
@@ -108,8 +114,7 @@ class CheckpointEntry:
 
     @property
     def name(self) -> str:
-        p = Path(self.path)
-        return p.parent.name if p.name == "checkpoint" else p.name
+        return checkpoint_name(self.path)
 
     @property
     def label(self) -> str:
@@ -308,7 +313,10 @@ def dataset_episode_mp4(name_or_path: str, index: int) -> bytes:
     ep = ds.episode(index)
     if "qpos" not in ep:
         raise DatasetError(f"{ds.source}: has no infos/qpos and infos/qvel, so its episodes cannot be replayed")
-    env = ds.name.split("-")[0] if ds.name.split("-")[0] in ("hopper", "halfcheetah", "walker2d") else "hopper"
+    try:
+        env = get_env(ds.name.replace("_", "-")).name
+    except KeyError:
+        raise DatasetError(f"{ds.source}: cannot tell which env {ds.name!r} is for, so it cannot be replayed") from None
     return video_mp4(env, np.asarray(ep["qpos"]), np.asarray(ep["qvel"]))
 
 
@@ -392,7 +400,11 @@ class Session:
     side_targets: tuple[float, float] | None = None
     dataset: str | None = None
     train_job: TrainJob | None = None
-    messages: list[str] = field(default_factory=list)
+    train_seen_active: bool = False  # the Train page saw the job running (redraw all when it ends)
+    upload_id: str | None = None
+    upload_msg: tuple[str, str] | None = None  # ("error" | "success", one-line message)
+    target_for: str | None = None  # the checkpoint the target was chosen for
+    sweep_args: tuple | None = None
 
     def new_seed(self) -> None:
         self.seed = random.randrange(10_000)

@@ -212,7 +212,8 @@ class DecisionTransformer(nn.Module):
             dim=2,
         ).reshape(b, 3 * k, h)  # (B, 3K, H): R_1, s_1, a_1, R_2, ...
         x = hf.embed_ln(x) + enc.wpe.weight[0]  # HF adds position embedding 0 to every token
-        x = enc.drop(x)
+        p = self.config.dropout if self.training else 0.0
+        x = fast_dropout(x, p)
 
         # Causal mask plus key padding; a padded query may see itself so no softmax row is empty.
         n = 3 * k
@@ -220,7 +221,6 @@ class DecisionTransformer(nn.Module):
         causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         eye = torch.eye(n, dtype=torch.bool, device=x.device)
         attn_mask = (causal & (valid[:, None, :] | eye))[:, None]  # (B, 1, 3K, 3K)
-        p_drop = enc.h[0].attn.attn_dropout.p if self.training else 0.0
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, H/nh)
             return t.reshape(b, t.shape[1], nh, h // nh).transpose(1, 2)
@@ -235,11 +235,35 @@ class DecisionTransformer(nn.Module):
                 x, q, m = x[:, sel], q[:, sel], attn_mask[:, :, sel]
             else:
                 m = attn_mask
-            o = F.scaled_dot_product_attention(heads(q), heads(kk), heads(v), attn_mask=m, dropout_p=p_drop)
+            if p > 0:  # explicit attention so its dropout uses the cheap mask below
+                w = (heads(q) @ heads(kk).transpose(-1, -2)) * (h // nh) ** -0.5  # (B, nh, L, 3K)
+                w = torch.softmax(w.masked_fill(~m, float("-inf")), dim=-1)
+                o = fast_dropout(w, p) @ heads(v)
+            else:
+                o = F.scaled_dot_product_attention(heads(q), heads(kk), heads(v), attn_mask=m)
             o = o.transpose(1, 2).reshape(b, x.shape[1], h)  # (B, L, H)
-            x = x + a.resid_dropout(a.c_proj(o))
-            x = x + blk.mlp(blk.ln_2(x))
+            x = x + fast_dropout(a.c_proj(o), p)
+            mlp = blk.mlp
+            x = x + fast_dropout(mlp.c_proj(mlp.act(mlp.c_fc(blk.ln_2(x)))), p)
         return hf.predict_action(enc.ln_f(x))  # (B, K, A)
+
+
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout whose mask costs a third of ``F.dropout``'s on CPU.
+
+    The CPU Bernoulli sampler draws one random number per element; here one
+    32-bit draw gives two 16-bit uniforms, each compared with ``p * 2^16``.
+    The drop probability is p rounded to a multiple of 2^-16 (0.1 becomes
+    0.100006). On CUDA plain ``F.dropout`` is used. Uses the global torch RNG,
+    so seeding and resume cover it.
+    """
+    if p <= 0:
+        return x
+    if x.is_cuda or x.numel() % 2:
+        return F.dropout(x, p, True)
+    bits = torch.empty(x.numel() // 2, dtype=torch.int32, device=x.device).random_(-(2**31), 2**31 - 1)
+    keep = bits.view(torch.int16).view(x.shape) >= int(round(p * 65536)) - 32768
+    return x * keep * (1.0 / (1.0 - p))
 
 
 class MLPBC(nn.Module):

@@ -163,7 +163,10 @@ class Trainer:
         )
         self.model_cfg = cfg.model_config(self.spec.state_dim, self.spec.act_dim, self.spec.max_ep_len)
         self.model = build_model(self.model_cfg).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one kernel for all parameters (CPU and CUDA); same update as the loop version.
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+        )
         self.step = 0
         self.wall_time = 0.0
         self.eval_history: list[dict[str, Any]] = []

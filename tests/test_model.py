@@ -131,3 +131,30 @@ def test_save_pretrained_directory_loads(tmp_path, dt_model):
     s, a, r, t, m = inputs()
     with torch.no_grad():
         np.testing.assert_allclose(ck.model(s, a, r, t, m).actions.numpy(), dt_model(s, a, r, t, m).actions.numpy())
+
+
+def test_fast_dropout_rate_and_scale():
+    from dt.model import fast_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 500)
+    y = fast_dropout(x, 0.1)
+    kept = (y != 0).float().mean().item()
+    assert kept == pytest.approx(0.9, abs=0.005)
+    assert y[y != 0].unique().tolist() == pytest.approx([1 / 0.9])
+    assert fast_dropout(x, 0.0) is x
+    torch.manual_seed(1)
+    a = fast_dropout(x, 0.1)
+    torch.manual_seed(1)
+    torch.testing.assert_close(fast_dropout(x, 0.1), a)  # seeded by the global RNG
+
+
+def test_train_mode_fast_path_matches_hf_without_dropout():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(dropout=0.0)).train()
+    s, a, r, t, mask = inputs()
+    fast = m(s, a, r, t, mask).actions
+    m.fast = False
+    ref = m(s, a, r, t, mask).actions
+    valid = mask.bool()
+    torch.testing.assert_close(fast[valid], ref[valid], atol=1e-5, rtol=1e-4)

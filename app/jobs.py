@@ -1,0 +1,155 @@
+"""Training in the app: a thread runs ``Trainer.iterate()`` and writes to a lock-guarded job object.
+
+Streamlit calls are safe only from the script thread, so the training thread
+never touches ``st``; the Train page's fragment reads :meth:`TrainJob.view`
+every second. Each browser session owns its job (in its session object) and
+every job has its own ``out_dir``, so two tabs training at once do not
+interfere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dt.checkpoint import CheckpointError
+from dt.data import DatasetError
+from dt.train import TrainConfig, Trainer
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A consistent copy of a job's progress, for drawing."""
+
+    status: str  # starting, running, stopping, finished, stopped, failed
+    error: str | None
+    out_dir: str
+    max_steps: int
+    step: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    dataset: str = ""
+    started: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("starting", "running", "stopping")
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+
+_active_dirs: set[str] = set()  # out_dirs of running jobs, across all sessions of this server
+_active_lock = threading.Lock()
+
+
+class TrainJob:
+    """One training run in a background thread.
+
+    Args:
+        cfg: The run's config; ``out_dir`` must be this job's own directory.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._status = "starting"
+        self._error: str | None = None
+        self._records: list[dict[str, Any]] = []
+        self._evals: list[dict[str, Any]] = []
+        self._step = 0
+        self._dataset = cfg.dataset
+        self._trainer: Trainer | None = None
+        self._stop_requested = False
+        self._started = time.time()
+        self._thread = threading.Thread(target=self._run, name=f"dt-train-{Path(cfg.out_dir).name}", daemon=True)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    def start(self) -> TrainJob:
+        """Start the thread.
+
+        Raises:
+            ValueError: another job of this server is writing to the same out_dir.
+        """
+        key = str(self.out_dir.resolve())
+        with _active_lock:
+            if key in _active_dirs:
+                raise ValueError(f"{self.out_dir}: another training job is writing there")
+            _active_dirs.add(key)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to save and end after its current step (returns at once)."""
+        with self._lock:
+            self._stop_requested = True
+            if self._status in ("starting", "running"):
+                self._status = "stopping"
+            trainer = self._trainer
+        if trainer is not None:
+            trainer.request_stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def resume_config(self, max_steps: int) -> TrainConfig:
+        """The config that continues this run (same out_dir) up to ``max_steps``."""
+        return replace(self.cfg, resume=True, max_steps=max_steps)
+
+    def view(self) -> JobView:
+        with self._lock:
+            return JobView(
+                status=self._status,
+                error=self._error,
+                out_dir=str(self.cfg.out_dir),
+                max_steps=self.cfg.max_steps,
+                step=self._step,
+                records=list(self._records),
+                evals=list(self._evals),
+                dataset=self._dataset,
+                started=self._started,
+            )
+
+    def _run(self) -> None:
+        try:
+            self._train()
+        finally:
+            with _active_lock:
+                _active_dirs.discard(str(self.out_dir.resolve()))
+
+    def _train(self) -> None:
+        try:
+            trainer = Trainer(self.cfg)  # loads the dataset: slow, so it happens here too
+            with self._lock:
+                self._trainer = trainer
+                self._step = trainer.step
+                self._dataset = trainer.ds.name
+                self._evals = list(trainer.eval_history)
+                if self._stop_requested:
+                    trainer.request_stop()
+                else:
+                    self._status = "running"
+            for rec in trainer.iterate():
+                with self._lock:
+                    self._records.append({k: v for k, v in rec.items() if k != "eval"})
+                    self._step = rec["step"]
+                    if "eval" in rec:
+                        self._evals.append(rec["eval"])
+            with self._lock:
+                self._step = trainer.step
+                self._status = "stopped" if self._stop_requested else "finished"
+        except (DatasetError, CheckpointError, ValueError, KeyError, FileNotFoundError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            with self._lock:
+                self._status, self._error = "failed", str(msg).splitlines()[0]
+        except Exception as e:  # anything else still ends the job visibly, not silently
+            with self._lock:
+                self._status, self._error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -1,0 +1,35 @@
+"""Decision Transformer playground: ``streamlit run app/main.py``.
+
+The entry point draws the sidebar every page shares (environment, checkpoint
+picker, upload) and hands over to the chosen page. The Playground is the
+default page, so a first visit rolls out the default checkpoint at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run app/main.py` puts app/ on sys.path, not the repository root.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Decision Transformer playground", page_icon="🦘", layout="wide")
+
+from app import sidebar  # noqa: E402  (after set_page_config, and after the sys.path fix)
+
+PAGES = [
+    st.Page("pages/playground.py", title="Playground", icon="🎯", default=True),
+    st.Page("pages/attention.py", title="Attention", icon="🔍"),
+    st.Page("pages/calibration.py", title="Calibration", icon="📈"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
+    st.Page("pages/side_by_side.py", title="Side by side", icon="🆚"),
+]
+
+nav = st.navigation(PAGES)
+sidebar.draw()
+nav.run()

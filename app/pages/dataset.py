@@ -1,0 +1,81 @@
+"""Dataset explorer: returns and lengths of the training data, and replay of any stored episode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app import charts, state
+from dt.data import DatasetError
+
+st.title("Dataset explorer")
+s = state.session()
+found = state.available_datasets()
+options: dict[str, str] = {}  # label -> name or path to load
+ck = state.current_checkpoint(show_errors=False)
+if ck is not None:
+    src = ck.meta.get("dataset", {}).get("source")
+    name = ck.meta.get("dataset", {}).get("name", "")
+    if src and Path(src).exists():
+        options[f"{name} (this checkpoint's training data)"] = src
+for n, kind, p in found:
+    options.setdefault(f"{n} ({kind})", n)
+OTHER = "Other path…"
+labels = [*options, OTHER]
+if s.dataset not in labels:
+    s.dataset = labels[0]
+s.dataset = st.selectbox("Dataset", labels, key=state.widget_default("ds.pick", s.dataset))
+if s.dataset == OTHER:
+    path = st.text_input("Dataset path (D4RL .hdf5 file or Minari directory)", key="ds.path")
+    if not path.strip():
+        st.info("Enter a path, or generate a dataset: `python -m dt data generate hopper-medium`.")
+        st.stop()
+    source = path.strip()
+else:
+    source = options[s.dataset]
+
+try:
+    with st.spinner("Reading the dataset…"):
+        ds = state.dataset(source)
+except DatasetError as e:
+    st.error(str(e).splitlines()[0])
+    st.stop()
+
+st_ = ds.stats()
+rets = ds.episode_returns()
+c = st.columns(5)
+c[0].metric("Episodes", f"{st_.episodes:,}")
+c[1].metric("Transitions", f"{st_.transitions:,}")
+c[2].metric("Return min / mean / max", f"{st_.return_min:.0f} / {st_.return_mean:.0f} / {st_.return_max:.0f}")
+c[3].metric("Length mean", f"{st_.length_mean:.0f}")
+c[4].metric("Normalized mean", f"{st_.normalized_mean:.1f}" if st_.normalized_mean is not None else "–")
+st.caption(f"{ds.kind} · {ds.source}")
+
+h1, h2 = st.columns(2)
+h1.plotly_chart(charts.histogram(rets, "Episode returns", "return", {"mean": float(rets.mean())}), key="ds.ret")
+h2.plotly_chart(charts.histogram(ds.episode_lengths, "Episode lengths", "steps"), key="ds.len")
+
+st.subheader("Replay an episode")
+order = np.argsort(rets)
+picks = {"best": int(order[-1]), "median": int(order[len(order) // 2]), "worst": int(order[0])}
+
+
+def _pick(which: str) -> None:
+    st.session_state["ds.ep"] = picks[which]
+
+
+b = st.columns([2, 1, 1, 1])
+idx = int(b[0].number_input("Episode", 0, ds.num_episodes - 1, key=state.widget_default("ds.ep", picks["best"])))
+for col, which in zip(b[1:], picks):
+    col.button(which, on_click=_pick, args=(which,), key=f"ds.{which}", width="stretch")
+st.caption(f"Episode {idx}: return {rets[idx]:.1f}, {int(ds.episode_lengths[idx])} steps.")
+try:
+    with st.spinner("Rendering the stored states…"):
+        mp4 = state.dataset_episode_mp4(source, idx)
+except (DatasetError, RuntimeError) as e:
+    st.error(str(e).splitlines()[0])
+else:
+    v, _ = st.columns([1, 1])
+    v.video(mp4, format="video/mp4", autoplay=True, muted=True, loop=True)

@@ -1,0 +1,63 @@
+"""Side by side: two rollouts from the same start (same seed), two targets or two checkpoints."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts, state
+from dt.checkpoint import CheckpointError
+from dt.envs import get_env
+
+st.title("Side by side")
+s = state.session()
+if s.checkpoint is None:
+    state.no_checkpoint_message()
+    st.stop()
+ck = state.current_checkpoint()
+if ck is None:
+    st.stop()
+spec = get_env(ck.env_name)
+lo, hi = state.target_range(ck)
+
+MODES = ["Two targets", "Two checkpoints"]
+s.side_mode = st.radio("Compare", MODES, horizontal=True, key=state.widget_default("sbs.mode", s.side_mode))
+c1, c2, c3 = st.columns([2, 2, 1])
+seed = int(c3.number_input("Seed (both)", 0, 2**31 - 1, key=state.widget_default("sbs.seed", s.seed)))
+if s.side_mode == "Two targets":
+    ta, tb = s.side_targets or (float(spec.targets[0]), float(spec.targets[-1]))
+    ta = float(c1.number_input("Target A", lo, hi, step=100.0, format="%.0f", key=state.widget_default("sbs.ta", ta)))
+    tb = float(c2.number_input("Target B", lo, hi, step=100.0, format="%.0f", key=state.widget_default("sbs.tb", tb)))
+    s.side_targets = (ta, tb)
+    runs = [(s.checkpoint, ta), (s.checkpoint, tb)]
+else:
+    entries = [e for e in state.discover_checkpoints()]
+    paths = [e.path for e in entries]
+    labels = {e.path: e.label for e in entries}
+    other = s.side_checkpoint if s.side_checkpoint in paths else next((p for p in paths if p != s.checkpoint), s.checkpoint)
+    c1.markdown(f"**A:** {labels.get(s.checkpoint, s.checkpoint)}")
+    s.side_checkpoint = c1.selectbox("Checkpoint B", paths, format_func=labels.get, key=state.widget_default("sbs.ckb", other))
+    t = float(c2.number_input("Target (both)", lo, hi, step=100.0, format="%.0f",
+                              key=state.widget_default("sbs.t", float(s.target or spec.targets[0]))))
+    runs = [(s.checkpoint, t), (s.side_checkpoint, t)]
+
+cols = st.columns(2)
+for i, (col, (path, target)) in enumerate(zip(cols, runs)):
+    with col:
+        name = state.checkpoint_name(path)
+        try:
+            state.load(path, ck.env_name)  # B must be for the same env
+            with st.spinner(f"{name}: target {target:.0f}, seed {seed}…"):
+                ep = state.episode(path, target, seed)
+        except CheckpointError as e:
+            st.error(str(e).splitlines()[0])
+            continue
+        except RuntimeError as e:
+            st.error(f"Rendering failed: {str(e).splitlines()[0]}")
+            continue
+        st.markdown(f"**{'AB'[i]}: {name}, target {target:.0f}**")
+        st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Return", f"{ep.rollout.total_return:.0f}")
+        m2.metric("Normalized", f"{ep.normalized:.1f}")
+        m3.metric("Length", f"{ep.rollout.length}")
+        st.plotly_chart(charts.rollout_chart(ep.rollout.returns_to_go, ep.rollout.rewards), key=f"sbs.chart.{i}")

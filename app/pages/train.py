@@ -1,0 +1,140 @@
+"""Train: a DT or BC run in a background thread, with live loss and evaluation, stop and resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields, replace
+
+import streamlit as st
+
+from app import charts, state
+from app.jobs import TrainJob
+from dt.data import DatasetError, locate
+from dt.train import PRESETS, TrainConfig, apply_preset
+
+st.title("Train a model")
+st.caption(
+    "Training runs in this server process, in a thread, and saves a checkpoint under "
+    f"`{state.runs_dir()}/<run>/checkpoint` that the sidebar picker lists. Each browser tab has its own job."
+)
+s = state.session()
+job = s.train_job
+view = job.view() if job else None
+OTHER = "Other path…"
+
+
+def start(cfg: TrainConfig) -> None:
+    try:
+        locate(cfg.dataset)  # a missing dataset is reported here, before a thread starts
+        s.train_job = TrainJob(cfg).start()
+    except (DatasetError, ValueError) as e:
+        st.error(str(e).splitlines()[0])
+    else:
+        st.rerun()
+
+
+def new_run_form() -> None:
+    found = state.available_datasets()
+    names = [f"{n}  ({kind})" for n, kind, _ in found]
+    with st.form("train.new"):
+        c1, c2 = st.columns([2, 1])
+        pick = c1.selectbox("Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path")
+        path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5")
+        c3, c4, c5, c6, c7 = st.columns(5)
+        model = c3.radio("Model", ["DT", "BC"], horizontal=True, help="Decision Transformer, or the MLP behaviour-cloning baseline")
+        preset = c4.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("quick"), help="quick: small model for CPU; paper: the paper's settings")
+        steps = c5.number_input("Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100)
+        seed = c6.number_input("Seed", 0, 2**31 - 1, value=0)
+        eval_eps = c7.number_input("Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation")
+        go = st.form_submit_button("▶️ Start training", type="primary")
+    if not go:
+        return
+    if pick == OTHER:
+        if not path.strip():
+            st.error("Enter a dataset path, or pick a dataset found on disk.")
+            return
+        dataset = path.strip()
+    else:
+        dataset = found[names.index(pick)][0]
+    cfg = apply_preset(TrainConfig(), preset)
+    stem = dataset.rsplit("/", 1)[-1].removesuffix(".hdf5")
+    out = state.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
+    cfg = replace(
+        cfg, dataset=dataset, model_type=model.lower(), max_steps=int(steps), seed=int(seed), eval_episodes=int(eval_eps),
+        out_dir=str(out), tensorboard=False, log_every=min(cfg.log_every, max(1, int(steps) // 20)),
+        save_every=min(cfg.save_every, int(steps)),
+    )
+    start(cfg)
+
+
+def resume_form() -> None:
+    runs = state.runs_dir()
+    dirs = sorted(
+        (d for d in runs.glob("*") if (d / "config.json").exists() and (d / "checkpoint" / "checkpoint.json").exists()),
+        key=lambda d: state.mtime(d / "checkpoint"), reverse=True,
+    ) if runs.is_dir() else []
+    if not dirs:
+        st.caption("No resumable runs yet.")
+        return
+    with st.form("train.resume"):
+        c1, c2 = st.columns([3, 1])
+        d = c1.selectbox("Run", dirs, format_func=lambda p: p.name)
+        done = json.loads((d / "checkpoint" / "checkpoint.json").read_text()).get("step", 0) if d else 0
+        more = c2.number_input("Train to step", 1, 10_000_000, value=int(done) + 1000, step=100)
+        go = st.form_submit_button("⏯️ Resume")
+    if go and d is not None:
+        known = {f.name for f in fields(TrainConfig)}
+        saved = {k: v for k, v in json.loads((d / "config.json").read_text()).items() if k in known}
+        start(replace(TrainConfig(**saved), resume=True, max_steps=int(more), out_dir=str(d)))
+
+
+def progress_panel() -> None:
+    """Live view of the session's job; redrawn every second while it runs (a fragment)."""
+    v = s.train_job.view()
+    status = {"starting": "⏳ loading data", "running": "🏃 running", "stopping": "⏹️ stopping (saving)",
+              "finished": "✅ finished", "stopped": "⏹️ stopped", "failed": "❌ failed"}[v.status]
+    st.subheader(f"Run `{state.checkpoint_name(v.out_dir)}` · {status}")
+    if v.error:
+        st.error(v.error)
+    last = v.last
+    st.progress(min(1.0, v.step / max(v.max_steps, 1)), text=f"step {v.step:,} / {v.max_steps:,}")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Loss", f"{last['loss']:.4f}" if "loss" in last else "–")
+    m2.metric("Steps/s", f"{last['steps_per_s']:.1f}" if "steps_per_s" in last else "–")
+    m3.metric("ETA", f"{last['eta_s'] / 60:.1f} min" if v.active and "eta_s" in last else "–")
+    score = v.evals[-1]["results"][0]["normalized_mean"] if v.evals else None
+    m4.metric("Score (first target)", f"{score:.1f}" if score is not None else "–")
+    if v.records:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(charts.loss_chart(v.records), key="tr.loss")
+        if v.evals:
+            c2.plotly_chart(charts.eval_chart(v.evals), key="tr.eval")
+    if v.active:
+        st.button("⏹️ Stop (saves a checkpoint)", on_click=s.train_job.stop, key="tr.stop", disabled=v.status == "stopping")
+    elif s.train_seen_active:
+        s.train_seen_active = False
+        st.rerun()  # the whole page: the picker now lists the saved checkpoint
+    s.train_seen_active = v.active
+
+
+if view is not None:
+    st.fragment(progress_panel, run_every=1.0 if view.active else None)()
+    if not view.active:
+        ckpt = job.out_dir / "checkpoint"
+        c1, c2, c3 = st.columns([1, 1, 2])
+        if (ckpt / "checkpoint.json").exists():
+            if c1.button("🎯 Open in Playground", type="primary"):
+                s.checkpoint = str(ckpt.resolve())
+                st.session_state.pop("sb.ckpt", None)
+                st.switch_page("pages/playground.py")
+            more = c3.number_input("Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100)
+            if c2.button("⏯️ Resume this run"):
+                start(job.resume_config(int(more)))
+        st.divider()
+
+if view is None or not view.active:
+    st.subheader("New run")
+    new_run_form()
+    with st.expander("Resume a run from disk"):
+        resume_form()

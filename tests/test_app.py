@@ -1,0 +1,381 @@
+"""Headless tests of the Streamlit app (``streamlit.testing.v1.AppTest``), one group per page.
+
+The app is pointed at temporary directories through its environment
+variables, so these tests never depend on the shipped checkpoints. AppTest
+shows ``st.video`` and ``st.plotly_chart`` only as unknown elements, so what
+they draw is checked in ``test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+TIMEOUT = 300  # first runs import torch and roll out on a slow shared CPU
+
+
+def _walker_checkpoint(path: Path) -> Path:
+    """A tiny untrained walker2d DT: a checkpoint for another env."""
+    from dt.checkpoint import save_checkpoint
+    from dt.model import ModelConfig, build_model
+
+    cfg = ModelConfig(model_type="dt", state_dim=17, act_dim=6, context_len=5, embed_dim=32, n_layer=1, n_inner=64)
+    meta = {"env": "walker2d", "state_mean": [0.0] * 17, "state_std": [1.0] * 17, "dataset": {"name": "walker2d-medium"}}
+    return save_checkpoint(path, build_model(cfg), meta)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[str, Path]:
+    """Shipped-checkpoint dir (a DT, a BC, a walker2d DT), an empty runs dir, and a dataset dir."""
+    from dt.train import TrainConfig, Trainer
+
+    root = tmp_path_factory.mktemp("app")
+    shipped = root / "checkpoints"
+    shutil.copytree(tiny_checkpoint, shipped / "dt-tiny")
+    bc_run = root / "bc-run"
+    cfg = TrainConfig(
+        dataset=tiny_dataset.source, model_type="bc", embed_dim=32, n_layer=1, context_len=5, max_steps=5,
+        warmup_steps=2, eval_every=0, eval_episodes=1, eval_max_steps=10, log_every=5, save_every=5,
+        out_dir=str(bc_run), tensorboard=False,
+    )
+    Trainer(cfg, tiny_dataset).run(progress=False)
+    shutil.copytree(bc_run / "checkpoint", shipped / "bc-tiny")
+    _walker_checkpoint(shipped / "walker-tiny")
+    runs = root / "runs"
+    runs.mkdir()
+    return {"root": root, "shipped": shipped, "runs": runs, "data": tiny_d4rl.parent}
+
+
+@pytest.fixture
+def app_env(monkeypatch, assets):
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(assets["shipped"]))
+    monkeypatch.setenv("DT_RUNS_DIR", str(assets["runs"]))
+    monkeypatch.setenv("DT_DATASET_DIR", str(assets["data"]))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(assets["root"] / "no-d4rl"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(assets["root"] / "no-minari"))
+    monkeypatch.setenv("DT_MAX_STEPS", "60")
+    return assets
+
+
+def _run(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    _assert_ok(at)
+    return at
+
+
+def _assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _session(at: AppTest):
+    return at.session_state["dt"]
+
+
+def _pick(at: AppTest, key: str, name: str) -> None:
+    """Select the option of a formatted selectbox whose label mentions ``name``, and rerun."""
+    box = at.selectbox(key=key)
+    box.select_index(next(i for i, o in enumerate(box.options) if name in o)).run()
+    _assert_ok(at)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# --------------------------------------------------------------------------- #
+# Playground
+# --------------------------------------------------------------------------- #
+
+
+def test_playground_defaults_to_shipped_dt_and_rolls_out(app_env):
+    at = _run()
+    s = _session(at)
+    assert Path(s.checkpoint).name == "dt-tiny"  # shipped DT before shipped BC
+    assert at.slider(key="pg.target").value == 3600.0  # the paper's first Hopper target
+    m = _metrics(at)
+    assert {"Achieved return", "D4RL normalized score", "Episode length"} <= set(m)
+    assert 1 <= int(m["Episode length"]) <= 60
+    assert not at.error
+
+
+def test_playground_slider_and_seed(app_env):
+    at = _run()
+    at.slider(key="pg.target").set_value(1800.0).run()
+    _assert_ok(at)
+    assert _session(at).target == 1800.0
+    seed0 = _session(at).seed
+    at.button[0].click().run()  # the "New seed" button
+    _assert_ok(at)
+    assert _session(at).seed == at.number_input(key="pg.seed").value
+    assert _session(at).seed != seed0 or seed0 != 0
+    assert "Achieved return" in _metrics(at)
+
+
+def test_playground_without_checkpoints(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(tmp_path / "none"))
+    monkeypatch.setenv("DT_RUNS_DIR", str(tmp_path / "runs"))
+    at = _run()
+    assert any("No checkpoint found" in i.value for i in at.info)
+    at.switch_page("pages/attention.py").run()
+    _assert_ok(at)
+    assert any("No checkpoint found" in i.value for i in at.info)
+
+
+def test_checkpoint_for_other_env_shows_error(app_env):
+    at = _run()
+    walker = next(o for o in at.selectbox(key="sb.ckpt").options if "walker-tiny" in o)
+    _pick(at, "sb.ckpt", "walker-tiny")
+    _assert_ok(at)
+    assert "walker2d" in walker
+    assert any("checkpoint is for walker2d, not hopper" in e.value for e in at.error)
+    # The app keeps working: pick the DT again.
+    _pick(at, "sb.ckpt", "dt-tiny")
+    _assert_ok(at)
+    assert not at.error and "Achieved return" in _metrics(at)
+
+
+def test_picker_lists_runs_and_uploads(app_env, tmp_path):
+    from app import state
+
+    entries = state.discover_checkpoints()
+    assert [e.source for e in entries[:3]] == ["shipped"] * 3
+    assert entries[0].name == "dt-tiny" and entries[0].model_type == "dt"
+    assert entries[0].dataset and entries[0].step == 20
+    assert "dt-tiny" in entries[0].label and "20 steps" in entries[0].label
+
+
+def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
+    from app import state
+
+    repo_ckpts = Path(state.ROOT) / "checkpoints"
+    if not any(repo_ckpts.glob("*/checkpoint.json")):
+        pytest.skip("no shipped checkpoints in checkpoints/ yet")
+    monkeypatch.delenv("DT_CHECKPOINT_DIRS", raising=False)
+    entries = state.discover_checkpoints()
+    assert entries[0].source == "shipped"
+    assert entries[0].model_type == "dt"
+
+
+# --------------------------------------------------------------------------- #
+# Uploads (AppTest cannot drive st.file_uploader; the install step is tested directly)
+# --------------------------------------------------------------------------- #
+
+
+def _zip_dir(d: Path, prefix: str = "") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in d.rglob("*"):
+            if f.is_file():
+                zf.write(f, f"{prefix}{f.relative_to(d)}")
+    return buf.getvalue()
+
+
+def test_upload_good_bad_and_other_env(app_env):
+    from app import state
+    from dt.checkpoint import CheckpointError, load_checkpoint
+
+    data = _zip_dir(app_env["shipped"] / "dt-tiny", prefix="dt-tiny/")
+    dest = state.install_upload("dt-tiny.zip", data, env="hopper")
+    assert load_checkpoint(dest).env_name == "hopper"
+    assert any(e.source == "upload" and e.path == str(dest.resolve()) for e in state.discover_checkpoints())
+
+    with pytest.raises(CheckpointError, match="not a zip file"):
+        state.install_upload("junk.zip", b"definitely not a zip", env="hopper")
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    with pytest.raises(CheckpointError, match="no checkpoint.json"):
+        state.install_upload("notes.zip", empty.getvalue(), env="hopper")
+    with pytest.raises(CheckpointError, match="checkpoint is for walker2d, not hopper"):
+        state.install_upload("walker.zip", _zip_dir(app_env["shipped"] / "walker-tiny"), env="hopper")
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../checkpoint.json", "{}")
+    with pytest.raises(CheckpointError, match="unsafe path"):
+        state.install_upload("evil.zip", evil.getvalue(), env="hopper")
+    # Failed uploads leave nothing behind.
+    assert [p.name for p in state.uploads_dir().iterdir() if not p.name.startswith(".")] == [dest.name]
+    assert not [p for p in state.uploads_dir().iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------- #
+# Attention
+# --------------------------------------------------------------------------- #
+
+
+def test_attention_page(app_env):
+    at = _run("attention")
+    m = _metrics(at)
+    shares = [float(m[k].rstrip("%")) for k in ("On return tokens", "On state tokens", "On action tokens")]
+    assert abs(sum(shares) - 100) <= 2
+    step = at.slider(key="att.step")
+    step.set_value(min(5, step.max)).run()
+    _assert_ok(at)
+    assert _session(at).attention_step == min(5, step.max)
+    assert at.number_input(key="att.cmp").value == 1800.0  # compared with the other paper target
+    assert not at.error
+
+
+def test_attention_page_bc_has_no_attention(app_env):
+    at = _run()
+    _pick(at, "sb.ckpt", "bc-tiny")
+    at.switch_page("pages/attention.py").run()
+    _assert_ok(at)
+    assert any("no attention" in i.value for i in at.info)
+
+
+# --------------------------------------------------------------------------- #
+# Calibration
+# --------------------------------------------------------------------------- #
+
+
+def test_calibration_sweep(app_env):
+    at = _run("calibration")
+    assert any("Run sweep" in i.value for i in at.info)
+    nums = at.number_input
+    nums[0].set_value(1000.0)
+    nums[1].set_value(3000.0)
+    nums[2].set_value(2)
+    nums[3].set_value(1)
+    at.button[0].click().run()  # the form's submit button
+    _assert_ok(at)
+    df = at.dataframe[0].value
+    assert list(df["target"]) == [1000.0, 3000.0]
+    assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0)
+
+
+# --------------------------------------------------------------------------- #
+# Train
+# --------------------------------------------------------------------------- #
+
+
+def _wait_job(at: AppTest, timeout: float = 180) -> None:
+    job = _session(at).train_job
+    assert job is not None
+    assert job.join(timeout), "training job did not end"
+
+
+def test_train_start_finish_and_resume(app_env):
+    at = _run("train")
+    assert "hopper-random" in at.selectbox[1].value  # found via DT_DATASET_DIR (sidebar has [0] env, ...)
+    nums = {n.label: n for n in at.number_input}
+    nums["Steps"].set_value(20)
+    nums["Eval episodes"].set_value(1)
+    at.button[0].click().run()  # Start training
+    _assert_ok(at)
+    assert not at.error
+    _wait_job(at)
+    at.run()
+    _assert_ok(at)
+    view = _session(at).train_job.view()
+    assert view.status == "finished", view.error
+    assert view.step == 20 and view.records and view.evals
+    run_dir = Path(view.out_dir)
+    assert run_dir.parent == app_env["runs"] and (run_dir / "checkpoint" / "checkpoint.json").exists()
+    assert any(o.endswith(str(run_dir / "checkpoint")) for o in at.selectbox(key="sb.ckpt").options)
+    # Resume the same run for a few more steps.
+    resume_to = next(n for n in at.number_input if n.label == "Resume to step")
+    resume_to.set_value(25).run()
+    next(b for b in at.button if "Resume this run" in b.label).click().run()
+    _assert_ok(at)
+    _wait_job(at)
+    at.run()
+    v2 = _session(at).train_job.view()
+    assert v2.status == "finished" and v2.step == 25 and v2.out_dir == view.out_dir
+
+
+def test_train_stop_saves_checkpoint(app_env):
+    at = _run("train")
+    nums = {n.label: n for n in at.number_input}
+    nums["Steps"].set_value(100_000)
+    at.button[0].click().run()
+    _assert_ok(at)
+    job = _session(at).train_job
+    deadline = time.time() + 120
+    while job.view().step < 1 and time.time() < deadline:
+        time.sleep(0.5)
+    job.stop()
+    assert job.join(120)
+    v = job.view()
+    assert v.status == "stopped" and 0 < v.step < 100_000
+    assert (Path(v.out_dir) / "checkpoint" / "checkpoint.json").exists()
+
+
+def test_train_missing_dataset_is_reported(app_env):
+    at = _run("train")
+    at.selectbox[1].select("Other path…")
+    at.text_input[0].input("/nonexistent/hopper_medium-v2.hdf5")
+    at.button[0].click().run()
+    _assert_ok(at)
+    assert any("file not found" in e.value for e in at.error)
+    assert _session(at).train_job is None
+
+
+def test_two_sessions_train_independently(app_env):
+    a, b = _run("train"), _run("train")
+    for at in (a, b):
+        {n.label: n for n in at.number_input}["Steps"].set_value(10)
+        {n.label: n for n in at.number_input}["Eval episodes"].set_value(1)
+        at.button[0].click().run()
+        _assert_ok(at)
+    ja, jb = _session(a).train_job, _session(b).train_job
+    assert ja is not jb and ja.out_dir != jb.out_dir
+    assert ja.join(180) and jb.join(180)
+    assert ja.view().status == jb.view().status == "finished"
+
+
+# --------------------------------------------------------------------------- #
+# Dataset explorer
+# --------------------------------------------------------------------------- #
+
+
+def test_dataset_page(app_env, tiny_dataset):
+    at = _run("dataset")
+    m = _metrics(at)
+    assert m["Episodes"] == f"{tiny_dataset.num_episodes:,}"
+    assert not at.error
+    worst = next(b for b in at.button if b.label == "worst")
+    worst.click().run()
+    _assert_ok(at)
+    rets = tiny_dataset.episode_returns()
+    assert at.number_input(key="ds.ep").value == int(rets.argmin())
+    assert not at.error
+
+
+def test_dataset_page_missing_path(app_env):
+    at = _run("dataset")
+    at.selectbox(key="ds.pick").select("Other path…").run()
+    at.text_input(key="ds.path").input("/nonexistent/x.hdf5").run()
+    _assert_ok(at)
+    assert any("file not found" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- #
+# Side by side
+# --------------------------------------------------------------------------- #
+
+
+def test_side_by_side_targets_and_checkpoints(app_env):
+    at = _run("side_by_side")
+    assert [m.label for m in at.metric].count("Return") == 2
+    assert not at.error
+    at.radio(key="sbs.mode").set_value("Two checkpoints").run()
+    _assert_ok(at)
+    _pick(at, "sbs.ckb", "bc-tiny")
+    _assert_ok(at)
+    assert [m.label for m in at.metric].count("Return") == 2
+    _pick(at, "sbs.ckb", "walker-tiny")
+    _assert_ok(at)
+    assert any("checkpoint is for walker2d, not hopper" in e.value for e in at.error)
+    assert [m.label for m in at.metric].count("Return") == 1  # A still shown
