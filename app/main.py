@@ -1,7 +1,7 @@
 """Decision Transformer playground: ``streamlit run app/main.py``.
 
-The entry point draws the sidebar every page shares (environment, checkpoint
-picker, upload) and hands over to the chosen page. The Playground is the
+The entry point sets up the page and hands over to the chosen page; every page
+starts by drawing the shared sidebar (environment, checkpoint picker, upload). The Playground is the
 default page, so a first visit rolls out the default checkpoint at once.
 """
 
@@ -19,8 +19,6 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Decision Transformer playground", page_icon="🦘", layout="wide")
 
-from app import sidebar  # noqa: E402  (after set_page_config, and after the sys.path fix)
-
 PAGES = [
     st.Page("pages/playground.py", title="Playground", icon="🎯", default=True),
     st.Page("pages/attention.py", title="Attention", icon="🔍"),
@@ -30,6 +28,6 @@ PAGES = [
     st.Page("pages/side_by_side.py", title="Side by side", icon="🆚"),
 ]
 
-nav = st.navigation(PAGES)
-sidebar.draw()
-nav.run()
+# Each page draws the shared sidebar itself (app.sidebar.draw): widgets the entry script
+# draws around st.navigation are lost on reruns under streamlit.testing's AppTest.
+st.navigation(PAGES).run()

@@ -136,8 +136,9 @@ def bench_training(ds, reps: int) -> dict:
     def ref_step():
         s, a, r, rtg, t, m = ref_batcher.get_batch(64)
         ref_model.train()
-        out = ref_model.hf(states=s, actions=a, rewards=r, returns_to_go=rtg[:, :-1], timesteps=t, attention_mask=m,
-                           return_dict=True)
+        out = ref_model.hf(
+            states=s, actions=a, rewards=r, returns_to_go=rtg[:, :-1], timesteps=t, attention_mask=m, return_dict=True
+        )
         pred = out.action_preds.reshape(-1, 3)[m.reshape(-1) > 0]
         loss = ((pred - a.reshape(-1, 3)[m.reshape(-1) > 0]) ** 2).mean()
         ref_opt.zero_grad()
@@ -168,8 +169,13 @@ def bench_training(ds, reps: int) -> dict:
         t_ref.append(t1 - t0)
         t_ours.append(t2 - t1)
     r, o = statistics.median(t_ref), statistics.median(t_ours)
-    return {"reference_samples_per_s": 64 / r, "ours_samples_per_s": 64 / o, "speedup": r / o,
-            "reference_ms_per_step": 1000 * r, "ours_ms_per_step": 1000 * o}
+    return {
+        "reference_samples_per_s": 64 / r,
+        "ours_samples_per_s": 64 / o,
+        "speedup": r / o,
+        "reference_ms_per_step": 1000 * r,
+        "ours_ms_per_step": 1000 * o,
+    }
 
 
 def bench_eval(episodes: int, max_steps: int, checkpoint: str | None) -> dict:
@@ -188,8 +194,14 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None) -> dict:
         seq_steps += rollout(ck, 3600.0, seed=j, max_steps=max_steps).length
     seq = seq_steps / (time.perf_counter() - t0)
     _, secs, steps = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps)
-    return {"sequential_steps_per_s": seq, "batched_steps_per_s": steps / secs, "speedup": steps / secs / seq,
-            "episodes": episodes, "batched_env_steps": steps, "checkpoint": checkpoint or "random-init paper-config DT"}
+    return {
+        "sequential_steps_per_s": seq,
+        "batched_steps_per_s": steps / secs,
+        "speedup": steps / secs / seq,
+        "episodes": episodes,
+        "batched_env_steps": steps,
+        "checkpoint": checkpoint or "random-init paper-config DT",
+    }
 
 
 def machine() -> dict:
@@ -201,9 +213,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -223,8 +239,12 @@ def main(args: argparse.Namespace) -> int:
     rows = [
         ("window sampling (batches/s, 64x20)", s["reference_batches_per_s"], s["ours_batches_per_s"], s["speedup"]),
         ("training (samples/s, B=64 K=20)", t["reference_samples_per_s"], t["ours_samples_per_s"], t["speedup"]),
-        (f"evaluation (env-steps/s, {e['episodes']} episodes)", e["sequential_steps_per_s"],
-         e["batched_steps_per_s"], e["speedup"]),
+        (
+            f"evaluation (env-steps/s, {e['episodes']} episodes)",
+            e["sequential_steps_per_s"],
+            e["batched_steps_per_s"],
+            e["speedup"],
+        ),
     ]
     print(f"machine: {res['machine']}")
     print(f"{'figure':44s} {'reference':>12s} {'dt':>12s} {'ratio':>7s}")

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dt.envs import get_env
-from dt.model import DecisionTransformer, MLPBC, ModelConfig, build_model
+from dt.model import MLPBC, DecisionTransformer, ModelConfig, build_model
 
 FORMAT_VERSION = 1
 META_FILE = "checkpoint.json"

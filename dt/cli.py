@@ -77,8 +77,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.num_threads)
     res, secs, steps = timed_evaluate(
-        ck, targets=targets, episodes=args.episodes, seed=args.seed, gym_version=args.gym_version,
-        max_steps=args.max_steps or None, progress=not args.quiet,
+        ck,
+        targets=targets,
+        episodes=args.episodes,
+        seed=args.seed,
+        gym_version=args.gym_version,
+        max_steps=args.max_steps or None,
+        progress=not args.quiet,
     )
     rows = [r.as_dict() for r in res]
     for r in rows:
@@ -119,8 +124,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         from dt.generate import generate_dataset
 
         path = generate_dataset(
-            args.dataset, out_dir=args.dir, steps=None if args.episodes else args.steps, episodes=args.episodes,
-            seed=args.seed, num_envs=args.num_envs, overwrite=args.force,
+            args.dataset,
+            out_dir=args.dir,
+            steps=None if args.episodes else args.steps,
+            episodes=args.episodes,
+            seed=args.seed,
+            num_envs=args.num_envs,
+            overwrite=args.force,
         )
         ds = load_dataset(path)
         st = ds.stats()

@@ -93,11 +93,17 @@ class DTPolicy:
         x = torch.as_tensor(obs2, device=self.device)
         self.states[r, -1] = (x - self.mean) / self.std
         self.actions[r, -1] = 0.0  # placeholder; a_t is not visible to s_t's prediction
-        self.rtg[r, -1, 0] = torch.as_tensor(self.returns_to_go[rows] / self.scale, dtype=torch.float32, device=self.device)
+        self.rtg[r, -1, 0] = torch.as_tensor(
+            self.returns_to_go[rows] / self.scale, dtype=torch.float32, device=self.device
+        )
         self.timesteps[r, -1] = torch.as_tensor(np.minimum(self.t[rows], self.max_t), device=self.device)
         self.mask[r, -1] = 1.0
         out = self.model(
-            self.states[r], self.actions[r], self.rtg[r], self.timesteps[r], self.mask[r],
+            self.states[r],
+            self.actions[r],
+            self.rtg[r],
+            self.timesteps[r],
+            self.mask[r],
             output_attentions=record_attention,
             last_only=True,
         )

@@ -64,7 +64,9 @@ class TrainConfig:
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
     scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
-    bf16: bool = opt(False, "bf16 autocast (fast on CUDA and CPUs with native bf16; emulated and slow on AVX2-only CPUs)")
+    bf16: bool = opt(
+        False, "bf16 autocast (fast on CUDA and CPUs with native bf16; emulated and slow on AVX2-only CPUs)"
+    )
     seed: int = opt(0, "seed for sampling, dropout and initialisation")
     num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
     eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
@@ -102,8 +104,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # A small DT that learns to hop within a few CPU minutes (not the paper's figures).
     "quick": dict(
-        embed_dim=64, n_layer=2, context_len=10, lr=1e-3, warmup_steps=200, max_steps=3000,
-        eval_every=1000, eval_episodes=5, save_every=500,
+        embed_dim=64,
+        n_layer=2,
+        context_len=10,
+        lr=1e-3,
+        warmup_steps=200,
+        max_steps=3000,
+        eval_every=1000,
+        eval_episodes=5,
+        save_every=500,
     ),
 }
 
@@ -248,7 +257,11 @@ class Trainer:
                 gym_version=cfg.gym_version,
                 max_steps=cfg.eval_max_steps or None,
             )
-        entry = {"step": self.step, "seconds": round(time.perf_counter() - t0, 1), "results": [r.as_dict() for r in res]}
+        entry = {
+            "step": self.step,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "results": [r.as_dict() for r in res],
+        }
         self.eval_history.append(entry)
         return entry
 
@@ -283,7 +296,9 @@ class Trainer:
                 sd["state"].setdefault(int(pid), {})[name] = v.to(self.device) if name != "step" else v
         self.optimizer.load_state_dict(sd)
         torch.set_rng_state(tensors["rng.torch"])
-        self.gen.set_state(tensors["rng.sampler"].to(self.gen.device) if self.device.type == "cuda" else tensors["rng.sampler"])
+        self.gen.set_state(
+            tensors["rng.sampler"].to(self.gen.device) if self.device.type == "cuda" else tensors["rng.sampler"]
+        )
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(js["step"])
@@ -376,7 +391,10 @@ class Trainer:
         for rec in self.iterate():
             if bar:
                 bar.update(rec["step"] - bar.n)
-                post = {"loss": f"{rec.get('loss', float('nan')):.4f}", "samples/s": f"{rec.get('samples_per_s', 0):.0f}"}
+                post = {
+                    "loss": f"{rec.get('loss', float('nan')):.4f}",
+                    "samples/s": f"{rec.get('samples_per_s', 0):.0f}",
+                }
                 if "eval" in rec:
                     r0 = rec["eval"]["results"][0]
                     post["score"] = f"{r0['normalized_mean']:.1f}"

@@ -42,9 +42,20 @@ def tiny_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
-        dataset=tiny_dataset.source, embed_dim=32, n_layer=2, context_len=5, max_steps=20, warmup_steps=5,
-        eval_every=0, eval_episodes=2, eval_max_steps=30, log_every=10, save_every=20, out_dir=str(out),
-        tensorboard=False, num_threads=1,
+        dataset=tiny_dataset.source,
+        embed_dim=32,
+        n_layer=2,
+        context_len=5,
+        max_steps=20,
+        warmup_steps=5,
+        eval_every=0,
+        eval_episodes=2,
+        eval_max_steps=30,
+        log_every=10,
+        save_every=20,
+        out_dir=str(out),
+        tensorboard=False,
+        num_threads=1,
     )
     Trainer(cfg, tiny_dataset).run(progress=False)
     return out / "checkpoint"

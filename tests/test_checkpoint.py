@@ -23,8 +23,13 @@ def test_save_load_identical_outputs(tmp_path, model_type):
     save_checkpoint(tmp_path / "ck", m, meta(step=7))
     ck = load_checkpoint(tmp_path / "ck", env="hopper")
     g = torch.Generator().manual_seed(1)
-    x = (torch.randn(2, 5, 11, generator=g), torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 1, generator=g),
-         torch.randint(0, 999, (2, 5), generator=g), torch.ones(2, 5))
+    x = (
+        torch.randn(2, 5, 11, generator=g),
+        torch.randn(2, 5, 3, generator=g),
+        torch.randn(2, 5, 1, generator=g),
+        torch.randint(0, 999, (2, 5), generator=g),
+        torch.ones(2, 5),
+    )
     with torch.no_grad():
         torch.testing.assert_close(ck.model(*x).actions, m(*x).actions, rtol=0, atol=0)
     assert ck.config == m.config and ck.step == 7

@@ -69,7 +69,9 @@ def write_minari(root: Path, arrays: dict, episodes: int = 5) -> None:
             g["rewards"] = arrays["rewards"][s : s + n].astype(np.float64)
             g["terminations"] = arrays["terminals"][s : s + n]
             g["truncations"] = arrays["timeouts"][s : s + n]
-    (root / "metadata.json").write_text(json.dumps({"dataset_id": "mujoco/hopper/medium-v0", "total_episodes": episodes}))
+    (root / "metadata.json").write_text(
+        json.dumps({"dataset_id": "mujoco/hopper/medium-v0", "total_episodes": episodes})
+    )
 
 
 def test_minari_reader_drops_final_observation(tmp_path, tiny_arrays):

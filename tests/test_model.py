@@ -16,8 +16,11 @@ def inputs(b=4, k=20, s=11, a=3, seed=0):
     mask = torch.ones(b, k)
     mask[0, :7] = 0  # one left-padded window
     return (
-        torch.randn(b, k, s, generator=g), torch.rand(b, k, a, generator=g) * 2 - 1,
-        torch.randn(b, k, 1, generator=g), torch.randint(0, 1000, (b, k), generator=g), mask,
+        torch.randn(b, k, s, generator=g),
+        torch.rand(b, k, a, generator=g) * 2 - 1,
+        torch.randn(b, k, 1, generator=g),
+        torch.randint(0, 1000, (b, k), generator=g),
+        mask,
     )
 
 
@@ -126,7 +129,9 @@ def test_save_pretrained_directory_loads(tmp_path, dt_model):
     dt_model.hf.save_pretrained(d)
     with pytest.raises(Exception, match="normalization.json"):
         load_checkpoint(d)
-    (d / "normalization.json").write_text(json.dumps({"state_mean": [0.0] * 11, "state_std": [1.0] * 11, "env": "hopper"}))
+    (d / "normalization.json").write_text(
+        json.dumps({"state_mean": [0.0] * 11, "state_std": [1.0] * 11, "env": "hopper"})
+    )
     ck = load_checkpoint(d)
     s, a, r, t, m = inputs()
     with torch.no_grad():

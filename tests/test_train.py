@@ -20,8 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def small_cfg(dataset: str, out: Path, **kw) -> TrainConfig:
     base = TrainConfig(
-        dataset=dataset, embed_dim=32, n_layer=2, context_len=5, max_steps=12, warmup_steps=4, eval_every=0,
-        eval_episodes=2, eval_max_steps=20, log_every=3, save_every=6, out_dir=str(out), tensorboard=False,
+        dataset=dataset,
+        embed_dim=32,
+        n_layer=2,
+        context_len=5,
+        max_steps=12,
+        warmup_steps=4,
+        eval_every=0,
+        eval_episodes=2,
+        eval_max_steps=20,
+        log_every=3,
+        save_every=6,
+        out_dir=str(out),
+        tensorboard=False,
         num_threads=1,
     )
     return replace(base, **kw)
@@ -29,7 +40,9 @@ def small_cfg(dataset: str, out: Path, **kw) -> TrainConfig:
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "dt", *args], capture_output=True, text=True, env=e, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dt", *args], capture_output=True, text=True, env=e, cwd=ROOT, timeout=300
+    )
 
 
 def test_resume_continues_exactly(tmp_path, tiny_dataset):
@@ -70,17 +83,52 @@ def test_bc_and_pct_bc_through_the_same_trainer(tmp_path, tiny_dataset):
 def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
     out = tmp_path / "run"
     r = run_cli(
-        "train", "--dataset", str(tiny_d4rl), "--embed-dim", "32", "--n-layer", "2", "--context-len", "5",
-        "--max-steps", "10", "--warmup-steps", "5", "--eval-every", "0", "--eval-episodes", "2",
-        "--eval-max-steps", "30", "--log-every", "5", "--out-dir", str(out), "--quiet", "--num-threads", "1",
+        "train",
+        "--dataset",
+        str(tiny_d4rl),
+        "--embed-dim",
+        "32",
+        "--n-layer",
+        "2",
+        "--context-len",
+        "5",
+        "--max-steps",
+        "10",
+        "--warmup-steps",
+        "5",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "2",
+        "--eval-max-steps",
+        "30",
+        "--log-every",
+        "5",
+        "--out-dir",
+        str(out),
+        "--quiet",
+        "--num-threads",
+        "1",
     )
     assert r.returncode == 0, r.stderr
     assert "target 3600: return" in r.stdout
     ck = load_checkpoint(out / "checkpoint")
     assert ck.step == 10 and ck.meta["dataset"]["sha256"] and len(ck.meta["eval"]) == 2
     assert (out / "metrics.jsonl").exists()
-    r = run_cli("evaluate", "--checkpoint", str(out / "checkpoint"), "--episodes", "2", "--max-steps", "30",
-                "--targets", "3600", "--quiet", "--json", str(tmp_path / "e.json"))
+    r = run_cli(
+        "evaluate",
+        "--checkpoint",
+        str(out / "checkpoint"),
+        "--episodes",
+        "2",
+        "--max-steps",
+        "30",
+        "--targets",
+        "3600",
+        "--quiet",
+        "--json",
+        str(tmp_path / "e.json"),
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "e.json").read_text())["results"][0]
     assert res["episodes"] == 2 and res["target"] == 3600
@@ -100,8 +148,10 @@ def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
-    r = run_cli(*args, env={"D4RL_DATASET_DIR": str(tmp_path), "MINARI_DATASETS_PATH": str(tmp_path),
-                            "DT_DATASET_DIR": str(tmp_path)})
+    r = run_cli(
+        *args,
+        env={"D4RL_DATASET_DIR": str(tmp_path), "MINARI_DATASETS_PATH": str(tmp_path), "DT_DATASET_DIR": str(tmp_path)},
+    )
     assert r.returncode == 2
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr

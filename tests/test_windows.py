@@ -69,8 +69,11 @@ def test_timesteps_clipped_and_long_episode():
     n = 1200  # one episode longer than max_ep_len
     rng = np.random.default_rng(0)
     arrays = {
-        "observations": rng.normal(size=(n, 3)), "actions": rng.uniform(-1, 1, (n, 2)),
-        "rewards": np.ones(n), "terminals": np.zeros(n), "timeouts": np.zeros(n),
+        "observations": rng.normal(size=(n, 3)),
+        "actions": rng.uniform(-1, 1, (n, 2)),
+        "rewards": np.ones(n),
+        "terminals": np.zeros(n),
+        "timeouts": np.zeros(n),
     }
     ds = make_dataset("toy", "toy", "generated", arrays)
     sp = WindowSampler(ds, context_len=20, scale=10.0, max_ep_len=1000)
@@ -109,7 +112,9 @@ def test_pct_traj_keeps_best_and_respects_budget(tiny_dataset):
 def test_sampling_probability_proportional_to_length(tiny_dataset):
     sp = WindowSampler(tiny_dataset)
     g = torch.Generator().manual_seed(0)
-    counts = torch.bincount(torch.multinomial(sp.probs, 200_000, replacement=True, generator=g), minlength=len(sp.probs))
+    counts = torch.bincount(
+        torch.multinomial(sp.probs, 200_000, replacement=True, generator=g), minlength=len(sp.probs)
+    )
     expected = sp.probs * 200_000
     big = expected > 500
     rel = ((counts[big] - expected[big]).abs() / expected[big]).max().item()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from dt.envs import get_env
 
+sidebar.draw()
 st.title("Attention maps")
 s = state.session()
 if s.checkpoint is None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from dt.envs import get_env
 
+sidebar.draw()
 st.title("Target sweep")
 st.caption(
     "How well does the achieved return follow the target? Each target runs several episodes in one batched "

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from dt.data import DatasetError
 
+sidebar.draw()
 st.title("Dataset explorer")
 s = state.session()
 found = state.available_datasets()

@@ -6,9 +6,10 @@ import functools
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from dt.envs import get_env
 
+sidebar.draw()
 st.title("Decision Transformer playground")
 st.caption(
     "A Decision Transformer reads (return-to-go, state, action) tokens and acts to reach the return you ask for. "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from dt.checkpoint import CheckpointError
 from dt.envs import get_env
 
+sidebar.draw()
 st.title("Side by side")
 s = state.session()
 if s.checkpoint is None:

@@ -8,11 +8,12 @@ from dataclasses import fields, replace
 
 import streamlit as st
 
-from app import charts, state
+from app import charts, sidebar, state
 from app.jobs import TrainJob
 from dt.data import DatasetError, locate
 from dt.train import PRESETS, TrainConfig, apply_preset
 
+sidebar.draw()
 st.title("Train a model")
 st.caption(
     "Training runs in this server process, in a thread, and saves a checkpoint under "

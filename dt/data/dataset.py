@@ -93,7 +93,9 @@ class OfflineDataset:
 
     def episode_returns(self) -> np.ndarray:
         """(E,) float64 undiscounted return of each episode."""
-        return np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts) if self.num_episodes else np.zeros(0)
+        return (
+            np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts) if self.num_episodes else np.zeros(0)
+        )
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Arrays of episode ``i`` (views, not copies)."""

@@ -76,7 +76,11 @@ def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
     if arrays["rewards"].ndim == 2 and arrays["rewards"].shape[1] == 1:
         arrays["rewards"] = arrays["rewards"][:, 0]
     kind = "generated" if "generator" in meta else "d4rl"
-    return make_dataset(name or dataset_name_from_file(path), path, kind, arrays, meta)
+    ds = make_dataset(name or dataset_name_from_file(path), path, kind, arrays, meta)
+    want = meta.get("content_sha256")
+    if want and ds.content_hash() != want:  # generated files carry their hash: catch a damaged cache
+        raise DatasetError(f"{path}: content hash does not match its metadata; regenerate it (--force)")
+    return ds
 
 
 def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict | None = None) -> Path:
@@ -137,7 +141,9 @@ def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
             meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError as e:
             raise DatasetError(f"{meta_file}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")
+    }
     lengths = []
     with _open_h5(h5) as f:
         keys = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
