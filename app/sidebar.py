@@ -30,23 +30,21 @@ def draw() -> None:
         envs = sorted(ENVS)
         if s.checkpoint is None and entries:
             s.env = entries[0].env
-        s.env = st.selectbox("Environment", envs, index=envs.index(s.env), key="sb.env")
+        st.selectbox("Environment", envs, **state.bind("sb.env", "env"))
 
         paths = [e.path for e in entries]
         if s.checkpoint not in paths:
             same_env = [e.path for e in entries if e.env == s.env]
             s.checkpoint = (same_env or paths or [None])[0]
-            st.session_state.pop("sb.ckpt", None)
         if entries:
             by_path = {e.path: e for e in entries}
-            st.session_state.setdefault("sb.ckpt", s.checkpoint)
 
             def fmt(p: str) -> str:
                 e = by_path[p]
                 other = "" if e.env == s.env else "  (other env)"
                 return f"{_SOURCE[e.source]}: {e.label}{other}"
 
-            s.checkpoint = st.selectbox("Checkpoint", paths, format_func=fmt, key="sb.ckpt")
+            st.selectbox("Checkpoint", paths, format_func=fmt, **state.bind("sb.ckpt", "checkpoint"))
             e = by_path[s.checkpoint]
             ret = ""
             if e.return_mean is not None:
@@ -67,7 +65,6 @@ def draw() -> None:
                     s.upload_msg = ("error", str(err).splitlines()[0])
                 else:
                     s.checkpoint = str(dest.resolve())
-                    st.session_state.pop("sb.ckpt", None)
                     s.upload_msg = ("success", f"Loaded {up.name}")
                     st.rerun()
             kind, msg = s.upload_msg or (None, None)

@@ -30,6 +30,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -384,8 +385,8 @@ def install_upload(name: str, data: bytes, env: str | None = None) -> Path:
 class Session:
     """Everything one browser session chose; one object instead of loose session-state keys.
 
-    Widgets keep their own keyed state while shown; pages copy values in and
-    out of this object so choices survive page switches.
+    Keyed widgets are tied to its fields with :func:`bind`, so choices survive
+    page switches and reruns.
     """
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -397,8 +398,12 @@ class Session:
     compare_target: float | None = None
     side_mode: str = "Two targets"
     side_checkpoint: str | None = None
-    side_targets: tuple[float, float] | None = None
+    side_target_a: float | None = None
+    side_target_b: float | None = None
+    side_target: float | None = None  # the one target of "Two checkpoints"
     dataset: str | None = None
+    dataset_path: str = ""
+    dataset_episode: int | None = None
     train_job: TrainJob | None = None
     train_seen_active: bool = False  # the Train page saw the job running (redraw all when it ends)
     upload_id: str | None = None
@@ -416,11 +421,21 @@ def session() -> Session:
     return st.session_state["dt"]
 
 
-def widget_default(key: str, value: Any) -> str:
-    """Seed a keyed widget's state from the session object the first time it is drawn; return the key."""
-    if key not in st.session_state:
-        st.session_state[key] = value
-    return key
+def bind(key: str, attr: str, convert: Callable[[Any], Any] = lambda v: v) -> dict[str, Any]:
+    """Keyword arguments that tie a keyed widget to a field of the session object.
+
+    The widget's state is set from the field on every run (so the value survives
+    page switches, which give widgets new ids), and a change by the user is
+    copied back into the field by the ``on_change`` callback, before the script runs.
+    Use as ``st.slider(..., **bind("pg.target", "target", float))``.
+    """
+    s = session()
+    st.session_state[key] = getattr(s, attr)
+
+    def changed() -> None:
+        setattr(s, attr, convert(st.session_state[key]))
+
+    return {"key": key, "on_change": changed}
 
 
 # --------------------------------------------------------------------------- #

@@ -139,6 +139,26 @@ def cmd_data(args: argparse.Namespace) -> int:
             f"{st.return_min:.0f}/{st.return_mean:.0f}/{st.return_max:.0f}, normalized mean {st.normalized_mean:.1f}"
         )
         return 0
+    if args.data_cmd == "card":
+        from dt.data.card import write_card
+
+        md = write_card(load_dataset(args.dataset), args.out)
+        print(f"saved {md} and {md.with_name(md.stem + '-returns.png')}")
+        return 0
+    if args.data_cmd == "export-minari":
+        from dt.data.minari_bridge import export_minari
+
+        ds = load_dataset(args.dataset)
+        path = export_minari(ds, args.dataset_id, args.root)
+        print(f"saved {path} ({ds.num_transitions} transitions, {ds.num_episodes} episodes)")
+        return 0
+    if args.data_cmd == "import-minari":
+        from dt.data.minari_bridge import import_minari_to_d4rl
+
+        path = import_minari_to_d4rl(args.dataset_id, args.out, args.root, overwrite=args.force)
+        ds = load_dataset(path)
+        print(f"saved {path} ({ds.num_transitions} transitions, {ds.num_episodes} episodes)")
+        return 0
     raise AssertionError(args.data_cmd)
 
 
@@ -174,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("data", help="datasets: list, stats, download, generate")
+    d = sub.add_parser("data", help="datasets: list, stats, download, generate, card, export-minari, import-minari")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     dsub.add_parser("list", help="known dataset names and where each was found")
     s = dsub.add_parser("stats", help="episodes, transitions, returns of a dataset")
@@ -191,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-envs", type=int, default=32, help="envs stepped in lockstep")
     g.add_argument("--dir", default=None, help="output directory (default: the generated-datasets cache)")
     g.add_argument("--force", action="store_true", help="regenerate even if the file exists")
+    c = dsub.add_parser("card", help="write a Markdown dataset card and return histogram beside D4RL's figures")
+    c.add_argument("dataset", help="name (hopper-medium) or path")
+    c.add_argument("--out", default="docs/datasets", help="output directory")
+    ex = dsub.add_parser("export-minari", help="export a dataset as a Minari dataset (minari package)")
+    ex.add_argument("dataset", help="name (hopper-medium) or path")
+    ex.add_argument("--dataset-id", default=None, help="Minari id (default: mujoco/<env>/<level>-v0)")
+    ex.add_argument("--root", default=None, help="Minari datasets root (default: $MINARI_DATASETS_PATH)")
+    im = dsub.add_parser("import-minari", help="import a Minari dataset into a D4RL-layout hdf5 file")
+    im.add_argument("dataset_id", help="Minari id, e.g. mujoco/hopper/medium-v0")
+    im.add_argument("--out", default=None, help="output .hdf5 (default: the generated-datasets cache, D4RL file name)")
+    im.add_argument("--root", default=None, help="Minari datasets root (default: $MINARI_DATASETS_PATH)")
+    im.add_argument("--force", action="store_true", help="replace an existing output file")
     d.set_defaults(func=cmd_data)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")

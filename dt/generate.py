@@ -163,7 +163,8 @@ def collect_sharded(
 
     sizes = [num_transitions // shards + (1 if k < num_transitions % shards else 0) for k in range(shards)]
     jobs = [(env, level, n, seed * shards + k, num_envs, gym_version, progress and k == 0) for k, n in enumerate(sizes)]
-    processes = processes or min(shards, os.cpu_count() or 1)
+    # Starting a process costs seconds (torch import); small datasets stay in this one.
+    processes = processes or (1 if num_transitions < 50_000 else min(shards, os.cpu_count() or 1))
     t0 = time.perf_counter()
     if processes <= 1:
         parts = [_collect_shard(j) for j in jobs]

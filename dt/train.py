@@ -293,12 +293,10 @@ class Trainer:
         for key, v in tensors.items():
             if key.startswith("optim."):
                 _, pid, name = key.split(".", 2)
-                sd["state"].setdefault(int(pid), {})[name] = v.to(self.device) if name != "step" else v
+                sd["state"].setdefault(int(pid), {})[name] = v.to(self.device)  # fused AdamW keeps step on device
         self.optimizer.load_state_dict(sd)
         torch.set_rng_state(tensors["rng.torch"])
-        self.gen.set_state(
-            tensors["rng.sampler"].to(self.gen.device) if self.device.type == "cuda" else tensors["rng.sampler"]
-        )
+        self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(js["step"])

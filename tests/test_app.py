@@ -9,7 +9,6 @@ they draw is checked in ``test_browser.py``.
 from __future__ import annotations
 
 import io
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -19,51 +18,10 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.conftest_app import app_env, assets  # noqa: E402, F401  (fixtures)
+
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 300  # first runs import torch and roll out on a slow shared CPU
-
-
-def _walker_checkpoint(path: Path) -> Path:
-    """A tiny untrained walker2d DT: a checkpoint for another env."""
-    from dt.checkpoint import save_checkpoint
-    from dt.model import ModelConfig, build_model
-
-    cfg = ModelConfig(model_type="dt", state_dim=17, act_dim=6, context_len=5, embed_dim=32, n_layer=1, n_inner=64)
-    meta = {"env": "walker2d", "state_mean": [0.0] * 17, "state_std": [1.0] * 17, "dataset": {"name": "walker2d-medium"}}
-    return save_checkpoint(path, build_model(cfg), meta)
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[str, Path]:
-    """Shipped-checkpoint dir (a DT, a BC, a walker2d DT), an empty runs dir, and a dataset dir."""
-    from dt.train import TrainConfig, Trainer
-
-    root = tmp_path_factory.mktemp("app")
-    shipped = root / "checkpoints"
-    shutil.copytree(tiny_checkpoint, shipped / "dt-tiny")
-    bc_run = root / "bc-run"
-    cfg = TrainConfig(
-        dataset=tiny_dataset.source, model_type="bc", embed_dim=32, n_layer=1, context_len=5, max_steps=5,
-        warmup_steps=2, eval_every=0, eval_episodes=1, eval_max_steps=10, log_every=5, save_every=5,
-        out_dir=str(bc_run), tensorboard=False,
-    )
-    Trainer(cfg, tiny_dataset).run(progress=False)
-    shutil.copytree(bc_run / "checkpoint", shipped / "bc-tiny")
-    _walker_checkpoint(shipped / "walker-tiny")
-    runs = root / "runs"
-    runs.mkdir()
-    return {"root": root, "shipped": shipped, "runs": runs, "data": tiny_d4rl.parent}
-
-
-@pytest.fixture
-def app_env(monkeypatch, assets):
-    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(assets["shipped"]))
-    monkeypatch.setenv("DT_RUNS_DIR", str(assets["runs"]))
-    monkeypatch.setenv("DT_DATASET_DIR", str(assets["data"]))
-    monkeypatch.setenv("D4RL_DATASET_DIR", str(assets["root"] / "no-d4rl"))
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(assets["root"] / "no-minari"))
-    monkeypatch.setenv("DT_MAX_STEPS", "60")
-    return assets
 
 
 def _run(page: str | None = None) -> AppTest:
@@ -268,11 +226,10 @@ def _wait_job(at: AppTest, timeout: float = 180) -> None:
 
 def test_train_start_finish_and_resume(app_env):
     at = _run("train")
-    assert "hopper-random" in at.selectbox[1].value  # found via DT_DATASET_DIR (sidebar has [0] env, ...)
-    nums = {n.label: n for n in at.number_input}
-    nums["Steps"].set_value(20)
-    nums["Eval episodes"].set_value(1)
-    at.button[0].click().run()  # Start training
+    assert "hopper-random" in at.selectbox(key="tr.dataset").value  # found via DT_DATASET_DIR
+    at.number_input(key="tr.steps").set_value(20)
+    at.number_input(key="tr.evals").set_value(1)
+    at.button(key="tr.start").click().run()
     _assert_ok(at)
     assert not at.error
     _wait_job(at)
@@ -283,11 +240,10 @@ def test_train_start_finish_and_resume(app_env):
     assert view.step == 20 and view.records and view.evals
     run_dir = Path(view.out_dir)
     assert run_dir.parent == app_env["runs"] and (run_dir / "checkpoint" / "checkpoint.json").exists()
-    assert any(o.endswith(str(run_dir / "checkpoint")) for o in at.selectbox(key="sb.ckpt").options)
+    assert any(o.startswith(f"Your runs: {run_dir.name}") for o in at.selectbox(key="sb.ckpt").options)
     # Resume the same run for a few more steps.
-    resume_to = next(n for n in at.number_input if n.label == "Resume to step")
-    resume_to.set_value(25).run()
-    next(b for b in at.button if "Resume this run" in b.label).click().run()
+    at.number_input(key="tr.more").set_value(25).run()
+    at.button(key="tr.resume").click().run()
     _assert_ok(at)
     _wait_job(at)
     at.run()
@@ -297,9 +253,8 @@ def test_train_start_finish_and_resume(app_env):
 
 def test_train_stop_saves_checkpoint(app_env):
     at = _run("train")
-    nums = {n.label: n for n in at.number_input}
-    nums["Steps"].set_value(100_000)
-    at.button[0].click().run()
+    at.number_input(key="tr.steps").set_value(100_000)
+    at.button(key="tr.start").click().run()
     _assert_ok(at)
     job = _session(at).train_job
     deadline = time.time() + 120
@@ -314,9 +269,9 @@ def test_train_stop_saves_checkpoint(app_env):
 
 def test_train_missing_dataset_is_reported(app_env):
     at = _run("train")
-    at.selectbox[1].select("Other path…")
-    at.text_input[0].input("/nonexistent/hopper_medium-v2.hdf5")
-    at.button[0].click().run()
+    at.selectbox(key="tr.dataset").select("Other path…")
+    at.text_input(key="tr.path").input("/nonexistent/hopper_medium-v2.hdf5")
+    at.button(key="tr.start").click().run()
     _assert_ok(at)
     assert any("file not found" in e.value for e in at.error)
     assert _session(at).train_job is None
@@ -325,9 +280,9 @@ def test_train_missing_dataset_is_reported(app_env):
 def test_two_sessions_train_independently(app_env):
     a, b = _run("train"), _run("train")
     for at in (a, b):
-        {n.label: n for n in at.number_input}["Steps"].set_value(10)
-        {n.label: n for n in at.number_input}["Eval episodes"].set_value(1)
-        at.button[0].click().run()
+        at.number_input(key="tr.steps").set_value(10)
+        at.number_input(key="tr.evals").set_value(1)
+        at.button(key="tr.start").click().run()
         _assert_ok(at)
     ja, jb = _session(a).train_job, _session(b).train_job
     assert ja is not jb and ja.out_dir != jb.out_dir

@@ -35,8 +35,8 @@ with st.spinner("Re-running the episode with attention recorded…"):
 
 T = data.length
 s.attention_step = min(s.attention_step, T - 1)
-step = st.slider("Timestep", 0, T - 1, key=state.widget_default("att.step", s.attention_step), help="Env step of the rollout")
-s.attention_step = int(step)
+st.slider("Timestep", 0, T - 1, help="Env step of the rollout", **state.bind("att.step", "attention_step", int))
+step = s.attention_step
 
 QUERY = 3 * K - 2  # the newest state token: the action of this step is read from it
 
@@ -69,9 +69,8 @@ with tab_compare:
     other_default = next((t for t in spec.targets if t != s.target), spec.targets[-1])
     if s.compare_target is None:
         s.compare_target = float(other_default)
-    s.compare_target = float(
-        st.number_input("Second target", lo, hi, step=100.0, format="%.0f", key=state.widget_default("att.cmp", s.compare_target))
-    )
+    s.compare_target = min(max(s.compare_target, lo), hi)
+    st.number_input("Second target", lo, hi, step=100.0, format="%.0f", **state.bind("att.cmp", "compare_target", float))
     with st.spinner("Re-running with the second target…"):
         other = state.attention_data(s.checkpoint, state.mtime(s.checkpoint), s.compare_target, int(s.seed), cap)
     if step >= other.length:

@@ -27,9 +27,9 @@ OTHER = "Other path…"
 labels = [*options, OTHER]
 if s.dataset not in labels:
     s.dataset = labels[0]
-s.dataset = st.selectbox("Dataset", labels, key=state.widget_default("ds.pick", s.dataset))
+st.selectbox("Dataset", labels, **state.bind("ds.pick", "dataset"))
 if s.dataset == OTHER:
-    path = st.text_input("Dataset path (D4RL .hdf5 file or Minari directory)", key="ds.path")
+    path = st.text_input("Dataset path (D4RL .hdf5 file or Minari directory)", **state.bind("ds.path", "dataset_path"))
     if not path.strip():
         st.info("Enter a path, or generate a dataset: `python -m dt data generate hopper-medium`.")
         st.stop()
@@ -64,11 +64,14 @@ picks = {"best": int(order[-1]), "median": int(order[len(order) // 2]), "worst":
 
 
 def _pick(which: str) -> None:
-    st.session_state["ds.ep"] = picks[which]
+    s.dataset_episode = picks[which]
 
 
+if s.dataset_episode is None or s.dataset_episode >= ds.num_episodes:
+    s.dataset_episode = picks["best"]
 b = st.columns([2, 1, 1, 1])
-idx = int(b[0].number_input("Episode", 0, ds.num_episodes - 1, key=state.widget_default("ds.ep", picks["best"])))
+b[0].number_input("Episode", 0, ds.num_episodes - 1, **state.bind("ds.ep", "dataset_episode", int))
+idx = s.dataset_episode
 for col, which in zip(b[1:], picks):
     col.button(which, on_click=_pick, args=(which,), key=f"ds.{which}", width="stretch")
 st.caption(f"Episode {idx}: return {rets[idx]:.1f}, {int(ds.episode_lengths[idx])} steps.")

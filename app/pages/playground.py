@@ -30,14 +30,13 @@ ds = ck.meta.get("dataset", {})
 lo, hi = state.target_range(ck)
 if s.target_for != s.checkpoint or s.target is None:
     s.target, s.target_for = state.default_target(ck), s.checkpoint
-    st.session_state.pop("pg.target", None)
-s.target = min(max(s.target, lo), hi)
+s.target = float(min(max(s.target, lo), hi))
 
 c_target, c_seed = st.columns([5, 1], vertical_alignment="bottom")
 with c_target:
-    s.target = st.slider(
+    st.slider(
         f"Target return-to-go ({spec.gym_id()})", lo, hi, step=10.0, format="%.0f",
-        key=state.widget_default("pg.target", float(s.target)),
+        **state.bind("pg.target", "target", float),
         help="R₀, the return the model is asked to achieve. The paper uses "
         + " and ".join(f"{t:.0f}" for t in spec.targets) + f" for {spec.name}.",
     )
@@ -46,12 +45,8 @@ with c_target:
         marks |= {"data min": ds["return_min"], "data mean": ds["return_mean"], "data max": ds["return_max"]}
     st.plotly_chart(charts.target_ruler(lo, hi, s.target, marks), config={"displayModeBar": False}, key="pg.ruler")
 with c_seed:
-    def _new_seed() -> None:
-        s.new_seed()
-        st.session_state["pg.seed"] = s.seed
-
-    s.seed = int(st.number_input("Seed", 0, 2**31 - 1, step=1, key=state.widget_default("pg.seed", s.seed)))
-    st.button("🎲 New seed", on_click=_new_seed, width="stretch")
+    st.number_input("Seed", 0, 2**31 - 1, step=1, **state.bind("pg.seed", "seed", int))
+    st.button("🎲 New seed", on_click=s.new_seed, width="stretch")
 
 try:
     with st.spinner(f"Rolling out target {s.target:.0f}, seed {s.seed}, and rendering…"):

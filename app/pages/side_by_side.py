@@ -21,25 +21,33 @@ spec = get_env(ck.env_name)
 lo, hi = state.target_range(ck)
 
 MODES = ["Two targets", "Two checkpoints"]
-s.side_mode = st.radio("Compare", MODES, horizontal=True, key=state.widget_default("sbs.mode", s.side_mode))
+st.radio("Compare", MODES, horizontal=True, **state.bind("sbs.mode", "side_mode"))
 c1, c2, c3 = st.columns([2, 2, 1])
-seed = int(c3.number_input("Seed (both)", 0, 2**31 - 1, key=state.widget_default("sbs.seed", s.seed)))
+c3.number_input("Seed (both)", 0, 2**31 - 1, **state.bind("sbs.seed", "seed", int))
+seed = s.seed
+
+
+def _clamp(v: float | None, default: float) -> float:
+    return float(min(max(default if v is None else v, lo), hi))
+
+
 if s.side_mode == "Two targets":
-    ta, tb = s.side_targets or (float(spec.targets[0]), float(spec.targets[-1]))
-    ta = float(c1.number_input("Target A", lo, hi, step=100.0, format="%.0f", key=state.widget_default("sbs.ta", ta)))
-    tb = float(c2.number_input("Target B", lo, hi, step=100.0, format="%.0f", key=state.widget_default("sbs.tb", tb)))
-    s.side_targets = (ta, tb)
-    runs = [(s.checkpoint, ta), (s.checkpoint, tb)]
+    s.side_target_a = _clamp(s.side_target_a, spec.targets[0])
+    s.side_target_b = _clamp(s.side_target_b, spec.targets[-1])
+    c1.number_input("Target A", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.ta", "side_target_a", float))
+    c2.number_input("Target B", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.tb", "side_target_b", float))
+    runs = [(s.checkpoint, s.side_target_a), (s.checkpoint, s.side_target_b)]
 else:
-    entries = [e for e in state.discover_checkpoints()]
+    entries = state.discover_checkpoints()
     paths = [e.path for e in entries]
     labels = {e.path: e.label for e in entries}
-    other = s.side_checkpoint if s.side_checkpoint in paths else next((p for p in paths if p != s.checkpoint), s.checkpoint)
+    if s.side_checkpoint not in paths:
+        s.side_checkpoint = next((p for p in paths if p != s.checkpoint), s.checkpoint)
     c1.markdown(f"**A:** {labels.get(s.checkpoint, s.checkpoint)}")
-    s.side_checkpoint = c1.selectbox("Checkpoint B", paths, format_func=labels.get, key=state.widget_default("sbs.ckb", other))
-    t = float(c2.number_input("Target (both)", lo, hi, step=100.0, format="%.0f",
-                              key=state.widget_default("sbs.t", float(s.target or spec.targets[0]))))
-    runs = [(s.checkpoint, t), (s.side_checkpoint, t)]
+    c1.selectbox("Checkpoint B", paths, format_func=lambda p: labels.get(p, p), **state.bind("sbs.ckb", "side_checkpoint"))
+    s.side_target = _clamp(s.side_target if s.side_target is not None else s.target, spec.targets[0])
+    c2.number_input("Target (both)", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.t", "side_target", float))
+    runs = [(s.checkpoint, s.side_target), (s.side_checkpoint, s.side_target)]
 
 cols = st.columns(2)
 for i, (col, (path, target)) in enumerate(zip(cols, runs)):

@@ -40,15 +40,15 @@ def new_run_form() -> None:
     names = [f"{n}  ({kind})" for n, kind, _ in found]
     with st.form("train.new"):
         c1, c2 = st.columns([2, 1])
-        pick = c1.selectbox("Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path")
-        path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5")
+        pick = c1.selectbox("Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path", key="tr.dataset")
+        path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5", key="tr.path")
         c3, c4, c5, c6, c7 = st.columns(5)
-        model = c3.radio("Model", ["DT", "BC"], horizontal=True, help="Decision Transformer, or the MLP behaviour-cloning baseline")
-        preset = c4.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("quick"), help="quick: small model for CPU; paper: the paper's settings")
-        steps = c5.number_input("Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100)
-        seed = c6.number_input("Seed", 0, 2**31 - 1, value=0)
-        eval_eps = c7.number_input("Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation")
-        go = st.form_submit_button("▶️ Start training", type="primary")
+        model = c3.radio("Model", ["DT", "BC"], horizontal=True, help="Decision Transformer, or the MLP behaviour-cloning baseline", key="tr.model")
+        preset = c4.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("quick"), help="quick: small model for CPU; paper: the paper's settings", key="tr.preset")
+        steps = c5.number_input("Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100, key="tr.steps")
+        seed = c6.number_input("Seed", 0, 2**31 - 1, value=0, key="tr.seed")
+        eval_eps = c7.number_input("Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation", key="tr.evals")
+        go = st.form_submit_button("▶️ Start training", type="primary", key="tr.start")
     if not go:
         return
     if pick == OTHER:
@@ -127,10 +127,9 @@ if view is not None:
         if (ckpt / "checkpoint.json").exists():
             if c1.button("🎯 Open in Playground", type="primary"):
                 s.checkpoint = str(ckpt.resolve())
-                st.session_state.pop("sb.ckpt", None)
                 st.switch_page("pages/playground.py")
-            more = c3.number_input("Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100)
-            if c2.button("⏯️ Resume this run"):
+            more = c3.number_input("Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100, key="tr.more")
+            if c2.button("⏯️ Resume this run", key="tr.resume"):
                 start(job.resume_config(int(more)))
         st.divider()
 
