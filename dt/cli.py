@@ -162,6 +162,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     raise AssertionError(args.data_cmd)
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from dt.report import write_card
+
+    path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from dt.bench import main as bench_main
 
@@ -224,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--root", default=None, help="Minari datasets root (default: $MINARI_DATASETS_PATH)")
     im.add_argument("--force", action="store_true", help="replace an existing output file")
     d.set_defaults(func=cmd_data)
+
+    c = sub.add_parser("card", help="evaluate a checkpoint, sweep targets and write its model card")
+    c.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    c.add_argument("--episodes", type=int, default=100, help="episodes per paper target")
+    c.add_argument("--sweep-episodes", type=int, default=10, help="episodes per target in the calibration sweep")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_card)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")
     b.add_argument("--quick", action="store_true", help="fewer repetitions")

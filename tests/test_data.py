@@ -69,7 +69,7 @@ def write_minari(root: Path, arrays: dict, episodes: int = 5) -> None:
             g["rewards"] = arrays["rewards"][s : s + n].astype(np.float64)
             g["terminations"] = arrays["terminals"][s : s + n]
             g["truncations"] = arrays["timeouts"][s : s + n]
-    (root / "metadata.json").write_text(
+    (root / "data" / "metadata.json").write_text(
         json.dumps({"dataset_id": "mujoco/hopper/medium-v0", "total_episodes": episodes})
     )
 

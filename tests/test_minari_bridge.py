@@ -84,7 +84,6 @@ def test_own_reader_reads_package_files(exported, tiny_dataset, tmp_path, monkey
     assert_same(ds, tiny_dataset)
 
 
-@pytest.mark.xfail(reason="dt.data.io.read_minari looks for metadata.json beside data/, minari writes it in data/")
 def test_own_reader_finds_package_metadata(exported):
     assert read_minari(exported[1]).metadata.get("dataset_id") == DS_ID
 

@@ -135,8 +135,9 @@ def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
     root = Path(root)
     h5 = root / "data" / "main_data.hdf5"
     meta: dict = {}
-    meta_file = root / "metadata.json"
-    if meta_file.exists():
+    # minari writes data/metadata.json; older layouts keep it beside data/.
+    meta_file = next((p for p in (root / "data" / "metadata.json", root / "metadata.json") if p.exists()), None)
+    if meta_file is not None:
         try:
             meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError as e:

@@ -1,0 +1,153 @@
+"""Model cards: evaluation at the paper's targets, a calibration sweep, and a README per checkpoint.
+
+``python -m dt card --checkpoint DIR`` evaluates the checkpoint (batched),
+runs a target sweep, and writes into the checkpoint directory:
+``evaluation.json``, ``calibration.png`` and ``README.md`` (the card). The
+files sit beside the weights, so the card travels with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dt.checkpoint import Checkpoint, load_checkpoint
+from dt.envs import get_env
+from dt.evaluate import EvalResult, evaluate, target_sweep
+
+PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
+    ("dt", "hopper-medium"): "67.6 +- 1.0",
+    ("bc", "hopper-medium"): "63.9",
+    ("bc10", "hopper-medium"): "65.9",
+    ("dt-delayed", "hopper-medium"): "60.7",
+    ("dt", "hopper-medium-replay"): "82.7",
+    ("dt", "hopper-medium-expert"): "107.6",
+    ("bc", "hopper-medium-replay"): "27.6",
+    ("bc", "hopper-medium-expert"): "79.6",
+}
+
+
+def method_name(ck: Checkpoint) -> str:
+    train = ck.meta.get("train", {})
+    if ck.config.model_type == "bc":
+        pct = float(train.get("pct_traj", 1.0))
+        return "bc" if pct >= 1.0 else f"bc{round(pct * 100)}"
+    return "dt-delayed" if train.get("delayed") else "dt"
+
+
+def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
+    """Targets from 0 to beyond the best paper target, for the calibration figure."""
+    top = max(get_env(ck.env_name).targets) * 1.25
+    return np.linspace(0.0, top, n).round(-1)
+
+
+def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.array([r.target for r in sweep])
+    mean = np.array([r.return_mean for r in sweep])
+    std = np.array([r.return_std for r in sweep])
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ds = ck.meta.get("dataset", {})
+    if "return_min" in ds:
+        ax.axhspan(ds["return_min"], ds["return_max"], color="tab:gray", alpha=0.15, label="dataset return range")
+    ax.plot(t, t, "--", color="k", lw=1, label="target = achieved")
+    ax.plot(t, mean, "o-", color="tab:blue", label=f"{method_name(ck).upper()} achieved")
+    ax.fill_between(t, mean - std, mean + std, color="tab:blue", alpha=0.2)
+    ax.set_xlabel("target return")
+    ax.set_ylabel("achieved return")
+    ax.set_title(f"{path.parent.name}: calibration ({sweep[0].returns.shape[0]} episodes per target)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 10, seed: int = 0) -> Path:
+    """Evaluate, sweep and write the card into ``ckpt_dir``; returns the README path."""
+    ckpt_dir = Path(ckpt_dir)
+    ck = load_checkpoint(ckpt_dir)
+    spec = get_env(ck.env_name)
+    t0 = time.perf_counter()
+    res = evaluate(ck, list(spec.targets), episodes=episodes, seed=seed)
+    eval_s = time.perf_counter() - t0
+    sweep: list[EvalResult] = []
+    if ck.config.model_type == "dt":
+        sweep = target_sweep(ck, sweep_targets(ck), episodes=sweep_episodes, seed=seed)
+        plot_calibration(ck, sweep, ckpt_dir / "calibration.png")
+    out = {
+        "checkpoint": ckpt_dir.name,
+        "command": f"python -m dt evaluate --checkpoint {ckpt_dir} --episodes {episodes} --seed {seed}",
+        "results": [r.as_dict() for r in res],
+        "sweep": [r.as_dict() for r in sweep],
+        "seconds": round(eval_s, 1),
+    }
+    (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
+    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed))
+    return ckpt_dir / "README.md"
+
+
+def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult], episodes: int, seed: int) -> str:
+    m, ds, tr = ck.meta, ck.meta.get("dataset", {}), ck.meta.get("train", {})
+    name = ck.path.name if ck.path else "checkpoint"
+    method = method_name(ck)
+    pub = PUBLISHED.get((method, ds.get("name", "")), "n/a")
+    mach = m.get("machine", {})
+    lines = [
+        f"# {name}",
+        "",
+        f"{method.upper()} on `{ds.get('name', '?')}` ({ds.get('kind', '?')} data), env `{m.get('gym_id', ck.env_name)}`.",
+        "",
+        "## Scores",
+        "",
+        f"D4RL normalized score, {episodes} episodes per target, seeds {seed}..{seed + episodes - 1}, last checkpoint.",
+        "",
+        "| target | return (mean +- std) | normalized (mean +- std) | mean length | published (D4RL data) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in res:
+        lines.append(
+            f"| {r.target:.0f} | {r.return_mean:.1f} +- {r.return_std:.1f} | {r.normalized_mean:.1f} +- "
+            f"{r.normalized_std:.1f} | {r.lengths.mean():.0f} | {pub} |"
+        )
+    lines += [
+        "",
+        f"Reproduce: `python -m dt evaluate --checkpoint checkpoints/{name} --episodes {episodes} --seed {seed}`.",
+        "The published figures were measured on D4RL's own files; this checkpoint was trained on the dataset below.",
+        "",
+    ]
+    if sweep:
+        lines += [
+            "## Calibration",
+            "",
+            "![calibration](calibration.png)",
+            "",
+            "| target | " + " | ".join(f"{r.target:.0f}" for r in sweep) + " |",
+            "|---|" + "---|" * len(sweep),
+            "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
+            "",
+        ]
+    lines += [
+        "## Data",
+        "",
+        f"- dataset: `{ds.get('name')}` ({ds.get('kind')}), {ds.get('episodes')} episodes, "
+        f"{ds.get('transitions')} transitions, returns {ds.get('return_min', 0):.0f} / {ds.get('return_mean', 0):.0f} / "
+        f"{ds.get('return_max', 0):.0f} (min / mean / max)",
+        f"- content sha256: `{ds.get('sha256', '?')}`",
+        "",
+        "## Training",
+        "",
+        f"- steps: {ck.step} of {tr.get('max_steps', '?')}; wall time {m.get('wall_time_s', 0) / 60:.0f} min on "
+        f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
+        f"- model: {json.dumps(m.get('model', {}))}",
+        f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
+        "",
+    ]
+    return "\n".join(lines)
