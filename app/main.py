@@ -17,15 +17,15 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Decision Transformer playground", page_icon="🦘", layout="wide")
+st.set_page_config(page_title="Decision Transformer playground", page_icon=":material/smart_toy:", layout="wide")
 
 PAGES = [
-    st.Page("pages/playground.py", title="Playground", icon="🎯", default=True),
-    st.Page("pages/attention.py", title="Attention", icon="🔍"),
-    st.Page("pages/calibration.py", title="Calibration", icon="📈"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
-    st.Page("pages/side_by_side.py", title="Side by side", icon="🆚"),
+    st.Page("pages/playground.py", title="Playground", icon=":material/sports_score:", default=True),
+    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("pages/calibration.py", title="Calibration", icon=":material/show_chart:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("pages/side_by_side.py", title="Side by side", icon=":material/compare:"),
 ]
 
 # Each page draws the shared sidebar itself (app.sidebar.draw): widgets the entry script

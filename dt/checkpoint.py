@@ -97,8 +97,8 @@ class Checkpoint:
         score = ""
         ev = self.meta.get("eval") or []
         if ev:
-            best = ev[-1]
-            score = f", score {best['normalized_mean']:.1f} @ {best['target']:.0f}"
+            first = ev[0]  # the env's first paper target (3600 for hopper)
+            score = f", score {first['normalized_mean']:.1f} @ {first['target']:.0f}"
         name = self.path.name if self.path else "unsaved"
         return f"{name} ({self.config.model_type.upper()}, {self.env_name}, {ds}, {self.step} steps{score})"
 

@@ -117,11 +117,11 @@ class DTPolicy:
 
     def context(self, row: int = 0) -> dict[str, np.ndarray]:
         """The current K-step window of env ``row`` (states de-normalised, returns-to-go unscaled)."""
-        m = self.mask[row].cpu().numpy()
+        # Copies: the buffers are updated in place on the next step.
         return {
             "states": (self.states[row] * self.std + self.mean).cpu().numpy(),
-            "actions": self.actions[row].cpu().numpy(),
+            "actions": self.actions[row].cpu().numpy().copy(),
             "returns_to_go": self.rtg[row, :, 0].cpu().numpy() * self.scale,
-            "timesteps": self.timesteps[row].cpu().numpy(),
-            "mask": m,
+            "timesteps": self.timesteps[row].cpu().numpy().copy(),
+            "mask": self.mask[row].cpu().numpy().copy(),
         }

@@ -20,7 +20,12 @@ def _walker_checkpoint(path: Path) -> Path:
     from dt.model import ModelConfig, build_model
 
     cfg = ModelConfig(model_type="dt", state_dim=17, act_dim=6, context_len=5, embed_dim=32, n_layer=1, n_inner=64)
-    meta = {"env": "walker2d", "state_mean": [0.0] * 17, "state_std": [1.0] * 17, "dataset": {"name": "walker2d-medium"}}
+    meta = {
+        "env": "walker2d",
+        "state_mean": [0.0] * 17,
+        "state_std": [1.0] * 17,
+        "dataset": {"name": "walker2d-medium"},
+    }
     return save_checkpoint(path, build_model(cfg), meta)
 
 
@@ -34,9 +39,20 @@ def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[s
     shutil.copytree(tiny_checkpoint, shipped / "dt-tiny")
     bc_run = root / "bc-run"
     cfg = TrainConfig(
-        dataset=tiny_dataset.source, model_type="bc", embed_dim=32, n_layer=1, context_len=5, max_steps=5,
-        warmup_steps=2, eval_every=0, eval_episodes=1, eval_max_steps=10, log_every=5, save_every=5,
-        out_dir=str(bc_run), tensorboard=False,
+        dataset=tiny_dataset.source,
+        model_type="bc",
+        embed_dim=32,
+        n_layer=1,
+        context_len=5,
+        max_steps=5,
+        warmup_steps=2,
+        eval_every=0,
+        eval_episodes=1,
+        eval_max_steps=10,
+        log_every=5,
+        save_every=5,
+        out_dir=str(bc_run),
+        tensorboard=False,
     )
     Trainer(cfg, tiny_dataset).run(progress=False)
     shutil.copytree(bc_run / "checkpoint", shipped / "bc-tiny")

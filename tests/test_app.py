@@ -18,7 +18,11 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from tests.conftest_app import app_env, assets  # noqa: E402, F401  (fixtures)
+from tests import conftest_app  # noqa: E402
+
+# The shared fixtures, made visible to pytest in this module.
+assets = conftest_app.assets
+app_env = conftest_app.app_env
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 300  # first runs import torch and roll out on a slow shared CPU
@@ -334,3 +338,21 @@ def test_side_by_side_targets_and_checkpoints(app_env):
     _assert_ok(at)
     assert any("checkpoint is for walker2d, not hopper" in e.value for e in at.error)
     assert [m.label for m in at.metric].count("Return") == 1  # A still shown
+
+
+def test_gif_and_mp4_of_a_rollout(app_env):
+    import imageio.v2 as imageio
+
+    from app import state
+
+    path = str(app_env["shipped"] / "dt-tiny")
+    ep = state.episode(path, 3600.0, 0, max_steps=40)
+    assert ep.rollout.length <= 40 and ep.mp4[4:8] == b"ftyp"
+    reader = imageio.get_reader(io.BytesIO(ep.mp4), format="mp4")
+    try:
+        first = next(iter(reader))
+    finally:
+        reader.close()
+    assert first.shape == (state.VIDEO_SIZE, state.VIDEO_SIZE, 3)
+    gif = state.video_gif(ep.env, ep.rollout.qpos, ep.rollout.qvel)
+    assert gif[:4] == b"GIF8"

@@ -4,7 +4,9 @@ They check what AppTest cannot see: the video plays (readyState >= 2), the
 downloaded MP4 decodes, heatmaps are drawn, training starts and stops. Each
 page's screenshot goes to ``artifacts/screenshots/``. Run them with
 ``pytest -m browser``; they are skipped when ``/usr/bin/chromium`` is absent
-(``apt-get install -y chromium``; never ``playwright install``).
+(``apt-get install -y chromium``; never ``playwright install``). With
+``DT_BROWSER_SHIPPED=1`` the app uses the repository's shipped checkpoints and
+full-length episodes (for README screenshots in ``docs/screenshots/``).
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest_app import app_environ, assets  # noqa: F401  (fixture)
+from tests import conftest_app
+
+assets = conftest_app.assets  # the shared fixture, made visible to pytest in this module
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
-VIDEO_READY = "(n) => { const v = document.querySelectorAll('video'); return v.length >= n && [...v].every(x => x.readyState >= 2); }"
+VIDEO_READY = (
+    "(n) => { const v = document.querySelectorAll('video');"
+    " return v.length >= n && [...v].every(x => x.readyState >= 2); }"
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,17 +55,34 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(assets, tmp_path_factory):  # noqa: F811
+def server(assets, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, **app_environ(assets, max_steps=200), "DT_TORCH_THREADS": "1"}
+    env = {**os.environ, **conftest_app.app_environ(assets, max_steps=200), "DT_TORCH_THREADS": "1"}
+    if os.environ.get("DT_BROWSER_SHIPPED"):
+        # README screenshots: the repository's shipped checkpoints and full-length episodes.
+        del env["DT_CHECKPOINT_DIRS"], env["DT_MAX_STEPS"]
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), "--server.address",
-        "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/main.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
     try:
         deadline = time.time() + 90
         while True:
@@ -65,6 +94,7 @@ def server(assets, tmp_path_factory):  # noqa: F811
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
+        print(f"\nstreamlit run to server ready: {time.perf_counter() - t0:.1f} s")
         yield url
     finally:
         proc.terminate()
@@ -107,8 +137,9 @@ def test_playground_slider_video_and_download(page, tmp_path):
     import imageio.v2 as imageio
 
     page.screenshot(path=SHOTS / "playground.png", full_page=True)
-    thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
-    before = float(thumb.get_attribute("aria-valuenow"))
+    slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    thumb = slider.locator("xpath=../..")  # the positioned thumb around the (visually hidden) range input
+    before = float(slider.input_value())
     old_src = page.locator("video").first.get_attribute("src")
     box = thumb.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -118,10 +149,11 @@ def test_playground_slider_video_and_download(page, tmp_path):
     page.mouse.up()
     t0 = time.perf_counter()
     page.wait_for_function(
-        "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }", arg=old_src
+        "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
+        arg=old_src,
     )
     print(f"\nslider release to playing video: {time.perf_counter() - t0:.1f} s")
-    after = float(thumb.get_attribute("aria-valuenow"))
+    after = float(slider.input_value())
     assert after < before
     _settle(page)
     page.screenshot(path=SHOTS / "playground-after-drag.png", full_page=True)
@@ -139,6 +171,17 @@ def test_playground_slider_video_and_download(page, tmp_path):
     finally:
         reader.close()
     assert frames >= 1
+
+
+def test_bad_upload_shows_error_and_app_keeps_working(page, tmp_path):
+    junk = tmp_path / "not-a-checkpoint.zip"
+    junk.write_bytes(b"this is not a zip file")
+    page.get_by_text("Upload a checkpoint (.zip)").click()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(junk)
+    page.get_by_text("not a zip file").first.wait_for()
+    _settle(page)
+    assert page.locator("video").count() == 1  # the rollout is still shown
+    page.screenshot(path=SHOTS / "upload-error.png", full_page=True)
 
 
 def test_attention_heatmap(page):
@@ -173,7 +216,7 @@ def test_side_by_side(page):
     page.screenshot(path=SHOTS / "side-by-side.png", full_page=True)
 
 
-def test_train_start_and_stop(page, assets):  # noqa: F811
+def test_train_start_and_stop(page, assets):
     _goto(page, "Train")
     page.get_by_label("Steps").fill("100000")
     page.get_by_role("button", name="Start training").click()

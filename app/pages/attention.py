@@ -54,11 +54,13 @@ c1, c2, c3 = st.columns(3)
 c1.metric("On return tokens", f"{mean[0]:.0%}")
 c2.metric("On state tokens", f"{mean[1]:.0%}")
 c3.metric("On action tokens", f"{mean[2]:.0%}")
-st.caption(f"Attention of the action-predicting state token s{int(data.timesteps[step][-1])}, averaged over layers and heads.")
+st.caption(
+    f"Attention of the action-predicting state token s{int(data.timesteps[step][-1])}, averaged over layers and heads."
+)
 
 tab_maps, tab_summary, tab_compare = st.tabs(["Heatmaps", "Summary over the episode", "Compare two targets"])
 with tab_maps:
-    st.plotly_chart(charts.attention_heatmaps(data.attn[step], labels), key="att.maps")
+    st.plotly_chart(charts.attention_heatmaps(data.attn[step], labels, data.mask[step]), key="att.maps")
 with tab_summary:
     st.plotly_chart(charts.attention_shares_bar(sh, f"Step {step}: per layer and head"), key="att.bar")
     over_time = shares(data.attn).mean(axis=(1, 2))  # (T, 3)
@@ -70,21 +72,30 @@ with tab_compare:
     if s.compare_target is None:
         s.compare_target = float(other_default)
     s.compare_target = min(max(s.compare_target, lo), hi)
-    st.number_input("Second target", lo, hi, step=100.0, format="%.0f", **state.bind("att.cmp", "compare_target", float))
+    st.number_input(
+        "Second target", lo, hi, step=100.0, format="%.0f", **state.bind("att.cmp", "compare_target", float)
+    )
     with st.spinner("Re-running with the second target…"):
         other = state.attention_data(s.checkpoint, state.mtime(s.checkpoint), s.compare_target, int(s.seed), cap)
     if step >= other.length:
-        st.warning(f"The episode with target {s.compare_target:.0f} ended after {other.length} steps; pick an earlier timestep.")
+        st.warning(
+            f"The episode with target {s.compare_target:.0f} ended after {other.length} steps; "
+            "pick an earlier timestep."
+        )
     else:
         sh2 = shares(other.attn[step])
         a, b = st.columns(2)
         for i, (col, tgt, d, shr) in enumerate(((a, s.target, data, sh), (b, s.compare_target, other, sh2))):
             with col:
                 m = shr.mean(axis=(0, 1))
-                st.markdown(f"**Target {tgt:.0f}** · return {d.total_return:.0f} · R {m[0]:.0%} / s {m[1]:.0%} / a {m[2]:.0%}")
+                st.markdown(
+                    f"**Target {tgt:.0f}** · return {d.total_return:.0f} · R {m[0]:.0%} / s {m[1]:.0%} / a {m[2]:.0%}"
+                )
                 st.plotly_chart(charts.attention_shares_bar(shr), key=f"att.cmpbar.{i}")
                 last = d.attn[step][-1:]  # last layer: (1, H, 3K, 3K)
                 st.plotly_chart(
-                    charts.attention_heatmaps(last, charts.token_labels(d.timesteps[step], d.mask[step]), "last layer"),
+                    charts.attention_heatmaps(
+                        last, charts.token_labels(d.timesteps[step], d.mask[step]), d.mask[step], "last layer"
+                    ),
                     key=f"att.cmpmap.{i}",
                 )

@@ -40,20 +40,31 @@ if go:
     s.sweep_args = (s.checkpoint, targets, int(episodes), int(seed))
 
 if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
-    st.info(f"Set the range and press **Run sweep**. {int(n)} targets × {int(episodes)} episodes run as one batch; "
-            "on a CPU laptop expect about a minute for full 1000-step episodes.")
+    st.info(
+        f"Set the range and press **Run sweep**. {int(n)} targets × {int(episodes)} episodes run as one batch; "
+        "on a CPU laptop expect about a minute for full 1000-step episodes."
+    )
     st.stop()
 
 path, targets, episodes, seed = s.sweep_args
 with st.spinner(f"Evaluating {len(targets)} targets × {episodes} episodes…"):
     results = state.sweep_data(path, state.mtime(path), targets, episodes, seed, cap)
 
-st.plotly_chart(charts.calibration(results, ck.meta.get("dataset", {}), spec.targets,
-                                   f"{state.checkpoint_name(path)}: achieved vs target return"), key="cal.chart")
+st.plotly_chart(
+    charts.calibration(
+        results, ck.meta.get("dataset", {}), spec.targets, f"{state.checkpoint_name(path)}: achieved vs target return"
+    ),
+    key="cal.chart",
+)
 st.dataframe(
     [
-        {"target": r["target"], "return mean": round(r["return_mean"], 1), "return std": round(r["return_std"], 1),
-         "normalized": round(r["normalized_mean"], 1), "length": round(r["length_mean"], 1)}
+        {
+            "target": r["target"],
+            "return mean": round(r["return_mean"], 1),
+            "return std": round(r["return_std"], 1),
+            "normalized": round(r["normalized_mean"], 1),
+            "length": round(r["length_mean"], 1),
+        }
         for r in results
     ],
     hide_index=True,

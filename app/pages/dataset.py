@@ -21,7 +21,7 @@ if ck is not None:
     name = ck.meta.get("dataset", {}).get("name", "")
     if src and Path(src).exists():
         options[f"{name} (this checkpoint's training data)"] = src
-for n, kind, p in found:
+for n, kind, _path in found:
     options.setdefault(f"{n} ({kind})", n)
 OTHER = "Other path…"
 labels = [*options, OTHER]
@@ -69,7 +69,7 @@ def _pick(which: str) -> None:
 
 if s.dataset_episode is None or s.dataset_episode >= ds.num_episodes:
     s.dataset_episode = picks["best"]
-b = st.columns([2, 1, 1, 1])
+b = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
 b[0].number_input("Episode", 0, ds.num_episodes - 1, **state.bind("ds.ep", "dataset_episode", int))
 idx = s.dataset_episode
 for col, which in zip(b[1:], picks):

@@ -44,7 +44,9 @@ else:
     if s.side_checkpoint not in paths:
         s.side_checkpoint = next((p for p in paths if p != s.checkpoint), s.checkpoint)
     c1.markdown(f"**A:** {labels.get(s.checkpoint, s.checkpoint)}")
-    c1.selectbox("Checkpoint B", paths, format_func=lambda p: labels.get(p, p), **state.bind("sbs.ckb", "side_checkpoint"))
+    c1.selectbox(
+        "Checkpoint B", paths, format_func=lambda p: labels.get(p, p), **state.bind("sbs.ckb", "side_checkpoint")
+    )
     s.side_target = _clamp(s.side_target if s.side_target is not None else s.target, spec.targets[0])
     c2.number_input("Target (both)", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.t", "side_target", float))
     runs = [(s.checkpoint, s.side_target), (s.side_checkpoint, s.side_target)]

@@ -40,15 +40,33 @@ def new_run_form() -> None:
     names = [f"{n}  ({kind})" for n, kind, _ in found]
     with st.form("train.new"):
         c1, c2 = st.columns([2, 1])
-        pick = c1.selectbox("Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path", key="tr.dataset")
+        pick = c1.selectbox(
+            "Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path", key="tr.dataset"
+        )
         path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5", key="tr.path")
         c3, c4, c5, c6, c7 = st.columns(5)
-        model = c3.radio("Model", ["DT", "BC"], horizontal=True, help="Decision Transformer, or the MLP behaviour-cloning baseline", key="tr.model")
-        preset = c4.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("quick"), help="quick: small model for CPU; paper: the paper's settings", key="tr.preset")
-        steps = c5.number_input("Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100, key="tr.steps")
+        model = c3.radio(
+            "Model",
+            ["DT", "BC"],
+            horizontal=True,
+            help="Decision Transformer, or the MLP behaviour-cloning baseline",
+            key="tr.model",
+        )
+        preset = c4.selectbox(
+            "Preset",
+            list(PRESETS),
+            index=list(PRESETS).index("quick"),
+            help="quick: small model for CPU; paper: the paper's settings",
+            key="tr.preset",
+        )
+        steps = c5.number_input(
+            "Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100, key="tr.steps"
+        )
         seed = c6.number_input("Seed", 0, 2**31 - 1, value=0, key="tr.seed")
-        eval_eps = c7.number_input("Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation", key="tr.evals")
-        go = st.form_submit_button("▶️ Start training", type="primary", key="tr.start")
+        eval_eps = c7.number_input(
+            "Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation", key="tr.evals"
+        )
+        go = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", key="tr.start")
     if not go:
         return
     if pick == OTHER:
@@ -62,8 +80,15 @@ def new_run_form() -> None:
     stem = dataset.rsplit("/", 1)[-1].removesuffix(".hdf5")
     out = state.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
     cfg = replace(
-        cfg, dataset=dataset, model_type=model.lower(), max_steps=int(steps), seed=int(seed), eval_episodes=int(eval_eps),
-        out_dir=str(out), tensorboard=False, log_every=min(cfg.log_every, max(1, int(steps) // 20)),
+        cfg,
+        dataset=dataset,
+        model_type=model.lower(),
+        max_steps=int(steps),
+        seed=int(seed),
+        eval_episodes=int(eval_eps),
+        out_dir=str(out),
+        tensorboard=False,
+        log_every=min(cfg.log_every, max(1, int(steps) // 20)),
         save_every=min(cfg.save_every, int(steps)),
     )
     start(cfg)
@@ -71,10 +96,19 @@ def new_run_form() -> None:
 
 def resume_form() -> None:
     runs = state.runs_dir()
-    dirs = sorted(
-        (d for d in runs.glob("*") if (d / "config.json").exists() and (d / "checkpoint" / "checkpoint.json").exists()),
-        key=lambda d: state.mtime(d / "checkpoint"), reverse=True,
-    ) if runs.is_dir() else []
+    dirs = (
+        sorted(
+            (
+                d
+                for d in runs.glob("*")
+                if (d / "config.json").exists() and (d / "checkpoint" / "checkpoint.json").exists()
+            ),
+            key=lambda d: state.mtime(d / "checkpoint"),
+            reverse=True,
+        )
+        if runs.is_dir()
+        else []
+    )
     if not dirs:
         st.caption("No resumable runs yet.")
         return
@@ -83,7 +117,7 @@ def resume_form() -> None:
         d = c1.selectbox("Run", dirs, format_func=lambda p: p.name)
         done = json.loads((d / "checkpoint" / "checkpoint.json").read_text()).get("step", 0) if d else 0
         more = c2.number_input("Train to step", 1, 10_000_000, value=int(done) + 1000, step=100)
-        go = st.form_submit_button("⏯️ Resume")
+        go = st.form_submit_button("Resume", icon=":material/play_circle:")
     if go and d is not None:
         known = {f.name for f in fields(TrainConfig)}
         saved = {k: v for k, v in json.loads((d / "config.json").read_text()).items() if k in known}
@@ -93,8 +127,14 @@ def resume_form() -> None:
 def progress_panel() -> None:
     """Live view of the session's job; redrawn every second while it runs (a fragment)."""
     v = s.train_job.view()
-    status = {"starting": "⏳ loading data", "running": "🏃 running", "stopping": "⏹️ stopping (saving)",
-              "finished": "✅ finished", "stopped": "⏹️ stopped", "failed": "❌ failed"}[v.status]
+    status = {
+        "starting": "loading data",
+        "running": "running",
+        "stopping": "stopping (saving)",
+        "finished": "finished",
+        "stopped": "stopped",
+        "failed": "failed",
+    }[v.status]
     st.subheader(f"Run `{state.checkpoint_name(v.out_dir)}` · {status}")
     if v.error:
         st.error(v.error)
@@ -112,7 +152,13 @@ def progress_panel() -> None:
         if v.evals:
             c2.plotly_chart(charts.eval_chart(v.evals), key="tr.eval")
     if v.active:
-        st.button("⏹️ Stop (saves a checkpoint)", on_click=s.train_job.stop, key="tr.stop", disabled=v.status == "stopping")
+        st.button(
+            "Stop (saves a checkpoint)",
+            icon=":material/stop:",
+            on_click=s.train_job.stop,
+            key="tr.stop",
+            disabled=v.status == "stopping",
+        )
     elif s.train_seen_active:
         s.train_seen_active = False
         st.rerun()  # the whole page: the picker now lists the saved checkpoint
@@ -125,11 +171,13 @@ if view is not None:
         ckpt = job.out_dir / "checkpoint"
         c1, c2, c3 = st.columns([1, 1, 2])
         if (ckpt / "checkpoint.json").exists():
-            if c1.button("🎯 Open in Playground", type="primary"):
+            if c1.button("Open in Playground", icon=":material/sports_score:", type="primary"):
                 s.checkpoint = str(ckpt.resolve())
                 st.switch_page("pages/playground.py")
-            more = c3.number_input("Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100, key="tr.more")
-            if c2.button("⏯️ Resume this run", key="tr.resume"):
+            more = c3.number_input(
+                "Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100, key="tr.more"
+            )
+            if c2.button("Resume this run", icon=":material/play_circle:", key="tr.resume"):
                 start(job.resume_config(int(more)))
         st.divider()
 
