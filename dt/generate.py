@@ -12,6 +12,7 @@ same seed gives the same content hash.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,15 @@ def _policy_for(env: str, level: str):
     return load_behaviour_policy(level, env)
 
 
+def _require_policies(name: str, env: str, levels: tuple[str, ...]) -> None:
+    """Raise a one-line DatasetError naming ``name`` if a behaviour policy in ``levels`` is not shipped."""
+    for level in levels:
+        try:
+            _policy_for(env, level)
+        except (FileNotFoundError, KeyError) as e:
+            raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
+
+
 def generate_dataset(
     name: str,
     out_dir: str | Path | None = None,
@@ -211,8 +221,10 @@ def generate_dataset(
     if path.exists() and not overwrite:
         return path
     spec = get_env(env)
+    algorithm = "uniform random" if level == "random" else "SAC"
     if level == "medium-expert":
         half = None if steps is None else steps // 2
+        _require_policies(name, env, ("medium", "expert"))
         parts = []
         for sub, s in (("medium", seed), ("expert", seed + 1)):
             if half is None:
@@ -225,7 +237,13 @@ def generate_dataset(
     elif level == "medium-replay":
         from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
 
-        arrays, seconds, policy_id = collect_replay(env, seed=seed, num_envs=num_envs, gym_version=gym_version)
+        # The buffer's size is fixed by the run (rows up to the medium snapshot), so steps/episodes do not apply.
+        # DT_SAC_RUN_DIR (on the machine that ran SAC): read that run's exact buffer rows instead.
+        run_dir = os.environ.get("DT_SAC_RUN_DIR") or None
+        arrays, seconds, policy_id = collect_replay(
+            env, seed=seed, num_envs=num_envs, gym_version=gym_version, run_dir=run_dir, progress=progress
+        )
+        algorithm = "SAC (replay buffer)" if run_dir else "SAC (replay snapshots)"
     else:
         try:
             pol = _policy_for(env, level)
@@ -241,7 +259,7 @@ def generate_dataset(
         "generator_version": GENERATOR_VERSION,
         "dataset": name,
         "policy": policy_id,
-        "algorithm": "uniform random" if level == "random" else "SAC",
+        "algorithm": algorithm,
         "seed": seed,
         "env_id": spec.gym_id(gym_version),
         "seconds": round(seconds, 1),
