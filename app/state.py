@@ -409,7 +409,7 @@ class Session:
     checkpoint: str | None = None
     target: float | None = None
     seed: int = 0
-    attention_step: int = 0
+    attention_step: int = 60  # a full context window by default (clamped to the episode)
     compare_target: float | None = None
     side_mode: str = "Two targets"
     side_checkpoint: str | None = None
