@@ -138,8 +138,8 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
         "## Data",
         "",
         f"- dataset: `{ds.get('name')}` ({ds.get('kind')}), {ds.get('episodes')} episodes, "
-        f"{ds.get('transitions')} transitions, returns {ds.get('return_min', 0):.0f} / {ds.get('return_mean', 0):.0f} / "
-        f"{ds.get('return_max', 0):.0f} (min / mean / max)",
+        f"{ds.get('transitions')} transitions, returns {ds.get('return_min', 0):.0f} / "
+        f"{ds.get('return_mean', 0):.0f} / {ds.get('return_max', 0):.0f} (min / mean / max)",
         f"- content sha256: `{ds.get('sha256', '?')}`",
         "",
         "## Training",

@@ -37,8 +37,11 @@ def test_seeded_and_reproducible(ckpt):
 
 def test_recorded_contexts_are_per_step(ckpt):
     ro = rollout(ckpt, 500.0, seed=0, max_steps=8, record_attention=True)
-    assert [int(c["mask"].sum()) for c in ro.contexts] == [min(t + 1, ckpt.config.context_len) for t in range(ro.length)]
-    assert ro.contexts[0]["timesteps"][-1] == 0 and ro.contexts[-1]["timesteps"][-1] == ro.length - 1
+    assert [int(c["mask"].sum()) for c in ro.contexts] == [
+        min(t + 1, ckpt.config.context_len) for t in range(ro.length)
+    ]
+    assert ro.contexts[0]["timesteps"][-1] == 0
+    assert ro.contexts[-1]["timesteps"][-1] == ro.length - 1
 
 
 def test_rtg_decrements_by_reward(ckpt):
