@@ -103,7 +103,8 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
     lines = [
         f"# {name}",
         "",
-        f"{method.upper()} on `{ds.get('name', '?')}` ({ds.get('kind', '?')} data), env `{m.get('gym_id', ck.env_name)}`.",
+        f"{method.upper()} on `{ds.get('name', '?')}` ({ds.get('kind', '?')} data), "
+        f"env `{m.get('gym_id', ck.env_name)}`.",
         "",
         "## Scores",
         "",
