@@ -116,6 +116,10 @@ def _atomic_dir(final: Path):
             if exc_type is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 return
+            # mkdtemp makes a private (0700) directory; a checkpoint is ordinary data.
+            os.chmod(self.tmp, 0o755)
+            for f in self.tmp.iterdir():
+                os.chmod(f, 0o644)
             old = None
             if final.exists():
                 old = final.with_name(f".{final.name}.old-{os.getpid()}")

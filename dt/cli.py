@@ -170,6 +170,14 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from dt.checkpoint import list_checkpoints
+    from dt.report import results_table
+
+    print(results_table(list_checkpoints(args.dir)))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from dt.bench import main as bench_main
 
@@ -182,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    t = sub.add_parser("train", help="train a DT or BC model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--preset", default="paper", choices=list(PRESETS), help="starting configuration")
+    # Each dataclass flag's help already ends with its real default (its argparse default is a None sentinel).
+    t = sub.add_parser("train", help="train a DT or BC model")
+    t.add_argument("--preset", default="paper", choices=list(PRESETS), help="starting configuration (default: paper)")
     t.add_argument("--force", action="store_true", help="replace an existing checkpoint in out_dir")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_dataclass_args(t, TrainConfig)
@@ -239,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--sweep-episodes", type=int, default=10, help="episodes per target in the calibration sweep")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_card)
+
+    r = sub.add_parser("results", help="markdown table of the checkpoints' card evaluations")
+    r.add_argument("--dir", default="checkpoints", help="directory of checkpoints with cards")
+    r.set_defaults(func=cmd_results)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")
     b.add_argument("--quick", action="store_true", help="fewer repetitions")

@@ -152,3 +152,32 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
         "",
     ]
     return "\n".join(lines)
+
+
+def results_table(ckpt_dirs: list[Path]) -> str:
+    """Markdown table of the shipped checkpoints' card evaluations beside the published D4RL figures."""
+    rows = [
+        "| checkpoint | method | dataset | steps | target 3600 (normalized) | target 1800 (normalized) "
+        "| published, D4RL data |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in ckpt_dirs:
+        ev_file = Path(d) / "evaluation.json"
+        if not ev_file.exists():
+            continue
+        ck = load_checkpoint(d)
+        ev = json.loads(ev_file.read_text())
+        res = {r["target"]: r for r in ev["results"]}
+        cells = []
+        for t in (3600.0, 1800.0):
+            r = res.get(t)
+            cells.append(f"{r['normalized_mean']:.1f} +- {r['normalized_std']:.1f}" if r else "n/a")
+        method = method_name(ck)
+        ds = ck.meta.get("dataset", {}).get("name", "?")
+        pub = PUBLISHED.get((method, ds), "n/a")
+        max_steps = ck.meta.get("train", {}).get("max_steps", "?")
+        rows.append(
+            f"| `{Path(d).name}` | {method.upper()} | {ds} | {ck.step:,} / {max_steps:,} | {cells[0]} | {cells[1]} "
+            f"| {pub} |"
+        )
+    return "\n".join(rows)

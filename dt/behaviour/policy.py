@@ -59,6 +59,10 @@ class Actor(nn.Module):
         log_prob = (-0.5 * eps.pow(2) - log_std - _HALF_LOG_2PI - log_det).sum(-1)
         return torch.tanh(u), log_prob
 
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The squashed mean action, (B, act_dim)."""
+        return torch.tanh(self(obs)[0])
+
     def architecture(self) -> dict:
         """What `Actor` needs to be rebuilt, plus a human-readable description."""
         return {
@@ -73,7 +77,8 @@ class Actor(nn.Module):
 
 
 class BehaviourPolicy:
-    """A batched numpy-in, numpy-out policy: an SAC actor, or uniform random actions when ``actor`` is None."""
+    """A batched numpy-in, numpy-out policy: an SAC ``Actor``, ARS's ``LinearActor``, or uniform random actions
+    when ``actor`` is None."""
 
     def __init__(self, name: str, act_dim: int, actor: Actor | None = None, meta: dict | None = None) -> None:
         self.name, self.act_dim, self.actor = name, act_dim, actor
@@ -96,8 +101,7 @@ class BehaviourPolicy:
             return actions.astype(np.float32), np.full(n, -self.act_dim * math.log(2.0), dtype=np.float32)
         x = torch.from_numpy(obs)
         if deterministic:
-            mean, _ = self.actor(x)
-            return torch.tanh(mean).numpy(), np.full(n, np.nan, dtype=np.float32)
+            return self.actor.deterministic(x).numpy(), np.full(n, np.nan, dtype=np.float32)
         eps = torch.from_numpy(rng.standard_normal((n, self.act_dim), dtype=np.float32))
         actions, log_prob = self.actor.sample(x, eps)
         return actions.numpy(), log_prob.numpy()
@@ -126,7 +130,12 @@ def load_snapshot(directory: str | Path, name: str | None = None) -> BehaviourPo
     directory = Path(directory)
     meta = json.loads((directory / "policy.json").read_text())
     arch = meta["architecture"]
-    actor = Actor(arch["obs_dim"], arch["act_dim"], arch["hidden"])
+    if arch["class"] == "LinearActor":
+        from dt.behaviour.ars import LinearActor
+
+        actor: nn.Module = LinearActor(arch["obs_dim"], arch["act_dim"], arch["noise_std"])
+    else:
+        actor = Actor(arch["obs_dim"], arch["act_dim"], arch["hidden"])
     actor.load_state_dict({k: v.float() for k, v in load_file(str(directory / "actor.safetensors")).items()})
     actor.eval()
     return BehaviourPolicy(name or directory.name, arch["act_dim"], actor, meta)
