@@ -183,6 +183,21 @@ def save_checkpoint(
     return path
 
 
+def update_meta(path: str | Path, **fields) -> dict:
+    """Set top-level fields of a checkpoint's ``checkpoint.json`` (atomic: temp file, then rename).
+
+    The weights are untouched; the model card uses it to record its evaluation where the app reads scores.
+    """
+    path = Path(path)
+    meta = _read_json(path / META_FILE)
+    meta.update(fields)
+    tmp = path / f".{META_FILE}.tmp-{os.getpid()}"
+    _write_json(tmp, meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path / META_FILE)
+    return meta
+
+
 def _read_json(path: Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dt.checkpoint import Checkpoint, load_checkpoint
+from dt.checkpoint import Checkpoint, load_checkpoint, update_meta
 from dt.envs import get_env
 from dt.evaluate import EvalResult, evaluate, target_sweep
 
@@ -70,6 +70,35 @@ def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Pat
     return path
 
 
+def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
+    """Normalized score against training step from the run's periodic evaluations (``eval_history``)."""
+    hist = ck.meta.get("eval_history") or []
+    if not hist:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for target in sorted({r["target"] for e in hist for r in e["results"]}, reverse=True):
+        pts = [(e["step"], r) for e in hist for r in e["results"] if r["target"] == target]
+        steps = np.array([s for s, _ in pts])
+        mean = np.array([r["normalized_mean"] for _, r in pts])
+        std = np.array([r["normalized_std"] for _, r in pts])
+        ax.plot(steps, mean, "o-", label=f"target {target:.0f}")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    n = hist[-1]["results"][0].get("episodes", "?")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("D4RL normalized score")
+    ax.set_title(f"{path.parent.name}: learning curve ({n} episodes per point)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 10, seed: int = 0) -> Path:
     """Evaluate, sweep and write the card into ``ckpt_dir``; returns the README path."""
     ckpt_dir = Path(ckpt_dir)
@@ -90,6 +119,9 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
         "seconds": round(eval_s, 1),
     }
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot_learning_curve(ck, ckpt_dir / "learning.png")
+    # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
+    update_meta(ckpt_dir, eval=out["results"])
     (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed))
     return ckpt_dir / "README.md"
 
@@ -133,6 +165,25 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             "| target | " + " | ".join(f"{r.target:.0f}" for r in sweep) + " |",
             "|---|" + "---|" * len(sweep),
             "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
+            "",
+        ]
+    hist = m.get("eval_history") or []
+    if hist:
+        lines += [
+            "## Learning curve",
+            "",
+            "![learning curve](learning.png)",
+            "",
+            "| step | " + " | ".join(f"{e['step']:,}" for e in hist) + " |",
+            "|---|" + "---|" * len(hist),
+        ]
+        for i, r0 in enumerate(hist[-1]["results"]):
+            row = [f"{e['results'][i]['normalized_mean']:.1f}" for e in hist if len(e["results"]) > i]
+            lines.append(f"| target {r0['target']:.0f} | " + " | ".join(row) + " |")
+        lines += [
+            "",
+            f"Periodic evaluations during training ({hist[-1]['results'][0].get('episodes', '?')} episodes per "
+            "target, normalized score).",
             "",
         ]
     lines += [

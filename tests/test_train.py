@@ -141,15 +141,18 @@ def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--dataset", "/nonexistent/x.hdf5"], "/nonexistent/x.hdf5: file not found"),
-        (["train", "--dataset", "hopper-bogus"], "unknown dataset 'hopper-bogus'; known:"),
+        (
+            ["train", "--dataset", "/nonexistent/x.hdf5", "--out-dir", "{tmp}/run"],
+            "/nonexistent/x.hdf5: file not found",
+        ),
+        (["train", "--dataset", "hopper-bogus", "--out-dir", "{tmp}/run"], "unknown dataset 'hopper-bogus'; known:"),
         (["evaluate", "--checkpoint", "/nonexistent"], "/nonexistent: not a checkpoint directory"),
         (["data", "stats", "walker2d-medium"], "walker2d-medium: not found"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
     r = run_cli(
-        *args,
+        *(a.format(tmp=tmp_path) for a in args),
         env={"D4RL_DATASET_DIR": str(tmp_path), "MINARI_DATASETS_PATH": str(tmp_path), "DT_DATASET_DIR": str(tmp_path)},
     )
     assert r.returncode == 2

@@ -1,0 +1,32 @@
+"""Model cards: evaluation, calibration sweep, learning curve, and the numbers the app reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from dt.checkpoint import load_checkpoint
+from dt.cli import main
+from dt.report import write_card
+
+
+def test_card_records_what_the_app_and_readme_show(tmp_path, tiny_checkpoint, capsys):
+    ck_dir = tmp_path / "dt-tiny"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    md = write_card(ck_dir, episodes=3, sweep_episodes=1)
+    text = md.read_text()
+    ev = json.loads((ck_dir / "evaluation.json").read_text())
+    assert [r["target"] for r in ev["results"]] == [3600.0, 1800.0]
+    assert all(r["episodes"] == 3 for r in ev["results"]) and len(ev["sweep"]) == 9
+    # The picker reads checkpoint.json's "eval": it now holds the card's 3-episode evaluation.
+    ck = load_checkpoint(ck_dir)
+    assert ck.meta["eval"] == ev["results"]
+    for r in ev["results"]:
+        assert f"| {r['target']:.0f} | {r['return_mean']:.1f} +- {r['return_std']:.1f} |" in text
+    assert (ck_dir / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert (ck_dir / "learning.png").read_bytes()[:4] == b"\x89PNG" and "## Learning curve" in text
+    assert json.dumps(ck.meta["model"]) in text
+    capsys.readouterr()
+    assert main(["results", "--dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "`dt-tiny`" in table and f"{ev['results'][0]['normalized_mean']:.1f} +-" in table
