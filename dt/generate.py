@@ -221,7 +221,7 @@ def generate_dataset(
     if path.exists() and not overwrite:
         return path
     spec = get_env(env)
-    algorithm = "uniform random" if level == "random" else "SAC"
+    algorithm = "uniform random" if level == "random" else "SAC"  # the shipped medium and replay policies
     if level == "medium-expert":
         half = None if steps is None else steps // 2
         _require_policies(name, env, ("medium", "expert"))
@@ -233,6 +233,9 @@ def generate_dataset(
                 parts.append(collect_sharded(env, sub, half, s, num_envs, gym_version, progress=progress))
         arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
         policy_id = "medium+expert"
+        algorithm = " + ".join(
+            f"{sub}: {_policy_for(env, sub).meta.get('algorithm', 'n/a')}" for sub in ("medium", "expert")
+        )
         seconds = sum(p.seconds for p in parts)
     elif level == "medium-replay":
         from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
@@ -254,6 +257,7 @@ def generate_dataset(
         else:
             col = collect_sharded(env, level, steps, seed, num_envs, gym_version, progress=progress)
         arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
+        algorithm = pol.meta.get("algorithm", algorithm)
     meta = {
         "generator": "dt.generate",
         "generator_version": GENERATOR_VERSION,

@@ -156,6 +156,8 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
         "The published figures were measured on D4RL's own files; this checkpoint was trained on the dataset below.",
         "",
     ]
+    if ck.config.model_type == "bc":
+        lines[-1:-1] = ["BC is not conditioned on a return, so both targets run the same episodes."]
     if sweep:
         lines += [
             "## Calibration",

@@ -193,7 +193,11 @@ def train(args: argparse.Namespace) -> None:
                     "iteration": it,
                     "env_steps": env_steps,
                     "episode_seed": ep_seed,
-                    "args": {k: v for k, v in vars(args).items() if k not in ("resume", "ship", "action_noise", "ship_episodes")},
+                    "args": {
+                        k: v
+                        for k, v in vars(args).items()
+                        if k not in ("resume", "ship", "action_noise", "ship_episodes")
+                    },
                 },
             )
             if rec["eval_mean"] >= args.stop_at:

@@ -146,8 +146,8 @@ def _provenance(ds: OfflineDataset) -> list[str]:
         algo = meta.get("algorithm") or meta.get("algorithm_name") or "n/a"
         lines.append(
             f"- **Behaviour policy**: `{policy}` ({algo}), seed {meta.get('seed', 'n/a')}. This is this project's own "
-            "policy snapshot, not D4RL's; D4RL's medium policy was a SAC agent early-stopped at about a third of "
-            "expert return, so return distributions differ even at the same level."
+            "policy, not D4RL's; D4RL collected with SAC agents (medium: early-stopped at about a third of expert "
+            "return; expert: fully trained), so return distributions differ even at the same level."
         )
     return lines
 
