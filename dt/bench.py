@@ -146,10 +146,11 @@ def bench_training(ds, reps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 0.25)
         ref_opt.step()
 
-    def ours_step():
+    def ours_step(bf16: bool = False):
         b = sampler.sample(64, g)
         ours_model.train()
-        out = ours_model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = ours_model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
         loss = action_loss(out.actions, b.actions, b.mask)
         ours_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,24 +158,31 @@ def bench_training(ds, reps: int) -> dict:
         ours_opt.step()
 
     # Interleave the two so that load changes on a shared machine hit both alike.
-    t_ref, t_ours = [], []
+    # bf16 autocast (``--bf16``) pays only where the CPU multiplies bf16 natively (AVX512-BF16 / AMX).
+    t_ref, t_ours, t_bf16 = [], [], []
     for _ in range(2):
-        ref_step(), ours_step()
+        ref_step(), ours_step(), ours_step(True)
     for _ in range(reps):
         t0 = time.perf_counter()
         ref_step()
         t1 = time.perf_counter()
         ours_step()
         t2 = time.perf_counter()
+        ours_step(True)
+        t3 = time.perf_counter()
         t_ref.append(t1 - t0)
         t_ours.append(t2 - t1)
-    r, o = statistics.median(t_ref), statistics.median(t_ours)
+        t_bf16.append(t3 - t2)
+    r, o, h = statistics.median(t_ref), statistics.median(t_ours), statistics.median(t_bf16)
     return {
         "reference_samples_per_s": 64 / r,
         "ours_samples_per_s": 64 / o,
         "speedup": r / o,
+        "ours_bf16_samples_per_s": 64 / h,
+        "speedup_bf16": r / h,
         "reference_ms_per_step": 1000 * r,
         "ours_ms_per_step": 1000 * o,
+        "ours_bf16_ms_per_step": 1000 * h,
     }
 
 
@@ -194,10 +202,13 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None) -> dict:
         seq_steps += rollout(ck, 3600.0, seed=j, max_steps=max_steps).length
     seq = seq_steps / (time.perf_counter() - t0)
     _, secs, steps = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps)
+    _, secs16, steps16 = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps, bf16=True)
     return {
         "sequential_steps_per_s": seq,
         "batched_steps_per_s": steps / secs,
         "speedup": steps / secs / seq,
+        "batched_bf16_steps_per_s": steps16 / secs16,
+        "speedup_bf16": steps16 / secs16 / seq,
         "episodes": episodes,
         "batched_env_steps": steps,
         "checkpoint": checkpoint or "random-init paper-config DT",
@@ -228,7 +239,7 @@ def main(args: argparse.Namespace) -> int:
     reps = 10 if args.quick else 30
     ds = synthetic_dataset()
     default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"
-    ck = str(default_ck) if default_ck.exists() else None
+    ck = getattr(args, "checkpoint", "") or (str(default_ck) if default_ck.exists() else None)
     res = {
         "machine": machine(),
         "sampling": bench_sampling(ds, reps * 3),
@@ -239,12 +250,14 @@ def main(args: argparse.Namespace) -> int:
     rows = [
         ("window sampling (batches/s, 64x20)", s["reference_batches_per_s"], s["ours_batches_per_s"], s["speedup"]),
         ("training (samples/s, B=64 K=20)", t["reference_samples_per_s"], t["ours_samples_per_s"], t["speedup"]),
+        ("training, --bf16", t["reference_samples_per_s"], t["ours_bf16_samples_per_s"], t["speedup_bf16"]),
         (
             f"evaluation (env-steps/s, {e['episodes']} episodes)",
             e["sequential_steps_per_s"],
             e["batched_steps_per_s"],
             e["speedup"],
         ),
+        ("evaluation, --bf16", e["sequential_steps_per_s"], e["batched_bf16_steps_per_s"], e["speedup_bf16"]),
     ]
     print(f"machine: {res['machine']}")
     print(f"{'figure':44s} {'reference':>12s} {'dt':>12s} {'ratio':>7s}")

@@ -84,6 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         gym_version=args.gym_version,
         max_steps=args.max_steps or None,
         progress=not args.quiet,
+        bf16=args.bf16,
     )
     rows = [r.as_dict() for r in res]
     for r in rows:
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-steps", type=int, default=0, help="episode length cap (0: the env's)")
     e.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
     e.add_argument("--json", default="", help="also write the results to this JSON file")
+    e.add_argument("--bf16", action="store_true", help="model under bf16 autocast (CUDA, CPUs with native bf16)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
@@ -257,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repetitions")
     b.add_argument("--json", default="", help="also write the figures to this JSON file")
     b.add_argument("--eval-episodes", type=int, default=100)
+    b.add_argument("--checkpoint", default="", help="DT for the evaluation figure (default: the shipped one)")
     b.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
     b.set_defaults(func=cmd_bench)
     return p

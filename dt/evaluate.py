@@ -97,8 +97,9 @@ def evaluate(
     gym_version: str = "v4",
     max_steps: int | None = None,
     progress: bool = False,
+    bf16: bool = False,
 ) -> list[EvalResult]:
-    """Run ``episodes`` episodes per target, all in one batch.
+    """Run ``episodes`` episodes per target, all in one batch (``bf16``: the model under bf16 autocast).
 
     Returns:
         One :class:`EvalResult` per target, in the given order.
@@ -110,7 +111,7 @@ def evaluate(
     envs = [make_env(spec.name, gym_version).unwrapped for _ in range(n)]
     seeds = np.tile(np.arange(episodes) + seed, len(targets))
     obs = np.stack([e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)])
-    policy = DTPolicy(ckpt)
+    policy = DTPolicy(ckpt, bf16=bf16)
     policy.reset(np.repeat(targets, episodes))
     returns = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)

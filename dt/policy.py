@@ -22,10 +22,13 @@ class DTPolicy:
     Args:
         ckpt: The loaded checkpoint (its model is only read, never changed).
         device: Where the context buffers live (the model must be there too).
+        bf16: Run the model under bf16 autocast (faster on CUDA and on CPUs with native bf16; the
+            actions differ from fp32 in the last bits, so episodes diverge after a while).
     """
 
-    def __init__(self, ckpt: Checkpoint, device: str | torch.device | None = None) -> None:
+    def __init__(self, ckpt: Checkpoint, device: str | torch.device | None = None, bf16: bool = False) -> None:
         self.ckpt = ckpt
+        self.bf16 = bf16
         self.model = ckpt.model
         self.device = torch.device(device) if device else next(self.model.parameters()).device
         self.K = ckpt.config.context_len
@@ -98,15 +101,16 @@ class DTPolicy:
         )
         self.timesteps[r, -1] = torch.as_tensor(np.minimum(self.t[rows], self.max_t), device=self.device)
         self.mask[r, -1] = 1.0
-        out = self.model(
-            self.states[r],
-            self.actions[r],
-            self.rtg[r],
-            self.timesteps[r],
-            self.mask[r],
-            output_attentions=record_attention,
-            last_only=True,
-        )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(
+                self.states[r],
+                self.actions[r],
+                self.rtg[r],
+                self.timesteps[r],
+                self.mask[r],
+                output_attentions=record_attention,
+                last_only=True,
+            )
         act = out.actions[:, -1].float()  # (len(rows), A)
         self.actions[r, -1] = act
         self.t[rows] += 1

@@ -65,7 +65,7 @@ class TrainConfig:
     scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     bf16: bool = opt(
-        False, "bf16 autocast (fast on CUDA and CPUs with native bf16; emulated and slow on AVX2-only CPUs)"
+        False, "bf16 autocast (fast on CUDA and on CPUs with native bf16, AVX512-BF16 or AMX; slow where emulated)"
     )
     seed: int = opt(0, "seed for sampling, dropout and initialisation")
     num_threads: int = opt(0, "torch CPU threads; 0: torch's default")

@@ -74,3 +74,15 @@ def test_policy_context_and_attention(ckpt):
     np.testing.assert_allclose(ctx["states"][-1], obs, atol=1e-5)
     assert ctx["timesteps"][-1] == K + 2
     assert ctx["returns_to_go"][-1] == pytest.approx(1000.0 - (K + 2))
+
+
+def test_bf16_policy_acts_close_to_fp32(ckpt):
+    obs = np.random.default_rng(0).standard_normal((5, 11)).astype(np.float32)
+    fp32, bf16 = DTPolicy(ckpt), DTPolicy(ckpt, bf16=True)
+    fp32.reset(1800.0, num_envs=5)
+    bf16.reset(1800.0, num_envs=5)
+    a, b = fp32.act(obs), bf16.act(obs)
+    assert b.dtype == np.float32 and np.abs(b).max() <= 1
+    np.testing.assert_allclose(a, b, atol=0.05)  # bf16 keeps about 3 significant digits
+    res = evaluate(ckpt, [1800.0], episodes=2, seed=0, max_steps=30, bf16=True)[0]
+    assert np.isfinite(res.returns).all() and (res.lengths > 0).all()

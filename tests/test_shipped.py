@@ -1,0 +1,28 @@
+"""Every shipped checkpoint loads, matches its card, and runs a short rollout on the real Hopper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dt.checkpoint import list_checkpoints, load_checkpoint
+from dt.evaluate import rollout
+
+SHIPPED = list_checkpoints(Path(__file__).resolve().parents[1] / "checkpoints")
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoints")
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_checkpoint(path):
+    ck = load_checkpoint(path)
+    card = (path / "README.md").read_text()
+    assert json.dumps(ck.meta["model"]) in card  # the card states the config the weights load with
+    ev = json.loads((path / "evaluation.json").read_text())
+    assert [r["target"] for r in ev["results"]] == [3600.0, 1800.0]
+    assert f"{ev['results'][0]['normalized_mean']:.1f}" in card
+    assert sum(f.stat().st_size for f in path.iterdir()) < 5e6  # a few MB at most
+    ro = rollout(ck, 3600.0, seed=0, max_steps=40)
+    assert ro.length > 10 and np.isfinite(ro.actions).all() and np.abs(ro.actions).max() <= 1
