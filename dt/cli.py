@@ -175,7 +175,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     from dt.checkpoint import list_checkpoints
     from dt.report import results_table
 
-    print(results_table(list_checkpoints(args.dir)))
+    dirs = list_checkpoints(args.dir)
+    print(results_table(dirs))
+    if args.plot:
+        from dt.report import plot_learning_curves
+
+        print(f"saved {plot_learning_curves(dirs, Path(args.plot))}")
     return 0
 
 
@@ -253,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("results", help="markdown table of the checkpoints' card evaluations")
     r.add_argument("--dir", default="checkpoints", help="directory of checkpoints with cards")
+    r.add_argument("--plot", default="", help="also plot every checkpoint's learning curve into this PNG")
     r.set_defaults(func=cmd_results)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")

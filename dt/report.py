@@ -207,6 +207,29 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
     return "\n".join(lines)
 
 
+def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600.0) -> Path:
+    """One line per checkpoint: normalized score at ``target`` against training step (from ``eval_history``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for d in ckpt_dirs:
+        ck = load_checkpoint(d)
+        pts = [(e["step"], r) for e in ck.meta.get("eval_history") or [] for r in e["results"] if r["target"] == target]
+        if pts:
+            ax.plot([s for s, _ in pts], [r["normalized_mean"] for _, r in pts], "o-", ms=3, label=Path(d).name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"D4RL normalized score (target {target:.0f})")
+    ax.set_title("Learning curves (periodic evaluations during training)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def results_table(ckpt_dirs: list[Path]) -> str:
     """Markdown table of the shipped checkpoints' card evaluations beside the published D4RL figures."""
     rows = [

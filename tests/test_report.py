@@ -27,6 +27,7 @@ def test_card_records_what_the_app_and_readme_show(tmp_path, tiny_checkpoint, ca
     assert (ck_dir / "learning.png").read_bytes()[:4] == b"\x89PNG" and "## Learning curve" in text
     assert json.dumps(ck.meta["model"]) in text
     capsys.readouterr()
-    assert main(["results", "--dir", str(tmp_path)]) == 0
+    assert main(["results", "--dir", str(tmp_path), "--plot", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     table = capsys.readouterr().out
     assert "`dt-tiny`" in table and f"{ev['results'][0]['normalized_mean']:.1f} +-" in table
