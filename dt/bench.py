@@ -239,7 +239,7 @@ def main(args: argparse.Namespace) -> int:
     reps = 10 if args.quick else 30
     ds = synthetic_dataset()
     default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"
-    ck = getattr(args, "checkpoint", "") or (str(default_ck) if default_ck.exists() else None)
+    ck = args.checkpoint or (str(default_ck) if default_ck.exists() else None)
     res = {
         "machine": machine(),
         "sampling": bench_sampling(ds, reps * 3),
@@ -274,4 +274,5 @@ if __name__ == "__main__":
     ap.add_argument("--json", default="")
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--num-threads", type=int, default=0)
+    ap.add_argument("--checkpoint", default="")
     sys.exit(main(ap.parse_args()))

@@ -193,7 +193,6 @@ def update_meta(path: str | Path, **fields) -> dict:
     meta.update(fields)
     tmp = path / f".{META_FILE}.tmp-{os.getpid()}"
     _write_json(tmp, meta)
-    os.chmod(tmp, 0o644)
     os.replace(tmp, path / META_FILE)
     return meta
 

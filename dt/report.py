@@ -70,6 +70,16 @@ def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Pat
     return path
 
 
+def _curve(hist: list[dict], target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, normalized means and stds at ``target`` from an ``eval_history``."""
+    pts = [(e["step"], r) for e in hist for r in e["results"] if r["target"] == target]
+    return (
+        np.array([s for s, _ in pts]),
+        np.array([r["normalized_mean"] for _, r in pts]),
+        np.array([r["normalized_std"] for _, r in pts]),
+    )
+
+
 def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
     """Normalized score against training step from the run's periodic evaluations (``eval_history``)."""
     hist = ck.meta.get("eval_history") or []
@@ -82,10 +92,7 @@ def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for target in sorted({r["target"] for e in hist for r in e["results"]}, reverse=True):
-        pts = [(e["step"], r) for e in hist for r in e["results"] if r["target"] == target]
-        steps = np.array([s for s, _ in pts])
-        mean = np.array([r["normalized_mean"] for _, r in pts])
-        std = np.array([r["normalized_std"] for _, r in pts])
+        steps, mean, std = _curve(hist, target)
         ax.plot(steps, mean, "o-", label=f"target {target:.0f}")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
     n = hist[-1]["results"][0].get("episodes", "?")
@@ -216,10 +223,9 @@ def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for d in ckpt_dirs:
-        ck = load_checkpoint(d)
-        pts = [(e["step"], r) for e in ck.meta.get("eval_history") or [] for r in e["results"] if r["target"] == target]
-        if pts:
-            ax.plot([s for s, _ in pts], [r["normalized_mean"] for _, r in pts], "o-", ms=3, label=Path(d).name)
+        steps, mean, _ = _curve(load_checkpoint(d).meta.get("eval_history") or [], target)
+        if len(steps):
+            ax.plot(steps, mean, "o-", ms=3, label=Path(d).name)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"D4RL normalized score (target {target:.0f})")
     ax.set_title("Learning curves (periodic evaluations during training)")

@@ -81,6 +81,13 @@ class RunningStat:
     def __init__(self, dim: int) -> None:
         self.n, self.mean, self.m2 = 0, np.zeros(dim), np.zeros(dim)
 
+    @classmethod
+    def from_state(cls, st: dict) -> RunningStat:
+        """The statistics saved in ``state.json`` (keys ``n``, ``mean``, ``m2``)."""
+        stat = cls(len(st["mean"]))
+        stat.n, stat.mean, stat.m2 = st["n"], np.array(st["mean"]), np.array(st["m2"])
+        return stat
+
     def merge(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
         if n == 0:
             return
@@ -137,9 +144,7 @@ def train(args: argparse.Namespace) -> None:
     S, A = spec.state_dim, spec.act_dim
     if args.resume and (run_dir / "state.json").exists():
         st = json.loads((run_dir / "state.json").read_text())
-        weight = np.array(st["weight"])
-        stat = RunningStat(S)
-        stat.n, stat.mean, stat.m2 = st["n"], np.array(st["mean"]), np.array(st["m2"])
+        weight, stat = np.array(st["weight"]), RunningStat.from_state(st)
         rng = np.random.default_rng()
         rng.bit_generator.state = st["rng"]
         it, env_steps, ep_seed = st["iteration"], st["env_steps"], st["episode_seed"]
@@ -208,28 +213,19 @@ def train(args: argparse.Namespace) -> None:
 
 def ship(args: argparse.Namespace) -> None:
     """Evaluate the run's policy over 20+ episodes in both modes and write ``policies/hopper-expert``."""
-    from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, evaluate, save_snapshot
+    from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, evaluate_modes, save_snapshot
 
     run_dir = Path(args.run_dir)
     st = json.loads((run_dir / "state.json").read_text())
-    stat = RunningStat(len(st["mean"]))
-    stat.n, stat.mean, stat.m2 = st["n"], np.array(st["mean"]), np.array(st["m2"])
+    stat = RunningStat.from_state(st)
     spec = get_env("hopper")
     actor = LinearActor(spec.state_dim, spec.act_dim, args.action_noise)
     actor.weight.data = torch.tensor(st["weight"], dtype=torch.float32)
     actor.obs_mean.copy_(torch.tensor(stat.mean, dtype=torch.float32))
     actor.obs_std.copy_(torch.tensor(stat.std(), dtype=torch.float32))
     policy = BehaviourPolicy("hopper-expert", spec.act_dim, actor)
-    ev = {"episodes": args.ship_episodes, "seeds": f"0..{args.ship_episodes - 1}", "env_steps": st["env_steps"]}
-    for mode, det in (("stochastic", False), ("deterministic", True)):
-        returns, lengths = evaluate(policy, "hopper", args.ship_episodes, deterministic=det, seed=0)
-        ev[mode] = {
-            "mean": round(float(returns.mean()), 2),
-            "std": round(float(returns.std()), 2),
-            "min": round(float(returns.min()), 2),
-            "max": round(float(returns.max()), 2),
-            "mean_length": round(float(lengths.mean()), 1),
-        }
+    ev = {**evaluate_modes(policy, args.ship_episodes, seed=0), "env_steps": st["env_steps"]}
+    for mode in ("stochastic", "deterministic"):
         print(f"{mode}: {ev[mode]}", flush=True)
     meta = {
         "env_id": spec.gym_id("v4"),

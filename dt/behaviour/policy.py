@@ -159,6 +159,21 @@ def load_behaviour_policy(name: str, env: str = "hopper", policy_dir: str | Path
     return load_snapshot(directory, f"{spec.name}-{name}")
 
 
+def evaluate_modes(policy: BehaviourPolicy, episodes: int, seed: int = 0, env: str = "hopper") -> dict:
+    """``evaluate`` in the stochastic and the deterministic mode, summarised as shipped in ``policy.json``."""
+    out: dict = {"episodes": episodes, "seeds": f"{seed}..{seed + episodes - 1}"}
+    for mode, deterministic in (("stochastic", False), ("deterministic", True)):
+        returns, lengths = evaluate(policy, env, episodes, deterministic=deterministic, seed=seed)
+        out[mode] = {
+            "mean": round(float(returns.mean()), 2),
+            "std": round(float(returns.std()), 2),
+            "min": round(float(returns.min()), 2),
+            "max": round(float(returns.max()), 2),
+            "mean_length": round(float(lengths.mean()), 1),
+        }
+    return out
+
+
 def evaluate(
     policy: BehaviourPolicy,
     env: str = "hopper",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dt.behaviour.policy import POLICY_DIR, evaluate, load_snapshot, save_snapshot
+from dt.behaviour.policy import POLICY_DIR, evaluate_modes, load_snapshot, save_snapshot
 
 REPLAY_LIMIT_BYTES = 5 * 1024 * 1024
 _ARGV: list[str] = []  # the select arguments, recorded in the shipped policy.json
@@ -43,17 +43,7 @@ def snapshot_dir(run_dir: Path, step: int) -> Path:
 
 def reevaluate(run_dir: Path, step: int, episodes: int, seed: int) -> dict:
     """Evaluate a run snapshot over ``episodes`` episodes in both modes."""
-    policy = load_snapshot(snapshot_dir(run_dir, step))
-    out = {"episodes": episodes, "seeds": f"{seed}..{seed + episodes - 1}", "env_steps": step}
-    for mode, deterministic in (("stochastic", False), ("deterministic", True)):
-        returns, lengths = evaluate(policy, "hopper", episodes, deterministic=deterministic, seed=seed)
-        out[mode] = {
-            "mean": round(float(returns.mean()), 2),
-            "std": round(float(returns.std()), 2),
-            "min": round(float(returns.min()), 2),
-            "max": round(float(returns.max()), 2),
-            "mean_length": round(float(lengths.mean()), 1),
-        }
+    out = {**evaluate_modes(load_snapshot(snapshot_dir(run_dir, step)), episodes, seed), "env_steps": step}
     print(
         f"  step {step:>8d}: stochastic {out['stochastic']['mean']:7.1f} +- {out['stochastic']['std']:6.1f}"
         f"  deterministic {out['deterministic']['mean']:7.1f} +- {out['deterministic']['std']:6.1f}",
