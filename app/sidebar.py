@@ -49,7 +49,7 @@ def draw() -> None:
             ret = ""
             if e.return_mean is not None:
                 ret = f" · dataset returns {e.return_min:.0f} / {e.return_mean:.0f} / {e.return_max:.0f} (min/mean/max)"
-            st.caption(f"{e.model_type.upper()} · {e.env} · {e.dataset} · {e.step:,} steps{ret}")
+            st.caption(f"{e.method} · {e.env} · {e.dataset} · {e.step:,} steps{ret}")
         else:
             st.caption("No checkpoints yet.")
 

@@ -116,6 +116,11 @@ class CheckpointEntry:
     return_min: float | None = None
     return_mean: float | None = None
     return_max: float | None = None
+    delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
+
+    @property
+    def method(self) -> str:
+        return self.model_type.upper() + (" (delayed reward)" if self.delayed else "")
 
     @property
     def name(self) -> str:
@@ -124,7 +129,7 @@ class CheckpointEntry:
     @property
     def label(self) -> str:
         score = f", score {self.score:.1f} @ {self.score_target:.0f}" if self.score is not None else ", not evaluated"
-        return f"{self.name} · {self.model_type.upper()} · {self.env} · {self.dataset} · {self.step:,} steps{score}"
+        return f"{self.name} · {self.method} · {self.env} · {self.dataset} · {self.step:,} steps{score}"
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -146,13 +151,14 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
             return_min=ds.get("return_min"),
             return_mean=ds.get("return_mean"),
             return_max=ds.get("return_max"),
+            delayed=bool((meta.get("train") or {}).get("delayed", False)),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable: not offered (loading it would fail with a clear message anyway)
 
 
 def discover_checkpoints() -> list[CheckpointEntry]:
-    """Shipped checkpoints first (DT before BC), then runs (newest first), then uploads."""
+    """Shipped checkpoints first (DT before delayed-reward DT before BC), then runs (newest first), then uploads."""
     found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
     runs = runs_dir()
     if runs.is_dir():
@@ -162,7 +168,7 @@ def discover_checkpoints() -> list[CheckpointEntry]:
     found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
     entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
     shipped = [e for e in entries if e is not None and e.source == "shipped"]
-    shipped.sort(key=lambda e: (e.model_type != "dt", e.name))
+    shipped.sort(key=lambda e: (e.model_type != "dt", e.delayed, e.name))
     rest = [e for e in entries if e is not None and e.source != "shipped"]
     return shipped + rest
 

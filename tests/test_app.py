@@ -9,6 +9,8 @@ they draw is checked in ``test_browser.py``.
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -115,6 +117,22 @@ def test_picker_lists_runs_and_uploads(app_env, tmp_path):
     assert entries[0].name == "dt-tiny" and entries[0].model_type == "dt"
     assert entries[0].dataset and entries[0].step == 20
     assert "dt-tiny" in entries[0].label and "20 steps" in entries[0].label
+
+
+def test_delayed_reward_dt_is_labelled_and_not_the_default(app_env, tiny_checkpoint, tmp_path, monkeypatch):
+    from app import state
+
+    shipped = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoint, shipped / "dt-a-delayed")  # sorts first by name
+    shutil.copytree(tiny_checkpoint, shipped / "dt-b")
+    meta_path = shipped / "dt-a-delayed" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("train", {})["delayed"] = True
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(shipped))
+    entries = [e for e in state.discover_checkpoints() if e.source == "shipped"]
+    assert [e.name for e in entries] == ["dt-b", "dt-a-delayed"]
+    assert "DT (delayed reward)" in entries[1].label and "delayed" not in entries[0].label
 
 
 def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
