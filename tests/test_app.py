@@ -144,7 +144,7 @@ def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
     monkeypatch.delenv("DT_CHECKPOINT_DIRS", raising=False)
     entries = state.discover_checkpoints()
     assert entries[0].source == "shipped"
-    assert entries[0].model_type == "dt"
+    assert entries[0].model_type == "dt" and not entries[0].delayed  # the standard DT, not the delayed-reward one
 
 
 # --------------------------------------------------------------------------- #
