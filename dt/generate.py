@@ -5,9 +5,14 @@ transitions, episodes up to 1,000 steps, store ``terminals``/``timeouts``,
 ``infos/qpos``/``infos/qvel`` (so any episode can be re-rendered) and
 ``infos/action_log_probs``. ``medium-expert`` is medium followed by expert.
 
-Episodes run in ``num_envs`` envs in lockstep (one batched policy call per
-step) and are written in the order they finish. Everything is seeded: the
-same seed gives the same content hash.
+Episodes form one seeded stream (episode k resets with its own seed and
+draws its own action noise), run in ``num_envs`` envs in lockstep (one
+batched float64 policy call per step) or in parallel processes, and are
+stored in stream order: the content depends on the seed and the size only,
+and the same seed gives the same content hash on any x86-64 CPU (see
+``dt.behaviour.policy.BehaviourPolicy``). ``medium-expert`` is the medium
+and the expert dataset of the same seed and size, concatenated (2M
+transitions by default, as D4RL's).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dt.data.io import read_d4rl
 from dt.data.locate import d4rl_filename
 from dt.envs import get_env, make_env
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
 GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay")
 
 
@@ -36,6 +41,19 @@ class Collected:
     seconds: float
 
 
+KEYS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts", "qpos", "qvel", "logp")
+
+
+def episode_seed(seed: int, k: int) -> int:
+    """The env reset seed of episode ``k`` of a collection seeded ``seed``."""
+    return seed * 1_000_003 + k
+
+
+def episode_rng(seed: int, k: int) -> np.random.Generator:
+    """The action-noise generator of episode ``k`` of a collection seeded ``seed``."""
+    return np.random.default_rng([seed, k])
+
+
 def collect(
     env_name: str,
     policy,
@@ -45,32 +63,39 @@ def collect(
     num_envs: int = 32,
     gym_version: str = "v4",
     progress: bool = False,
+    first_episode: int = 0,
 ) -> Collected:
-    """Roll out ``policy`` until ``num_transitions`` (or ``num_episodes``) are gathered.
+    """Roll out ``policy`` as one stream of episodes 0, 1, 2, ... cut at ``num_transitions`` (or whole episodes).
+
+    D4RL rolled one env out sequentially and cut the stream at 1M transitions. Here episode ``k`` resets with
+    ``episode_seed(seed, k)`` and draws its action noise from ``episode_rng(seed, k)``, so its content does not
+    depend on which of the ``num_envs`` lockstep envs ran it; the episodes are stored in index order. New
+    episodes start only while the started ones hold fewer than ``num_transitions`` steps, and every started
+    episode runs to its end before the cut, so long episodes are not under-represented (keeping episodes in the
+    order they finish would favour short ones).
 
     Args:
         env_name: Env registry name, e.g. ``hopper``.
-        policy: Anything with ``act_with_log_prob(obs (n, S), rng) -> (actions (n, A), log_probs (n,))``.
-        num_transitions: Stop at exactly this many transitions (the last
-            episode is cut and marked as a timeout there), as D4RL did.
-        num_episodes: Or stop after this many whole episodes.
+        policy: Anything with ``act_rows(obs (n, S), rngs: list of n generators) -> (actions (n, A), log_probs
+            (n,))`` (``dt.behaviour.policy.BehaviourPolicy``).
+        num_transitions: Stop at exactly this many transitions (the last episode is cut and marked as a timeout
+            there), as D4RL did.
+        num_episodes: Or collect episodes ``first_episode .. first_episode + num_episodes - 1`` whole.
         seed: Seeds env resets and the policy's noise.
-        num_envs: Envs stepped in lockstep.
+        num_envs: Envs stepped in lockstep (speed only: the content is the same for any value).
+        first_episode: Index of the first episode (for collecting blocks of one stream in parallel).
     """
     if (num_transitions is None) == (num_episodes is None):
         raise ValueError("give exactly one of num_transitions and num_episodes")
     spec = get_env(env_name)
-    rng = np.random.default_rng(seed)
     envs = [make_env(spec.name, gym_version).unwrapped for _ in range(num_envs)]
-    next_seed = seed * 1_000_003
-    obs = np.empty((num_envs, spec.state_dim), dtype=np.float64)
-    for i, e in enumerate(envs):
-        obs[i] = e.reset(seed=next_seed)[0]
-        next_seed += 1
-    keys = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts", "qpos", "qvel", "logp")
-    running: list[dict[str, list]] = [{k: [] for k in keys} for _ in range(num_envs)]
-    done_eps: list[dict[str, np.ndarray]] = []
-    total = 0
+    slot_ep = [-1] * num_envs  # episode index running in each env, -1 when idle
+    rngs: list[np.random.Generator | None] = [None] * num_envs
+    obs = np.zeros((num_envs, spec.state_dim))
+    episodes: dict[int, dict[str, list]] = {}
+    done: dict[int, dict[str, np.ndarray]] = {}
+    next_k, started_steps, prefix_steps, prefix_k = first_episode, 0, 0, first_episode
+    last_k = None if num_episodes is None else first_episode + num_episodes
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -78,49 +103,65 @@ def collect(
 
         bar = tqdm(total=num_transitions or num_episodes, unit="step" if num_transitions else "ep")
 
-    def enough() -> bool:
-        return total >= num_transitions if num_transitions is not None else len(done_eps) >= num_episodes
+    def may_start() -> bool:
+        return next_k < last_k if last_k is not None else started_steps < num_transitions
 
-    while not enough():
-        acts, logp = policy.act_with_log_prob(obs.astype(np.float32), rng)
+    def finished() -> bool:
+        if last_k is not None:
+            return prefix_k >= last_k
+        return prefix_steps >= num_transitions
+
+    while not finished():
         for i, e in enumerate(envs):
-            ep = running[i]
+            if slot_ep[i] < 0 and may_start():
+                obs[i] = e.reset(seed=episode_seed(seed, next_k))[0]
+                slot_ep[i], rngs[i] = next_k, episode_rng(seed, next_k)
+                episodes[next_k] = {k: [] for k in KEYS}
+                next_k += 1
+        live = [i for i in range(num_envs) if slot_ep[i] >= 0]
+        acts, logp = policy.act_rows(obs[live], [rngs[i] for i in live])
+        for j, i in enumerate(live):
+            e, ep = envs[i], episodes[slot_ep[i]]
             ep["qpos"].append(e.data.qpos.copy())
             ep["qvel"].append(e.data.qvel.copy())
             ep["observations"].append(obs[i].copy())
-            o, r, term, _, _ = e.step(acts[i])
+            o, r, term, _, _ = e.step(acts[j])
             timeout = not term and len(ep["rewards"]) + 1 >= spec.max_ep_len
             for k, v in (
                 ("next_observations", o),
-                ("actions", acts[i]),
+                ("actions", acts[j]),
                 ("rewards", r),
                 ("terminals", term),
                 ("timeouts", timeout),
-                ("logp", logp[i]),
+                ("logp", logp[j]),
             ):
                 ep[k].append(v)
-            if term or timeout:
-                arr = {k: np.asarray(v) for k, v in ep.items()}
-                done_eps.append(arr)
-                total += len(arr["rewards"])
-                if bar:
-                    bar.update(len(arr["rewards"]) if num_transitions else 1)
-                running[i] = {k: [] for k in keys}
-                o, _ = e.reset(seed=next_seed)
-                next_seed += 1
+            started_steps += 1
             obs[i] = o
+            if term or timeout:
+                done[slot_ep[i]] = {k: np.asarray(v) for k, v in episodes.pop(slot_ep[i]).items()}
+                slot_ep[i] = -1
+        while prefix_k in done and not finished():
+            n = len(done[prefix_k]["rewards"])
+            prefix_steps += n
+            prefix_k += 1
+            if bar:
+                bar.update(n if num_transitions else 1)
     if bar:
         bar.close()
     for e in envs:
         e.close()
-    if num_episodes is not None:
-        done_eps = done_eps[:num_episodes]
-    arrays = {k: np.concatenate([ep[k] for ep in done_eps]) for k in keys}
+    eps = [done[k] for k in range(first_episode, prefix_k)]
+    arrays = {k: np.concatenate([ep[k] for ep in eps]) for k in KEYS}
     if num_transitions is not None and arrays["rewards"].shape[0] > num_transitions:
         arrays = {k: v[:num_transitions] for k, v in arrays.items()}
         if not arrays["terminals"][-1]:
-            arrays["timeouts"][-1] = True  # the cut episode ends here
-    out = {
+            arrays["timeouts"][-1] = True  # the cut episode ends here, as in D4RL's 1M-step files
+    return Collected(_d4rl_dtypes(arrays), time.perf_counter() - t0)
+
+
+def _d4rl_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
         "observations": arrays["observations"].astype(np.float32),
         "next_observations": arrays["next_observations"].astype(np.float32),
         "actions": arrays["actions"].astype(np.float32),
@@ -131,48 +172,61 @@ def collect(
         "qvel": arrays["qvel"].astype(np.float64),
         "action_log_probs": arrays["logp"].astype(np.float32),
     }
-    return Collected(out, time.perf_counter() - t0)
 
 
-def _collect_shard(args: tuple) -> Collected:
-    env, level, n, seed, num_envs, gym_version, progress = args
-    import torch
-
-    torch.set_num_threads(1)
-    return collect(env, _policy_for(env, level), n, None, seed, num_envs, gym_version, progress)
+BLOCK_EPISODES = 64  # episodes per parallel work item
 
 
-def collect_sharded(
+def _collect_block(args: tuple) -> Collected:
+    env, level, first, seed, num_envs, gym_version = args
+    return collect(env, _policy_for(env, level), None, BLOCK_EPISODES, seed, num_envs, gym_version, False, first)
+
+
+def collect_parallel(
     env: str,
     level: str,
     num_transitions: int,
     seed: int = 0,
     num_envs: int = 32,
     gym_version: str = "v4",
-    shards: int = 4,
     processes: int | None = None,
     progress: bool = False,
 ) -> Collected:
-    """``collect`` split into ``shards`` independent parts run in parallel processes.
+    """``collect`` with blocks of ``BLOCK_EPISODES`` episodes run in parallel processes.
 
-    Shard ``k`` collects ``num_transitions / shards`` transitions with seed
-    ``seed * shards + k``; the shards are concatenated in order. The content
-    depends on the seed and the shard count only, not on how many processes ran.
+    The result equals ``collect(env, policy, num_transitions, seed=seed)`` exactly, whatever ``processes`` and
+    ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream, and the blocks are
+    concatenated in order until they hold ``num_transitions`` steps.
     """
     import multiprocessing as mp
-    import os
 
-    sizes = [num_transitions // shards + (1 if k < num_transitions % shards else 0) for k in range(shards)]
-    jobs = [(env, level, n, seed * shards + k, num_envs, gym_version, progress and k == 0) for k, n in enumerate(sizes)]
-    # Starting a process costs seconds (torch import); small datasets stay in this one.
-    processes = processes or (1 if num_transitions < 50_000 else min(shards, os.cpu_count() or 1))
-    t0 = time.perf_counter()
+    # Starting a process costs seconds (imports); small datasets stay in this one.
+    processes = processes or (1 if num_transitions < 50_000 else os.cpu_count() or 1)
     if processes <= 1:
-        parts = [_collect_shard(j) for j in jobs]
-    else:
-        with mp.get_context("spawn").Pool(processes) as pool:
-            parts = pool.map(_collect_shard, jobs)
-    arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
+        return collect(env, _policy_for(env, level), num_transitions, None, seed, num_envs, gym_version, progress)
+    t0 = time.perf_counter()
+    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(10**9))
+    parts, total = [], 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_transitions, unit="step")
+    with mp.get_context("spawn").Pool(processes) as pool:
+        for part in pool.imap(_collect_block, jobs):
+            parts.append(part.arrays)
+            n = len(part.arrays["rewards"])
+            total += n
+            if bar:
+                bar.update(min(n, num_transitions - total + n))
+            if total >= num_transitions:
+                pool.terminate()
+                break
+    if bar:
+        bar.close()
+    arrays = {k: np.concatenate([p[k] for p in parts])[:num_transitions] for k in parts[0]}
+    if not arrays["terminals"][-1]:
+        arrays["timeouts"][-1] = True
     return Collected(arrays, time.perf_counter() - t0)
 
 
@@ -223,14 +277,14 @@ def generate_dataset(
     spec = get_env(env)
     algorithm = "uniform random" if level == "random" else "SAC"  # the shipped medium and replay policies
     if level == "medium-expert":
-        half = None if steps is None else steps // 2
+        # D4RL's medium-expert is the medium file followed by the expert file: both in full, same seed and size.
         _require_policies(name, env, ("medium", "expert"))
         parts = []
-        for sub, s in (("medium", seed), ("expert", seed + 1)):
-            if half is None:
-                parts.append(collect(env, _policy_for(env, sub), None, episodes, s, num_envs, gym_version, progress))
+        for sub in ("medium", "expert"):
+            if steps is None:
+                parts.append(collect(env, _policy_for(env, sub), None, episodes, seed, num_envs, gym_version, progress))
             else:
-                parts.append(collect_sharded(env, sub, half, s, num_envs, gym_version, progress=progress))
+                parts.append(collect_parallel(env, sub, steps, seed, num_envs, gym_version, progress=progress))
         arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
         policy_id = "medium+expert"
         algorithm = " + ".join(
@@ -255,7 +309,7 @@ def generate_dataset(
         if steps is None:
             col = collect(env, pol, None, episodes, seed, num_envs, gym_version, progress)
         else:
-            col = collect_sharded(env, level, steps, seed, num_envs, gym_version, progress=progress)
+            col = collect_parallel(env, level, steps, seed, num_envs, gym_version, progress=progress)
         arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
         algorithm = pol.meta.get("algorithm", algorithm)
     meta = {

@@ -52,7 +52,7 @@ def test_linear_actor_snapshot_round_trip(tmp_path):
     np.testing.assert_array_equal(lp1, lp2)
     assert np.all(np.abs(a1) <= 1)
     # The log density is the Gaussian's before clipping: sum over actions of N(eps; 0, 1) / noise_std.
-    eps = np.random.default_rng(2).standard_normal((6, 3), dtype=np.float32)
+    eps = np.random.default_rng(2).standard_normal((6, 3))
     want = (-0.5 * eps**2 - math.log(0.2) - 0.5 * math.log(2 * math.pi)).sum(-1)
     np.testing.assert_allclose(lp1, want, rtol=1e-5)
     det = pol.act(obs, deterministic=True)

@@ -76,15 +76,62 @@ class Actor(nn.Module):
         }
 
 
+def squash_log_std(x: np.ndarray) -> np.ndarray:
+    """``Actor.forward``'s log-std squashing, in numpy."""
+    return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(x) + 1.0)
+
+
+def tanh_gaussian(mean: np.ndarray, log_std: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Actor.sample`` in numpy: ``tanh(mean + exp(log_std) * eps)`` and its log density, (n, A) and (n,)."""
+    u = mean + np.exp(log_std) * eps
+    log_det = 2.0 * (math.log(2.0) - u - np.logaddexp(0.0, -2.0 * u))  # log(1 - tanh(u)^2), finite for large |u|
+    log_prob = (-0.5 * eps**2 - log_std - _HALF_LOG_2PI - log_det).sum(-1)
+    return np.tanh(u), log_prob
+
+
 class BehaviourPolicy:
     """A batched numpy-in, numpy-out policy: an SAC ``Actor``, ARS's ``LinearActor``, or uniform random actions
-    when ``actor`` is None."""
+    when ``actor`` is None.
 
-    def __init__(self, name: str, act_dim: int, actor: Actor | None = None, meta: dict | None = None) -> None:
+    The forward pass runs in float64 numpy and the actions are rounded to float32: float64 rounding differences
+    between CPUs' BLAS kernels (about 1e-16) almost never survive the rounding, so a seeded roll-out gives the
+    same actions, and the same MuJoCo trajectory, on any x86-64 CPU.
+    """
+
+    def __init__(self, name: str, act_dim: int, actor: nn.Module | None = None, meta: dict | None = None) -> None:
         self.name, self.act_dim, self.actor = name, act_dim, actor
         self.meta = meta or {}
 
-    @torch.no_grad()
+    def _params(self) -> dict[str, np.ndarray]:
+        # Read each call, so a policy wrapping a live (training) actor never acts with stale weights.
+        return {k: v.detach().cpu().double().numpy() for k, v in self.actor.state_dict().items()}
+
+    def sample(self, obs: np.ndarray, eps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Actions (n, act_dim) in [-1, 1] (float32) and log densities (n,) for observations (n, obs_dim).
+
+        Args:
+            obs: Observations, (n, obs_dim), any float dtype (used as float64).
+            eps: Standard normal noise (n, act_dim); None for the deterministic action (log density NaN: a
+                point mass has none).
+        """
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
+        n = obs.shape[0]
+        p = self._params()
+        if "weight" in p:  # ARS's LinearActor: clip(W (s - mu) / sigma + noise_std * eps, -1, 1)
+            mean = ((obs - p["obs_mean"]) / p["obs_std"]) @ p["weight"].T
+            if eps is None:
+                return np.clip(mean, -1.0, 1.0).astype(np.float32), np.full(n, np.nan, np.float32)
+            std = self.actor.noise_std
+            log_prob = (-0.5 * eps**2 - math.log(std) - _HALF_LOG_2PI).sum(-1)
+            return np.clip(mean + std * eps, -1.0, 1.0).astype(np.float32), log_prob.astype(np.float32)
+        h = np.maximum(obs @ p["l1.weight"].T + p["l1.bias"], 0.0)
+        h = np.maximum(h @ p["l2.weight"].T + p["l2.bias"], 0.0)
+        mean, log_std = np.split(h @ p["head.weight"].T + p["head.bias"], 2, axis=-1)
+        if eps is None:
+            return np.tanh(mean).astype(np.float32), np.full(n, np.nan, np.float32)
+        actions, log_prob = tanh_gaussian(mean, squash_log_std(log_std), eps)
+        return actions.astype(np.float32), log_prob.astype(np.float32)
+
     def act_with_log_prob(
         self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,22 +140,27 @@ class BehaviourPolicy:
         The noise comes from ``rng`` (a fresh default generator when None), so a seeded generator reproduces a
         rollout. Deterministic actions get log density NaN (a point mass has none).
         """
-        obs = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        obs = np.atleast_2d(np.asarray(obs, dtype=np.float64))
         n = obs.shape[0]
         rng = np.random.default_rng() if rng is None else rng
         if self.actor is None:
             actions = rng.uniform(-1.0, 1.0, size=(n, self.act_dim))
             return actions.astype(np.float32), np.full(n, -self.act_dim * math.log(2.0), dtype=np.float32)
-        x = torch.from_numpy(obs)
-        if deterministic:
-            return self.actor.deterministic(x).numpy(), np.full(n, np.nan, dtype=np.float32)
-        eps = torch.from_numpy(rng.standard_normal((n, self.act_dim), dtype=np.float32))
-        actions, log_prob = self.actor.sample(x, eps)
-        return actions.numpy(), log_prob.numpy()
+        return self.sample(obs, None if deterministic else rng.standard_normal((n, self.act_dim)))
 
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None, deterministic: bool = False) -> np.ndarray:
         """Actions (n, act_dim) in [-1, 1] for observations (n, obs_dim)."""
         return self.act_with_log_prob(obs, rng, deterministic)[0]
+
+    def act_rows(self, obs: np.ndarray, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        """Stochastic actions and log densities for observations (n, obs_dim), row i drawing its noise from
+        ``rngs[i]``: with one generator per episode, an episode's actions do not depend on which others run
+        beside it."""
+        n = len(rngs)
+        if self.actor is None:
+            actions = np.stack([r.uniform(-1.0, 1.0, self.act_dim) for r in rngs]).astype(np.float32)
+            return actions, np.full(n, -self.act_dim * math.log(2.0), dtype=np.float32)
+        return self.sample(obs, np.stack([r.standard_normal(self.act_dim) for r in rngs]))
 
 
 def save_snapshot(directory: str | Path, actor: Actor, meta: dict) -> None:

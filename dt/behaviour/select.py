@@ -1,13 +1,15 @@
 """Pick the medium and expert snapshots of an SAC run and copy them into ``dt/behaviour/policies/``.
 
 D4RL's recipe: "medium" is the policy early-stopped at about a third of expert return, "expert" a fully trained
-one. Candidates are screened by the run's 10-episode evaluations in ``log.jsonl`` and re-evaluated over
-``--episodes`` (>= 20) episodes in both modes; the stochastic return decides, as the stochastic policy is what
-generates the datasets.
+one. The run evaluates every snapshot over 100 stochastic episodes (``evals.jsonl``; the stochastic policy is
+what collects the datasets), so the choice looks at the whole return distribution, not only its mean:
 
-- medium: the earliest snapshot whose re-evaluated stochastic mean lies in ``--medium-range``.
-- expert: the best re-evaluated stochastic mean among the ``--expert-candidates`` best logged snapshots, shipped
-  once it beats the medium range (labelled best-so-far in policy.json while below ``--expert-min``).
+- medium: the earliest snapshot whose distribution looks like D4RL's hopper-medium (mean return 1,200-1,700, best
+  episode >= 2,800, >= 2% of episodes reaching the 1,000-step limit, mean length 385-556, i.e. 1,800-2,600
+  episodes per 1M transitions); if none meets all, the earliest meeting the most, and the summary says which
+  criteria it misses. Re-evaluated over ``--episodes`` episodes with other seeds for the shipped policy.json.
+- expert: the best snapshot, shipped only if its re-evaluated mean reaches ``--expert-min`` (3,000); otherwise the
+  shipped expert (ARS) stays.
 - hopper-replay-snapshots: every snapshot before the medium one, in fp16, so that medium-replay can be
   regenerated approximately (rows [s, s + 10k) of the replay buffer were collected by the actor between
   snapshot s and the next one).
@@ -29,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from dt.behaviour.policy import POLICY_DIR, evaluate_modes, load_snapshot, save_snapshot
 
-REPLAY_LIMIT_BYTES = 5 * 1024 * 1024
+REPLAY_LIMIT_BYTES = 8 * 1024 * 1024
 _ARGV: list[str] = []  # the select arguments, recorded in the shipped policy.json
 
 
@@ -42,7 +44,7 @@ def snapshot_dir(run_dir: Path, step: int) -> Path:
 
 
 def reevaluate(run_dir: Path, step: int, episodes: int, seed: int) -> dict:
-    """Evaluate a run snapshot over ``episodes`` episodes in both modes."""
+    """Evaluate a run snapshot over ``episodes`` episodes in both modes (seeds apart from the training evals)."""
     out = {**evaluate_modes(load_snapshot(snapshot_dir(run_dir, step)), episodes, seed), "env_steps": step}
     print(
         f"  step {step:>8d}: stochastic {out['stochastic']['mean']:7.1f} +- {out['stochastic']['std']:6.1f}"
@@ -58,10 +60,10 @@ def ship(run_dir: Path, step: int, dest: Path, evaluation: dict, selected_by: st
     policy = load_snapshot(src)
     meta = dict(policy.meta)
     meta.pop("architecture")
-    meta["eval_during_training"] = meta.pop("eval")
+    meta.pop("eval", None)
     meta["eval"] = evaluation
     meta["selected_by"] = selected_by
-    meta.update(extra)
+    meta.update(extra)  # training_eval: the run's own evaluation of this snapshot
     meta["source"] = f"{run_dir.name}/snapshots/{src.name}"
     meta["select_command"] = "python -m dt.behaviour.sac select " + " ".join(_ARGV)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -73,7 +75,7 @@ def ship(run_dir: Path, step: int, dest: Path, evaluation: dict, selected_by: st
 
 
 def ship_replay_snapshots(run_dir: Path, medium_step: int, dest: Path, learning_starts: int, interval: int) -> bool:
-    """Write every snapshot before ``medium_step`` into one fp16 safetensors file, if it stays under 5 MB."""
+    """Write every snapshot before ``medium_step`` into one fp16 safetensors file, if it stays under 8 MB."""
     steps = sorted(
         int(p.name.split("_")[1])
         for p in (run_dir / "snapshots").glob("step_*")
@@ -85,7 +87,7 @@ def ship_replay_snapshots(run_dir: Path, medium_step: int, dest: Path, learning_
             tensors[f"step_{s:07d}.{k}"] = v.half().contiguous()
     nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
     if nbytes > REPLAY_LIMIT_BYTES:
-        print(f"replay snapshots would take {nbytes / 1e6:.1f} MB > 5 MB; kept only in {run_dir}/snapshots")
+        print(f"replay snapshots would take {nbytes / 1e6:.1f} MB > 8 MB; kept only in {run_dir}/snapshots")
         return False
     arch = json.loads((snapshot_dir(run_dir, steps[0]) / "policy.json").read_text())["architecture"]
     segments = [
@@ -119,91 +121,131 @@ def ship_replay_snapshots(run_dir: Path, medium_step: int, dest: Path, learning_
     return True
 
 
+def read_evals(run_dir: Path) -> list[dict]:
+    """``evals.jsonl``: per snapshot, the returns and lengths of its stochastic evaluation (>= 100 episodes)."""
+    path = run_dir / "evals.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path}: no snapshot evaluations; run `python -m dt.behaviour.sac` first")
+    by_step = {}
+    for ln in path.read_text().splitlines():
+        if ln.strip():
+            e = json.loads(ln)
+            by_step[e["env_steps"]] = e
+    return [by_step[s] for s in sorted(by_step) if snapshot_dir(run_dir, s).exists()]
+
+
+def medium_checks(e: dict, args: argparse.Namespace) -> dict[str, bool]:
+    """D4RL-like medium data: each criterion of the issue on one snapshot's stochastic evaluation."""
+    lo, hi = args.medium_range
+    return {
+        f"mean in [{lo:.0f}, {hi:.0f}]": lo <= e["mean"] <= hi,
+        f"max >= {args.medium_max:.0f}": e["max"] >= args.medium_max,
+        f"{100 * args.full_frac:.0f}%+ reach 1000 steps": e["full_frac"] >= args.full_frac,
+        f"mean length in [{args.mean_len[0]:.0f}, {args.mean_len[1]:.0f}]": (
+            args.mean_len[0] <= e["mean_len"] <= args.mean_len[1]
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dt.behaviour.sac select", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", default="runs/sac-hopper", help="run directory of dt.behaviour.sac")
     parser.add_argument("--policy-dir", default=str(POLICY_DIR), help="where the shipped snapshots go")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per re-evaluation and mode (>= 20)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i resets with seed + i")
-    parser.add_argument("--medium-range", type=float, nargs=2, default=(1000.0, 1600.0), help="stochastic return")
-    parser.add_argument("--screen-margin", type=float, default=300.0, help="widen the range by this for screening")
-    parser.add_argument("--expert-candidates", type=int, default=4, help="best logged snapshots to re-evaluate")
-    parser.add_argument("--expert-min", type=float, default=3000.0, help="return below which expert is best-so-far")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes of the shipped re-evaluation (>= 20)")
+    parser.add_argument("--seed", type=int, default=0, help="episode i of the re-evaluation resets with seed + i")
+    parser.add_argument("--medium-range", type=float, nargs=2, default=(1200.0, 1700.0), help="mean return")
+    parser.add_argument("--medium-max", type=float, default=2800.0, help="least best-episode return of medium")
+    parser.add_argument("--full-frac", type=float, default=0.02, help="least share of 1000-step episodes")
+    parser.add_argument(
+        "--mean-len", type=float, nargs=2, default=(385.0, 556.0), help="mean episode length (1.8k-2.6k per 1M)"
+    )
+    parser.add_argument("--expert-min", type=float, default=3000.0, help="return an SAC expert must reach")
     argv = sys.argv[1:] if argv is None else argv
     _ARGV[:] = argv
     args = parser.parse_args(argv)
     if args.episodes < 20:
         parser.error("--episodes must be >= 20")
     run_dir, policy_dir = Path(args.run_dir), Path(args.policy_dir)
+    policy_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads((run_dir / "config.json").read_text())
-    log = [ln for ln in read_log(run_dir) if snapshot_dir(run_dir, ln["env_steps"]).exists()]
-    lo, hi = args.medium_range
-    results: dict[int, dict] = {}
+    evals = read_evals(run_dir)
 
-    print(f"medium: earliest snapshot with stochastic return in [{lo}, {hi}] over {args.episodes} episodes")
-    medium = None
-    for ln in log:
-        if lo - args.screen_margin <= ln["eval_stochastic_mean"] <= hi + args.screen_margin:
-            results[ln["env_steps"]] = r = reevaluate(run_dir, ln["env_steps"], args.episodes, args.seed)
-            if lo <= r["stochastic"]["mean"] <= hi:
-                medium = ln["env_steps"]
-                break
-    if medium is None:
-        print("  no medium snapshot yet")
-    else:
-        ship(
-            run_dir,
-            medium,
-            policy_dir / "hopper-medium",
-            results[medium],
-            f"earliest snapshot with {args.episodes}-episode stochastic return in [{lo}, {hi}]",
-        )
-        ship_replay_snapshots(
-            run_dir, medium, policy_dir / "hopper-replay-snapshots", config["learning_starts"], config["eval_every"]
-        )
+    # medium: the earliest snapshot meeting every criterion (D4RL early-stopped its medium policy); else the
+    # one meeting the most, earliest first, and the summary says which criteria it misses.
+    scored = [(sum(medium_checks(e, args).values()), -e["env_steps"], e) for e in evals if e["env_steps"] > 0]
+    best_score, _, pick = max(scored, key=lambda t: (t[0], t[1]))
+    medium = pick["env_steps"]
+    checks = medium_checks(pick, args)
+    missed = [k for k, ok in checks.items() if not ok]
+    print(f"medium: step {medium} meets {best_score}/{len(checks)} criteria" + (f"; misses {missed}" if missed else ""))
+    results = {medium: reevaluate(run_dir, medium, args.episodes, args.seed)}
+    ship(
+        run_dir,
+        medium,
+        policy_dir / "hopper-medium",
+        results[medium],
+        f"earliest snapshot whose {pick['episodes']}-episode stochastic evaluation meets "
+        + ("every criterion: " if not missed else f"the most criteria ({best_score}/{len(checks)}): ")
+        + "; ".join(k for k, ok in checks.items() if ok),
+        training_eval=summary_of(pick),
+    )
+    ship_replay_snapshots(
+        run_dir, medium, policy_dir / "hopper-replay-snapshots", config["learning_starts"], config["eval_every"]
+    )
 
-    print(f"expert: best stochastic return among the {args.expert_candidates} best logged snapshots")
-    best = sorted(log, key=lambda ln: ln["eval_stochastic_mean"])[-args.expert_candidates :]
-    for ln in best:
-        if ln["env_steps"] not in results:
-            results[ln["env_steps"]] = reevaluate(run_dir, ln["env_steps"], args.episodes, args.seed)
-    expert = max((ln["env_steps"] for ln in best), key=lambda s: results[s]["stochastic"]["mean"])
-    ret = results[expert]["stochastic"]["mean"]
-    if ret <= hi or (medium is not None and ret <= results[medium]["stochastic"]["mean"]):
-        print(f"  no snapshot above the medium range yet ({ret:.0f} <= {hi:.0f}); expert not shipped")
-        expert = None
-    else:
-        note = "" if ret >= args.expert_min else f" (BELOW the {args.expert_min:.0f} target: best so far)"
-        ship(
-            run_dir,
-            expert,
-            policy_dir / "hopper-expert",
-            results[expert],
-            f"best {args.episodes}-episode stochastic return among the {args.expert_candidates} best logged "
-            f"snapshots at {log[-1]['env_steps']} env steps{note}",
-            target_return=args.expert_min,
-            target_met=bool(ret >= args.expert_min),
+    # expert: the best stochastic mean of the run, shipped only if it reaches --expert-min (else ARS stays).
+    top = max(evals, key=lambda e: e["mean"])
+    expert = None
+    if top["mean"] >= args.expert_min and top["env_steps"] != medium:
+        results[top["env_steps"]] = r = reevaluate(run_dir, top["env_steps"], args.episodes, args.seed)
+        if r["stochastic"]["mean"] >= args.expert_min:
+            expert = top["env_steps"]
+            ship(
+                run_dir,
+                expert,
+                policy_dir / "hopper-expert",
+                r,
+                f"best {top['episodes']}-episode stochastic mean of the run ({log_span(evals)})",
+                training_eval=summary_of(top),
+            )
+    if expert is None:
+        print(
+            f"expert: best SAC snapshot {top['env_steps']} averages {top['mean']:.0f} < {args.expert_min:.0f}; "
+            "the shipped expert is unchanged"
         )
 
-    shutil.copyfile(run_dir / "log.jsonl", policy_dir / "sac-hopper-log.jsonl")
-    print(f"copied {run_dir / 'log.jsonl'} -> {policy_dir / 'sac-hopper-log.jsonl'}")
-    summary = summarise(log, config, {"medium": medium, "expert": expert}, results)
+    for name in ("log.jsonl", "evals.jsonl"):
+        shutil.copyfile(run_dir / name, policy_dir / f"sac-hopper-{name}")
+    summary = summarise(evals, config, {"medium": medium, "expert": expert}, results, read_log(run_dir))
     (policy_dir / "hopper-selection.md").write_text(summary)
     print(summary)
 
 
-def summarise(log: list[dict], config: dict, chosen: dict[str, int | None], results: dict[int, dict]) -> str:
-    """Markdown: speed, the chosen snapshots with their re-evaluations, return vs env steps."""
+def summary_of(e: dict) -> dict:
+    keys = ("episodes", "seeds", "mean", "std", "min", "p10", "p90", "max", "mean_len", "full_frac")
+    return {k: e[k] for k in keys}
+
+
+def log_span(evals: list[dict]) -> str:
+    return (
+        f"snapshots every {evals[1]['env_steps'] - evals[0]['env_steps']:,} env steps up to {evals[-1]['env_steps']:,}"
+    )
+
+
+def summarise(
+    evals: list[dict], config: dict, chosen: dict[str, int | None], results: dict[int, dict], log: list[dict]
+) -> str:
+    """Markdown: speed, the chosen snapshots with their re-evaluations, the return distribution vs env steps."""
     rates = [ln["steps_per_s"] for ln in log if ln["steps_per_s"] > 0]
     lines = [
         "# SAC Hopper-v4 run: selected behaviour policies",
         "",
         "Generated by `python -m dt.behaviour.sac select " + " ".join(_ARGV) + "`.",
-        f"Run: seed {config['seed']}, {log[-1]['env_steps']:,} env steps so far, "
-        f"{log[-1]['wall_s'] / 3600:.2f} h of training wall time, median {np.median(rates):.1f} env steps/s "
-        "(with one update per step, one torch thread).",
+        f"Run: seed {config['seed']}, device {config.get('device', 'cpu')}, {log[-1]['env_steps']:,} env steps, "
+        f"{log[-1]['wall_s'] / 3600:.2f} h of training wall time, median {np.median(rates):.0f} env steps/s "
+        "(one update per env step).",
         "",
-        "| policy | env steps | stochastic return (20+ ep) | deterministic return (20+ ep) |",
+        "| policy | env steps | stochastic return (re-evaluated) | deterministic return |",
         "|---|---:|---:|---:|",
     ]
     for name, step in chosen.items():
@@ -211,15 +253,21 @@ def summarise(log: list[dict], config: dict, chosen: dict[str, int | None], resu
             r = results[step]
             lines.append(
                 f"| {name} | {step:,} | {r['stochastic']['mean']:.0f} +- {r['stochastic']['std']:.0f} "
+                f"({r['episodes']} ep, max {r['stochastic']['max']:.0f}) "
                 f"| {r['deterministic']['mean']:.0f} +- {r['deterministic']['std']:.0f} |"
             )
-    lines += ["", "| env steps | eval stochastic (10 ep) | eval deterministic (10 ep) |", "|---:|---:|---:|"]
-    for ln in log:
-        if ln["env_steps"] % 20_000 == 0 or ln["env_steps"] in chosen.values() or ln is log[-1]:
-            lines.append(
-                f"| {ln['env_steps']:,} | {ln['eval_stochastic_mean']:.0f} +- {ln['eval_stochastic_std']:.0f} "
-                f"| {ln['eval_deterministic_mean']:.0f} +- {ln['eval_deterministic_std']:.0f} |"
-            )
+    lines += [
+        "",
+        "Stochastic evaluation of every snapshot (the mode that collects the datasets):",
+        "",
+        "| env steps | episodes | mean +- std | min | p10 | p90 | max | mean length | reach 1000 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in evals:
+        lines.append(
+            f"| {e['env_steps']:,} | {e['episodes']} | {e['mean']:.0f} +- {e['std']:.0f} | {e['min']:.0f} "
+            f"| {e['p10']:.0f} | {e['p90']:.0f} | {e['max']:.0f} | {e['mean_len']:.0f} | {100 * e['full_frac']:.0f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
