@@ -41,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dt.envs import get_env
-from dt.errors import CheckpointError, RecoveryWarning
+from dt.errors import CheckpointError, RecoveryWarning, first_line
 from dt.model import MLPBC, DecisionTransformer, ModelConfig, build_model
 from dt.validate import check_checkpoint_meta
 
@@ -337,7 +337,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: unreadable safetensors file ({first_line(e)})") from None
 
 
 def _meta_from_hf_dir(path: Path) -> dict:
@@ -443,8 +443,9 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
     try:
         target.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "state dict mismatch"
-        raise CheckpointError(f"{path}: weights do not fit the config ({first[:200]})") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else first_line(e)  # line 0 only says "Error(s) in loading state_dict"
+        raise CheckpointError(f"{path}: weights do not fit the config ({detail[:200]})") from None
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise CheckpointError(f"{path}: weights hold NaN or inf; the checkpoint is damaged")
     model.to(device).eval()

@@ -37,11 +37,10 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    if not isinstance(f.get(key), h5py.Dataset):
+        raise DatasetError(f"{path}: {key!r} is a group, expected an array")
     try:
-        obj = f[key]
-        if not isinstance(obj, h5py.Dataset):
-            raise DatasetError(f"{path}: {key!r} is a group, expected an array")
-        return np.asarray(obj[()])
+        return np.asarray(f[key][()])
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # truncated chunks, odd dtypes
         raise DatasetError(f"{path}: cannot read {key!r} ({str(e).splitlines()[0]})") from None
 
