@@ -290,6 +290,17 @@ def save_checkpoint(
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks {key!r}")
     meta = {"format_version": FORMAT_VERSION, **meta, "model": model.config.to_dict()}
+    try:
+        _write_checkpoint(path, model, meta, trainer_state)
+    except OSError as e:  # name the checkpoint, not the staging directory; the old copy is untouched
+        reason = e.strerror or first_line(e)
+        raise OSError(e.errno, f"{reason}, while saving; the previous checkpoint is kept", str(path)) from None
+    return path
+
+
+def _write_checkpoint(
+    path: Path, model: DecisionTransformer | MLPBC, meta: dict, trainer_state: tuple[dict, dict] | None
+) -> None:
     with _atomic_dir(path) as tmp:
         save_file(_model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if isinstance(model, DecisionTransformer):
@@ -299,7 +310,6 @@ def save_checkpoint(
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / STATE_FILE))
             _write_json(tmp / STATE_META_FILE, state_meta)
         _write_json(tmp / META_FILE, meta)  # last: its presence marks a complete directory (see _complete)
-    return path
 
 
 def update_meta(path: str | Path, **fields) -> dict:
