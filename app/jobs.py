@@ -18,6 +18,7 @@ from typing import Any
 from dt.checkpoint import CheckpointError
 from dt.data import DatasetError
 from dt.train import TrainConfig, Trainer
+from dt.validate import check_train_config
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ class TrainJob:
         """Start the thread.
 
         Raises:
+            ConfigError: a setting out of range.
             ValueError: another job of this server is writing to the same out_dir.
         """
+        check_train_config(self.cfg)  # a bad setting fails here, in the page, not later in the thread
         key = str(self.out_dir.resolve())
         with _active_lock:
             if key in _active_dirs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state
+from app import state, upload
 from dt.checkpoint import CheckpointError
 from dt.envs import ENVS
 
@@ -60,7 +60,7 @@ def draw() -> None:
             if up is not None and s.upload_id != up.file_id:
                 s.upload_id = up.file_id
                 try:
-                    dest = state.install_upload(up.name, up.getvalue(), env=s.env)
+                    dest = upload.install_upload(up.name, up.getvalue(), env=s.env)
                 except CheckpointError as err:
                     s.upload_msg = ("error", str(err).splitlines()[0])
                 else:

@@ -14,23 +14,21 @@ the app at temporary directories):
 - ``DT_RUNS_DIR``: training runs (default ``<repo>/runs``); a run's
   checkpoint is ``<run>/checkpoint``. Runs started in the app go here too,
   and uploaded checkpoints go to ``<runs>/uploads/<name>``.
+- ``DT_MAX_UPLOAD_MB``: what one uploaded zip may unpack to (default 512; see :mod:`app.upload`).
 - ``DT_MAX_STEPS``: optional episode-length cap for every rollout in the app
   (tests and slow machines); default the env's (1000 for Hopper).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
-import shutil
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -75,6 +73,13 @@ def runs_dir() -> Path:
 
 def uploads_dir() -> Path:
     return runs_dir() / "uploads"
+
+
+def safe_name(name: str, fallback: str = "upload") -> str:
+    """A directory-name stem from a user's file name: ``[A-Za-z0-9._-]`` only, no leading dot, at most 64 chars."""
+    stem = PurePosixPath(name.replace("\\", "/")).name.removesuffix(".zip")
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in stem)
+    return clean.strip(".-")[:64] or fallback
 
 
 def checkpoint_name(path: str | Path) -> str:
@@ -340,61 +345,6 @@ def dataset_episode_mp4(name_or_path: str, index: int) -> bytes:
     except KeyError:
         raise DatasetError(f"{ds.source}: cannot tell which env {ds.name!r} is for, so it cannot be replayed") from None
     return video_mp4(env, np.asarray(ep["qpos"]), np.asarray(ep["qvel"]))
-
-
-# --------------------------------------------------------------------------- #
-# Upload of a zipped checkpoint directory
-# --------------------------------------------------------------------------- #
-
-MAX_UPLOAD_BYTES = 512 << 20
-
-
-def install_upload(name: str, data: bytes, env: str | None = None) -> Path:
-    """Unpack a zipped checkpoint directory into the uploads folder and check that it loads.
-
-    The zip may hold the files at its top level or inside one folder.
-
-    Raises:
-        CheckpointError: not a zip, unsafe paths, no checkpoint inside, or one that does not load.
-    """
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(name).stem).strip(".-") or "upload"
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise CheckpointError(f"{name}: not a zip file; zip the checkpoint directory and upload that") from None
-    with zf:
-        members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
-        if sum(m.file_size for m in members) > MAX_UPLOAD_BYTES:
-            raise CheckpointError(f"{name}: unpacks to more than {MAX_UPLOAD_BYTES >> 20} MB")
-        for m in members:
-            parts = Path(m.filename).parts
-            if Path(m.filename).is_absolute() or ".." in parts:
-                raise CheckpointError(f"{name}: unsafe path {m.filename!r} in zip")
-        metas = [m for m in members if Path(m.filename).name in (META_FILE, "config.json")]
-        if not metas:
-            raise CheckpointError(f"{name}: no {META_FILE} (or config.json) in the zip; is it a checkpoint directory?")
-        prefix = min((Path(m.filename).parent for m in metas), key=lambda p: len(p.parts))
-        dest = uploads_dir() / f"{stem}-{uuid.uuid4().hex[:6]}"
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.mkdir(parents=True)
-        try:
-            for m in members:
-                rel = Path(m.filename)
-                if prefix.parts and rel.parts[: len(prefix.parts)] != prefix.parts:
-                    continue
-                out = tmp.joinpath(*rel.parts[len(prefix.parts) :])
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(zf.read(m))
-            load_checkpoint(tmp, env=env)  # validate before it appears in the picker
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    if not (tmp / META_FILE).exists():
-        # A save_pretrained directory: give it our metadata so the picker can list it.
-        ck = load_checkpoint(tmp)
-        (tmp / META_FILE).write_text(json.dumps(ck.meta, indent=2) + "\n")
-    os.replace(tmp, dest)
-    return dest
 
 
 # --------------------------------------------------------------------------- #

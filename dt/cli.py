@@ -1,8 +1,11 @@
 """Command line: ``python -m dt train | evaluate | data | bench``.
 
 Training flags come from :class:`dt.train.TrainConfig`; each field's help
-text is its ``--help`` line. Errors in user input (a missing file, an unknown
-env, a bad checkpoint) print one line and exit with status 2.
+text is its ``--help`` line. Every flag is checked before work starts
+(:mod:`dt.validate`). Errors in user input (a missing file, an unknown env, a
+bad checkpoint, a flag out of range) print one line and exit with status 2;
+an I/O failure (a full disk) prints one line and exits with 1. No traceback
+reaches the user unless ``DT_DEBUG=1`` asks for it.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from dt.checkpoint import CheckpointError
-from dt.data.dataset import DatasetError
+from dt.errors import DtError, first_line
+from dt.validate import check_args, check_output_file, integer, numbers
 
 
 def _add_dataclass_args(p: argparse.ArgumentParser, cls: type) -> None:
@@ -39,17 +44,19 @@ def _config_from_args(cls: type, args: argparse.Namespace, base: Any) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dt.checkpoint import recover_checkpoint
     from dt.train import TrainConfig, Trainer, apply_preset
+    from dt.validate import check_train_config
 
     cfg = apply_preset(TrainConfig(), args.preset)
     cfg = _config_from_args(TrainConfig, args, cfg)
-    if cfg.model_type not in ("dt", "bc"):
-        raise DatasetError(f"unknown model type {cfg.model_type!r}; known: dt, bc")
+    check_train_config(cfg)
     out = Path(cfg.out_dir) / "checkpoint"
+    recover_checkpoint(out)  # a run killed inside a save: its complete copy comes back (with a warning)
     if out.exists() and not cfg.resume and not args.force:
         print(f"error: {out} exists; pass --resume to continue it or --force to start over", file=sys.stderr)
         return 2
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, allow_other_dataset=args.force)
     print(
         f"training {cfg.model_type} on {trainer.ds.name} ({trainer.ds.kind}, {trainer.ds.num_transitions} transitions) "
         f"on {trainer.device}, from step {trainer.step} to {cfg.max_steps}; run dir {cfg.out_dir}",
@@ -66,6 +73,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    check_args(
+        vars(args),
+        {
+            "episodes": integer(1),
+            "seed": integer(0),
+            "max_steps": integer(0),
+            "num_threads": integer(0),
+            "targets": lambda v: None if v is None else numbers()(v),
+        },
+    )
+    if args.json:
+        check_output_file(args.json, "--json")  # before the evaluation, not after it
     from dt.checkpoint import load_checkpoint
     from dt.envs import get_env
     from dt.evaluate import timed_evaluate
@@ -109,7 +128,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             try:
                 loc = locate(name)
                 print(f"{name:28s} {loc.kind:9s} {loc.path}")
-            except DatasetError:
+            except DtError:
                 print(f"{name:28s} {'-':9s} not on disk")
         return 0
     if args.data_cmd == "stats":
@@ -123,6 +142,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if args.data_cmd == "generate":
         from dt.generate import generate_dataset
+
+        check_args(
+            vars(args),
+            {
+                "steps": integer(1),
+                "episodes": lambda v: None if v is None else integer(1)(v),
+                "seed": integer(0),
+                "num_envs": integer(1),
+            },
+        )
 
         path = generate_dataset(
             args.dataset,
@@ -166,6 +195,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from dt.report import write_card
 
+    check_args(vars(args), {"episodes": integer(1), "sweep_episodes": integer(1), "seed": integer(0)})
     path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
     print(f"wrote {path}")
     return 0
@@ -187,6 +217,9 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dt.bench import main as bench_main
 
+    check_args(vars(args), {"eval_episodes": integer(1), "num_threads": integer(0)})
+    if args.json:
+        check_output_file(args.json, "--json")
     return bench_main(args)
 
 
@@ -271,14 +304,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {first_line(message, 1000)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("DT_DEBUG"):
+        return args.func(args)
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
-    except (DatasetError, CheckpointError, KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {msg}", file=sys.stderr)
+    except (DtError, KeyError, ValueError) as e:  # bad input: the message names the file or flag
+        print(f"error: {first_line(e, 1000)}", file=sys.stderr)
         return 2
+    except OSError as e:  # the system refused: a full disk, a missing or unwritable path
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, and the way to see more
+        print(
+            f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -19,9 +19,9 @@ from torch import nn
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
-hf_logging.set_verbosity_error()  # the DT config inherits GPT-2 token ids that warn for vocab_size=1
+from dt.validate import MODEL_TYPES
 
-MODEL_TYPES = ("dt", "bc")
+hf_logging.set_verbosity_error()  # the DT config inherits GPT-2 token ids that warn for vocab_size=1
 
 
 @dataclass(frozen=True)

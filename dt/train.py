@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, save_checkpoint
+from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
 from dt.data import OfflineDataset, WindowSampler, load_dataset
-from dt.data.dataset import DatasetError
 from dt.envs import get_env
+from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
 from dt.model import ModelConfig, action_loss, build_model
+from dt.validate import check_train_config
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
@@ -120,9 +122,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but CUDA is not available")
+        raise ConfigError("--device: cuda requested but CUDA is not available; use --device cpu or auto")
     return dev
 
 
@@ -138,18 +143,33 @@ def machine_info() -> dict[str, Any]:
 class Trainer:
     """Trains one model; resumable; iterate to run.
 
+    Every setting is checked before the dataset loads (:func:`dt.validate.check_train_config`), so a bad flag
+    fails at once rather than at the final evaluation.
+
     Args:
         cfg: The run's configuration.
         dataset: An already loaded dataset (else ``cfg.dataset`` is loaded).
+        allow_other_dataset: With ``cfg.resume``, continue even if the dataset's content hash differs from
+            the checkpoint's (the checkpoint's state normalisation is kept); otherwise that is an error.
+
+    Raises:
+        ConfigError: a setting out of range. DatasetError, CheckpointError: unusable data or checkpoint.
     """
 
-    def __init__(self, cfg: TrainConfig, dataset: OfflineDataset | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, dataset: OfflineDataset | None = None, allow_other_dataset: bool = False
+    ) -> None:
+        check_train_config(cfg)
         self.cfg = cfg
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.device = resolve_device(cfg.device)
         self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
-        self.spec = get_env(cfg.env or self.ds.name)
+        try:
+            self.spec = get_env(cfg.env or self.ds.name)
+        except KeyError as e:
+            hint = "" if cfg.env else f" (taken from the dataset name {self.ds.name!r}); pass --env, e.g. --env hopper"
+            raise ConfigError(f"--env: {e.args[0]}{hint}") from None
         if self.ds.state_dim != self.spec.state_dim or self.ds.act_dim != self.spec.act_dim:
             raise DatasetError(
                 f"{self.ds.source}: state/action size {self.ds.state_dim}/{self.ds.act_dim} does not fit "
@@ -161,15 +181,7 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.sampler = WindowSampler(
-            self.ds,
-            context_len=cfg.context_len,
-            scale=self.scale,
-            max_ep_len=self.spec.max_ep_len,
-            pct_traj=cfg.pct_traj,
-            delayed=cfg.delayed,
-            device=self.device,
-        )
+        self.sampler = self._make_sampler()
         self.model_cfg = cfg.model_config(self.spec.state_dim, self.spec.act_dim, self.spec.max_ep_len)
         self.model = build_model(self.model_cfg).to(self.device)
         # fused: one kernel for all parameters (CPU and CUDA); same update as the loop version.
@@ -181,8 +193,23 @@ class Trainer:
         self.eval_history: list[dict[str, Any]] = []
         self.dataset_hash = self.ds.content_hash()
         self._stop = threading.Event()
+        recover_checkpoint(self.ckpt_dir)  # an earlier run of this out_dir may have died inside a save
         if cfg.resume:
-            self._restore()
+            self._restore(allow_other_dataset)
+
+    def _make_sampler(self, state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None) -> WindowSampler:
+        cfg = self.cfg
+        return WindowSampler(
+            self.ds,
+            context_len=cfg.context_len,
+            scale=self.scale,
+            max_ep_len=self.spec.max_ep_len,
+            pct_traj=cfg.pct_traj,
+            delayed=cfg.delayed,
+            device=self.device,
+            state_mean=state_mean,
+            state_std=state_std,
+        )
 
     # ---- one step -----------------------------------------------------------------
 
@@ -280,15 +307,33 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
 
-    def _restore(self) -> None:
+    def _restore(self, allow_other_dataset: bool) -> None:
         ck = load_checkpoint(self.ckpt_dir)  # raises a one-line CheckpointError if absent/damaged
         if ck.config != self.model_cfg:
-            raise ValueError(f"{self.ckpt_dir}: saved model config differs from this run's; use another --out-dir")
+            raise ConfigError(f"{self.ckpt_dir}: saved model config differs from this run's; use another --out-dir")
+        saved = ck.meta.get("dataset", {}).get("sha256")
+        if saved and saved != self.dataset_hash:
+            if not allow_other_dataset:
+                raise CheckpointError(
+                    f"{self.ckpt_dir}: trained on another dataset ({ck.meta['dataset'].get('name')}, sha256 "
+                    f"{saved[:12]}; now {self.ds.name}, {self.dataset_hash[:12]}); pass --force to resume on it anyway"
+                )
+            # Forced: the network was trained on the checkpoint's normalisation, so keep it.
+            self.sampler = self._make_sampler(ck.state_mean, ck.state_std)
         self.model.load_state_dict(ck.model.state_dict())
         state = load_trainer_state(self.ckpt_dir)
         if state is None:
-            raise ValueError(f"{self.ckpt_dir}: no trainer state to resume from")
-        tensors, js = state
+            raise CheckpointError(f"{self.ckpt_dir}: no trainer state to resume from (a shipped copy?)")
+        try:
+            self._restore_state(*state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(
+                f"{self.ckpt_dir}: damaged trainer state ({first_line(e, 100)}); start over with --force"
+            ) from None
+        self.eval_history = list(ck.meta.get("eval_history", []))
+
+    def _restore_state(self, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
+        """Optimiser, RNG, step and wall time from a checkpoint's trainer state."""
         sd = {"param_groups": js["param_groups"], "state": {}}
         for key, v in tensors.items():
             if key.startswith("optim."):
@@ -301,7 +346,6 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
-        self.eval_history = list(ck.meta.get("eval_history", []))
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -319,12 +363,18 @@ class Trainer:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        metrics = self.out_dir / "metrics.jsonl"
+        if self.step == 0:  # a fresh run (also --force over an old one): old metrics and events go
+            metrics.unlink(missing_ok=True)
+            shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
+        else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
+            _truncate_metrics(metrics, self.step)
         writer = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-        log = open(self.out_dir / "metrics.jsonl", "a")
+        log = open(metrics, "a")
         losses: list[float] = []
         t_last, s_last = time.perf_counter(), self.step
         rate = 0.0
@@ -402,6 +452,22 @@ class Trainer:
         if bar:
             bar.close()
         return load_checkpoint(self.ckpt_dir, device=self.device)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records of ``path`` up to ``step`` (atomic rewrite); a torn last line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill mid-write
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:

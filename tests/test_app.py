@@ -163,27 +163,31 @@ def _zip_dir(d: Path, prefix: str = "") -> bytes:
 
 def test_upload_good_bad_and_other_env(app_env):
     from app import state
+    from app.upload import install_upload
     from dt.checkpoint import CheckpointError, load_checkpoint
 
     data = _zip_dir(app_env["shipped"] / "dt-tiny", prefix="dt-tiny/")
-    dest = state.install_upload("dt-tiny.zip", data, env="hopper")
+    dest = install_upload("dt-tiny.zip", data, env="hopper")
     assert load_checkpoint(dest).env_name == "hopper"
     assert any(e.source == "upload" and e.path == str(dest.resolve()) for e in state.discover_checkpoints())
+    # The same zip again is the same picker entry, not a new one.
+    assert install_upload("dt-tiny.zip", data, env="hopper") == dest
+    assert sum(e.source == "upload" for e in state.discover_checkpoints()) == 1
 
     with pytest.raises(CheckpointError, match="not a zip file"):
-        state.install_upload("junk.zip", b"definitely not a zip", env="hopper")
+        install_upload("junk.zip", b"definitely not a zip", env="hopper")
     empty = io.BytesIO()
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("notes.txt", "hello")
     with pytest.raises(CheckpointError, match="no checkpoint.json"):
-        state.install_upload("notes.zip", empty.getvalue(), env="hopper")
+        install_upload("notes.zip", empty.getvalue(), env="hopper")
     with pytest.raises(CheckpointError, match="checkpoint is for walker2d, not hopper"):
-        state.install_upload("walker.zip", _zip_dir(app_env["shipped"] / "walker-tiny"), env="hopper")
+        install_upload("walker.zip", _zip_dir(app_env["shipped"] / "walker-tiny"), env="hopper")
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../checkpoint.json", "{}")
     with pytest.raises(CheckpointError, match="unsafe path"):
-        state.install_upload("evil.zip", evil.getvalue(), env="hopper")
+        install_upload("evil.zip", evil.getvalue(), env="hopper")
     # Failed uploads leave nothing behind.
     assert [p.name for p in state.uploads_dir().iterdir() if not p.name.startswith(".")] == [dest.name]
     assert not [p for p in state.uploads_dir().iterdir() if p.name.startswith(".")]

@@ -128,7 +128,7 @@ def test_cli_export_import(tmp_path, tiny_d4rl, tiny_arrays, tiny_dataset, capsy
     assert main(args) == 0
     assert main(["data", "import-minari", "test/hopper/cli-v0", "--root", str(root), "--out", str(out)]) == 0
     ds = read_d4rl(out)
-    assert ds.kind == "generated" and ds.metadata["imported_from"] == "test/hopper/cli-v0"  # never taken for D4RL
+    assert ds.kind == "minari" and ds.metadata["imported_from"] == "test/hopper/cli-v0"  # labelled by origin, not D4RL
     assert_same(ds, tiny_dataset, FIELDS + ("qpos", "qvel"))
     with h5py.File(out, "r") as f:
         np.testing.assert_array_equal(f["next_observations"][()], tiny_arrays["next_observations"])

@@ -77,7 +77,7 @@ def new_run_form() -> None:
     else:
         dataset = found[names.index(pick)][0]
     cfg = apply_preset(TrainConfig(), preset)
-    stem = dataset.rsplit("/", 1)[-1].removesuffix(".hdf5")
+    stem = state.safe_name(dataset.removesuffix(".hdf5"), fallback="dataset")  # a user's path: one safe component
     out = state.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
     cfg = replace(
         cfg,

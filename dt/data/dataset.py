@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dt.errors import DatasetError
 
-class DatasetError(ValueError):
-    """A dataset file is missing, unreadable or holds invalid data.
-
-    The message is one line that names the file and the problem.
-    """
+__all__ = ["DatasetError", "DatasetStats", "OfflineDataset", "make_dataset", "split_episodes", "validate_arrays"]
 
 
 @dataclass(frozen=True)
@@ -125,17 +122,22 @@ class OfflineDataset:
         return h.hexdigest()
 
     def stats(self, env_name: str | None = None) -> DatasetStats:
-        """Episodes, transitions, return and length figures, normalized mean if the env is known."""
+        """Episodes, transitions, return and length figures.
+
+        The normalized mean is given only when the env is known and the data has its observation and action
+        sizes: a 17-column file named ``hopper-*`` is not scored against Hopper's reference returns.
+        """
         from dt.envs import get_env
 
         ret = self.episode_returns()
         lens = self.episode_lengths
         norm = None
-        env_name = env_name or self.name.split("-")[0]
         try:
-            norm = float(get_env(env_name).normalized_score(ret.mean()))
+            spec = get_env(env_name or self.name.split("-")[0])
         except KeyError:
-            pass
+            spec = None
+        if spec is not None and (spec.state_dim, spec.act_dim) == (self.state_dim, self.act_dim):
+            norm = float(spec.normalized_score(ret.mean()))
         return DatasetStats(
             episodes=self.num_episodes,
             transitions=self.num_transitions,
@@ -150,14 +152,22 @@ class OfflineDataset:
         )
 
 
-def split_episodes(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_episodes(ends: np.ndarray, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Episode starts and lengths from a per-transition end flag.
 
     An episode ends at each transition where ``ends`` is true
     (``terminals | timeouts`` in D4RL). Transitions after the last end flag
-    form a final, unfinished episode: it is real data, so it is kept.
+    form a final, unfinished episode: it is real data, so it is kept. With
+    ``max_len``, an episode also ends after every ``max_len`` steps, as D4RL
+    does for files without ``timeouts`` (the time limit was not recorded).
     """
     n = ends.shape[0]
+    ends = np.asarray(ends, dtype=bool).copy()
+    if max_len is not None and n:
+        idx = np.arange(n)
+        first = np.concatenate([[True], ends[:-1]])  # each transition that starts an episode
+        start = np.maximum.accumulate(np.where(first, idx, 0))
+        ends |= (idx - start + 1) % max_len == 0
     end_idx = np.flatnonzero(ends)
     if end_idx.size == 0 or end_idx[-1] != n - 1:
         end_idx = np.append(end_idx, n - 1)
@@ -167,19 +177,30 @@ def split_episodes(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def validate_arrays(source: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Check shapes agree and values are finite; raise :class:`DatasetError` otherwise."""
+    """Check dtypes are numeric, shapes agree and values are finite; raise :class:`DatasetError` otherwise."""
+    for key, a in arrays.items():
+        if a is not None and np.asarray(a).dtype.kind not in "biuf":  # bool, int, unsigned, float
+            raise DatasetError(f"{source}: {key} has dtype {np.asarray(a).dtype}, expected numbers")
     obs, act, rew = arrays["observations"], arrays["actions"], arrays["rewards"]
-    n = obs.shape[0]
     if obs.ndim != 2 or act.ndim != 2:
         raise DatasetError(f"{source}: observations and actions must be 2-D, got {obs.shape} and {act.shape}")
+    n = obs.shape[0]
     if n == 0:
         raise DatasetError(f"{source}: dataset holds no transitions")
+    if obs.shape[1] == 0 or act.shape[1] == 0:
+        raise DatasetError(f"{source}: observations or actions have no columns ({obs.shape}, {act.shape})")
     for key in ("actions", "rewards", "terminals", "timeouts", "qpos", "qvel"):
         a = arrays.get(key)
+        if a is not None and a.ndim == 0:
+            raise DatasetError(f"{source}: {key} is a scalar, expected one row per transition")
         if a is not None and a.shape[0] != n:
             raise DatasetError(f"{source}: {key} has {a.shape[0]} rows but observations has {n}")
     if rew.ndim != 1:
         raise DatasetError(f"{source}: rewards must be 1-D, got shape {rew.shape}")
+    for key in ("terminals", "timeouts"):
+        a = arrays.get(key)
+        if a is not None and a.size != n:
+            raise DatasetError(f"{source}: {key} must hold one flag per transition, got shape {a.shape}")
     for key in ("observations", "actions", "rewards"):
         a = arrays[key]
         bad = ~np.isfinite(a)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from dt.data.dataset import DatasetError, OfflineDataset, make_dataset
+from dt.data.dataset import DatasetError, OfflineDataset, make_dataset, split_episodes
+from dt.errors import DataWarning
 
 REQUIRED_D4RL = ("observations", "actions", "rewards")
+# The time limit of every D4RL MuJoCo task (gym's TimeLimit): where a file without ``timeouts`` (D4RL v0)
+# cut its episodes, as d4rl's own sequence_dataset does with env._max_episode_steps.
+D4RL_TIME_LIMIT = 1000
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -32,9 +37,11 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    if not isinstance(f.get(key), h5py.Dataset):
+        raise DatasetError(f"{path}: {key!r} is a group, expected an array")
     try:
-        return f[key][()]
-    except (OSError, KeyError, ValueError) as e:
+        return np.asarray(f[key][()])
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # truncated chunks, odd dtypes
         raise DatasetError(f"{path}: cannot read {key!r} ({str(e).splitlines()[0]})") from None
 
 
@@ -54,12 +61,17 @@ def _metadata(group: h5py.Group | None) -> dict:
 def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
     """Read a D4RL-layout hdf5 file (float32 or float64; infos optional).
 
-    Episodes end at ``terminals | timeouts``. A file written by this project's
-    generator carries ``metadata/generator`` and is labelled ``generated``.
+    Episodes end at ``terminals | timeouts``. A file without ``timeouts`` (D4RL
+    v0) also ends an episode at the 1,000-step time limit, as D4RL does, with a
+    :class:`~dt.errors.DataWarning`; a file with no end flag at all is read as
+    one unfinished episode, with a warning too. A file written by this
+    project's generator carries ``metadata/generator`` and is labelled
+    ``generated``; one imported from Minari (``metadata/imported_from``) is
+    labelled ``minari``.
 
     Raises:
-        DatasetError: missing or truncated file, missing keys, wrong shapes,
-            NaN/inf values.
+        DatasetError: missing or truncated file, missing keys, wrong dtypes or
+            shapes, NaN/inf values.
     """
     path = Path(path)
     with _open_h5(path) as f:
@@ -67,20 +79,54 @@ def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
         if missing:
             raise DatasetError(f"{path}: not a D4RL file, missing {', '.join(missing)}")
         arrays = {k: _read(f, k, path) for k in REQUIRED_D4RL}
-        n = arrays["observations"].shape[0]
+        has_timeouts = "timeouts" in f
         for k in ("terminals", "timeouts"):
-            arrays[k] = _read(f, k, path) if k in f else np.zeros(n, dtype=bool)
+            if k in f:
+                arrays[k] = _read(f, k, path)
         if "infos/qpos" in f and "infos/qvel" in f:
             arrays["qpos"], arrays["qvel"] = _read(f, "infos/qpos", path), _read(f, "infos/qvel", path)
-        meta = _metadata(f.get("metadata"))
+        try:
+            meta = _metadata(f.get("metadata"))
+        except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{path}: unreadable metadata ({str(e).splitlines()[0]})") from None
     if arrays["rewards"].ndim == 2 and arrays["rewards"].shape[1] == 1:
         arrays["rewards"] = arrays["rewards"][:, 0]
-    kind = "generated" if "generator" in meta else "d4rl"
+    if arrays["observations"].ndim >= 1:
+        _complete_end_flags(path, arrays, has_timeouts)
+    kind = "minari" if "imported_from" in meta else "generated" if "generator" in meta else "d4rl"
     ds = make_dataset(name or dataset_name_from_file(path), path, kind, arrays, meta)
     want = meta.get("content_sha256")
     if want and ds.content_hash() != want:  # generated files carry their hash: catch a damaged cache
         raise DatasetError(f"{path}: content hash does not match its metadata; regenerate it (--force)")
     return ds
+
+
+def _complete_end_flags(path: Path, arrays: dict[str, np.ndarray], has_timeouts: bool) -> None:
+    """Fill in missing ``terminals``/``timeouts`` by D4RL's rules, warning where the data says less than it should."""
+    n = arrays["observations"].shape[0]
+    term = arrays.setdefault("terminals", np.zeros(n, dtype=bool))
+    if term.size != n or term.dtype.kind not in "biuf":
+        return  # validate_arrays names the fault
+    term = term.reshape(n).astype(bool)
+    if not has_timeouts:
+        starts, lengths = split_episodes(term, max_len=D4RL_TIME_LIMIT)
+        ends = (starts + lengths - 1)[lengths == D4RL_TIME_LIMIT]
+        tout = np.zeros(n, dtype=bool)
+        tout[ends] = ~term[ends]
+        arrays["timeouts"] = tout
+        warnings.warn(
+            f"{path}: no 'timeouts' (a D4RL v0 file): episodes also end at the {D4RL_TIME_LIMIT}-step limit "
+            f"({int(tout.sum())} cut there)",
+            DataWarning,
+            stacklevel=3,
+        )
+    tout = arrays["timeouts"]
+    if tout.size == n and tout.dtype.kind in "biuf" and n > 1 and not (term.any() or tout.any()):
+        warnings.warn(
+            f"{path}: terminals and timeouts are all false: the {n} transitions are read as one unfinished episode",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict | None = None) -> Path:
@@ -140,8 +186,16 @@ def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
     if meta_file is not None:
         try:
             meta = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{meta_file}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{meta_file}: invalid JSON ({str(e).splitlines()[0]})") from None
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{meta_file}: expected a JSON object, got {type(meta).__name__}")
+    if not h5.exists() and (meta.get("data_format") == "arrow" or any((root / "data").glob("*/*.arrow"))):
+        ds_id = meta.get("dataset_id") or "<namespace/env/level-vN>"
+        raise DatasetError(
+            f"{root}: a Minari dataset in arrow format; this reader takes hdf5: convert it with "
+            f"`python -m dt data import-minari {ds_id}`"
+        )
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")
     }
@@ -175,7 +229,7 @@ def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     lens = np.asarray(lengths, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    ds_id = meta.get("dataset_id", "")
+    ds_id = str(meta.get("dataset_id", ""))
     nm = name or _minari_to_name(ds_id) or root.name
     return make_dataset(nm, h5, "minari", arrays, meta, starts, lens)
 

@@ -11,6 +11,7 @@ Search order for a name such as ``hopper-medium``:
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from dt.envs import ENVS
 
 LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
 KNOWN_DATASETS = tuple(f"{env}-{level}" for env in ENVS for level in LEVELS)
+# namespace(s)/name-vN, Minari's dataset id grammar
+MINARI_ID = re.compile(r"[\w-]+(/[\w-]+)*/[\w.-]+-v\d+")
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/{file}"
 
 
@@ -84,9 +87,16 @@ def locate(name_or_path: str | Path) -> DatasetLocation:
     if p.suffix == ".hdf5" or p.is_dir() or os.sep in str(name_or_path):
         if p.is_dir():
             return DatasetLocation(p.name, p, "minari")
-        if not p.exists():
-            raise DatasetError(f"{p}: file not found")
-        return DatasetLocation(p.name, p, "d4rl")
+        if p.exists():
+            return DatasetLocation(p.name, p, "d4rl")
+        if MINARI_ID.fullmatch(str(name_or_path)):  # a Minari id such as mujoco/hopper/medium-v0
+            if (minari_dir() / str(name_or_path)).is_dir():
+                return DatasetLocation(str(name_or_path), minari_dir() / str(name_or_path), "minari")
+            raise DatasetError(
+                f"{name_or_path}: no such file, and no Minari dataset with this id under {minari_dir()} "
+                "(set MINARI_DATASETS_PATH, or pass the dataset's directory)"
+            )
+        raise DatasetError(f"{p}: file not found")
     name = canonical_name(str(name_or_path))
     candidates = [
         (d4rl_dir() / d4rl_filename(name), "d4rl"),

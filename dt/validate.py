@@ -1,0 +1,217 @@
+"""Typed validators for what users hand in: training settings, evaluation flags, checkpoint metadata.
+
+Each check runs once, before any work starts, and raises one error whose message is one line naming the
+flag or file and what would be accepted. No heavy imports (numpy at most): the CLI validates before torch loads.
+
+A rule is a function ``value -> problem or None``; a problem reads after the flag, e.g.
+``--batch-size: must be an integer >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dt.envs import GYM_VERSIONS
+from dt.errors import CheckpointError, ConfigError
+
+Rule = Callable[[Any], str | None]
+
+MODEL_TYPES = ("dt", "bc")
+# Activations the transformers GPT-2 block (transformers.activations.ACT2FN) and this project's models accept.
+ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "tanh")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int, hi: int | None = None) -> Rule:
+    """An integer in ``[lo, hi]`` (``hi`` None: no upper bound)."""
+    want = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
+
+    def rule(v: Any) -> str | None:
+        ok = _is_int(v) and v >= lo and (hi is None or v <= hi)
+        return None if ok else f"must be {want}, got {v!r}"
+
+    return rule
+
+
+def number(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Rule:
+    """A finite number within the given bounds (open or closed at each end)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    want = f"a finite number in {left}{lo}, {'inf' if hi is None else hi}{right}"
+
+    def rule(v: Any) -> str | None:
+        if not _is_number(v):
+            return f"must be {want}, got {v!r}"
+        if v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
+            return f"must be {want}, got {v!r}"
+        return None
+
+    return rule
+
+
+def one_of(*choices: str) -> Rule:
+    def rule(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
+
+    return rule
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
+
+
+def numbers(length: int | None = None, positive: bool = False) -> Rule:
+    """A list of finite numbers (of a given length; all > 0 with ``positive``)."""
+
+    def rule(v: Any) -> str | None:
+        if not isinstance(v, list) or not all(_is_number(x) for x in v):
+            return f"must be a list of finite numbers, got {str(v)[:60]}"
+        if length is not None and len(v) != length:
+            return f"must hold {length} numbers, got {len(v)}"
+        if positive and any(x <= 0 for x in v):
+            return "must hold only numbers > 0"
+        return None
+
+    return rule
+
+
+# Architecture settings, the same in a training config and in a checkpoint's model config.
+ARCH_RULES: dict[str, Rule] = {
+    "model_type": one_of(*MODEL_TYPES),
+    "context_len": integer(1),
+    "embed_dim": integer(1),
+    "n_layer": integer(1),
+    "n_head": integer(1),
+    "activation": one_of(*ACTIVATIONS),
+    "dropout": number(0, 1, hi_open=True),
+}
+
+# The range of every training setting; the flag is the field name with - for _.
+TRAIN_RULES: dict[str, Rule] = {
+    **ARCH_RULES,
+    "n_inner": integer(0),  # 0: 4 x embed_dim
+    "batch_size": integer(1),
+    "lr": number(0, lo_open=True),
+    "weight_decay": number(0),
+    "warmup_steps": integer(0),
+    "grad_clip": number(0, lo_open=True),
+    "max_steps": integer(1),
+    "pct_traj": number(0, 1, lo_open=True),
+    "scale": number(0),  # 0: the env's
+    "seed": integer(0),
+    "num_threads": integer(0),
+    "eval_every": integer(0),
+    "eval_episodes": integer(1),
+    "eval_targets": numbers(),
+    "eval_max_steps": integer(0),
+    "log_every": integer(1),
+    "save_every": integer(1),
+    "gym_version": one_of(*GYM_VERSIONS),
+}
+
+# checkpoint.json's "model" (dt.model.ModelConfig), as written by this project or built from config.json.
+MODEL_RULES: dict[str, Rule] = {
+    **ARCH_RULES,
+    "state_dim": integer(1),
+    "act_dim": integer(1),
+    "n_inner": integer(1),
+    "max_ep_len": integer(1),
+    "action_tanh": boolean,
+}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_train_config(cfg: Any) -> None:
+    """Check every field of a :class:`dt.train.TrainConfig` before a run starts.
+
+    Raises:
+        ConfigError: the first bad setting, named by its flag, with the accepted range.
+    """
+    for name, rule in TRAIN_RULES.items():
+        problem = rule(getattr(cfg, name))
+        if problem:
+            raise ConfigError(f"{flag(name)}: {problem}")
+    if cfg.embed_dim % cfg.n_head:
+        raise ConfigError(f"--embed-dim {cfg.embed_dim} must be divisible by --n-head {cfg.n_head}")
+    if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
+        raise ConfigError(f"--device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    check_output_dir(cfg.out_dir, "--out-dir")
+
+
+def check_output_dir(path: str | Path, what: str) -> None:
+    """A directory to write into: it, and whatever of its parents exist, must be directories."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise ConfigError(f"{what}: {q} is a file, not a directory; pick another path")
+            return
+
+
+def check_output_file(path: str | Path, what: str) -> None:
+    """A file to write: not a directory, and its parent must be (or become) a directory."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what}: {p} is a directory; name a file in it, e.g. {p / 'results.json'}")
+    check_output_dir(p.parent, what)
+
+
+def check_args(values: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
+    """Check CLI values by name (``max_steps`` is reported as ``--max-steps``)."""
+    for name, rule in rules.items():
+        problem = rule(values[name])
+        if problem:
+            raise ConfigError(f"{flag(name)}: {problem}")
+
+
+def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
+    """Check the types and values of a parsed ``checkpoint.json`` before anything is built from it.
+
+    Raises:
+        CheckpointError: ``<file>: <key> must be ...`` for the first bad entry.
+    """
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version", 0)
+    if not _is_int(version):
+        raise CheckpointError(f"{where}: format_version must be an integer, got {version!r}")
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{where}: 'model' must be an object with the model config, got {model!r}")
+    for name, rule in MODEL_RULES.items():
+        if name in model and (problem := rule(model[name])):
+            raise CheckpointError(f"{where}: model.{name} {problem}")
+    if model.get("embed_dim", 1) % model.get("n_head", 1):
+        raise CheckpointError(f"{where}: model.embed_dim must be divisible by model.n_head")
+    if not isinstance(meta.get("env"), str):
+        raise CheckpointError(f"{where}: 'env' must be an env name such as \"hopper\", got {meta.get('env')!r}")
+    state_dim = model.get("state_dim")
+    for key, rule in (("state_mean", numbers(state_dim)), ("state_std", numbers(state_dim, positive=True))):
+        if problem := rule(meta.get(key)):
+            raise CheckpointError(f"{where}: {key} {problem}")
+    for key, rule in (("scale", number(0, lo_open=True)), ("max_ep_len", integer(1)), ("step", integer(0))):
+        if key in meta and (problem := rule(meta[key])):
+            raise CheckpointError(f"{where}: {key} {problem}")
+    for key in ("dataset", "train"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{where}: {key!r} must be an object, got {type(meta[key]).__name__}")
+    if "eval" in meta and not _eval_ok(meta["eval"]):
+        raise CheckpointError(f"{where}: 'eval' must be a list of results with numeric target and normalized_mean")
+
+
+def _eval_ok(ev: Any) -> bool:
+    return isinstance(ev, list) and all(
+        isinstance(r, dict) and _is_number(r.get("target")) and _is_number(r.get("normalized_mean")) for r in ev
+    )
