@@ -105,3 +105,12 @@ def test_corrupted_cache_file_is_detected(gen_dir):
 def test_unknown_dataset_lists_known(gen_dir):
     with pytest.raises(DatasetError, match="unknown dataset 'hopper-legendary'; known: hopper-random"):
         generate_dataset("hopper-legendary", out_dir=gen_dir)
+
+
+def test_medium_expert_is_the_medium_and_expert_files_in_full(tmp_path):
+    me = read_d4rl(generate_dataset("hopper-medium-expert", out_dir=tmp_path, steps=1500, progress=False))
+    med = read_d4rl(tmp_path / "hopper_medium-v2.hdf5")
+    exp = read_d4rl(tmp_path / "hopper_expert-v2.hdf5")
+    assert me.num_transitions == med.num_transitions + exp.num_transitions == 3000
+    np.testing.assert_array_equal(me.observations, np.concatenate([med.observations, exp.observations]))
+    np.testing.assert_array_equal(me.timeouts, np.concatenate([med.timeouts, exp.timeouts]))

@@ -101,10 +101,16 @@ class BehaviourPolicy:
     def __init__(self, name: str, act_dim: int, actor: nn.Module | None = None, meta: dict | None = None) -> None:
         self.name, self.act_dim, self.actor = name, act_dim, actor
         self.meta = meta or {}
+        self._cache: tuple[tuple[int, ...], dict[str, np.ndarray]] | None = None
 
     def _params(self) -> dict[str, np.ndarray]:
-        # Read each call, so a policy wrapping a live (training) actor never acts with stale weights.
-        return {k: v.detach().cpu().double().numpy() for k, v in self.actor.state_dict().items()}
+        """The actor's tensors in float64, converted again whenever one changes in place (a live, training
+        actor: torch bumps a tensor's ``_version`` on every in-place write)."""
+        state = self.actor.state_dict()
+        key = tuple(v._version for v in state.values())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, {k: v.detach().cpu().double().numpy() for k, v in state.items()})
+        return self._cache[1]
 
     def sample(self, obs: np.ndarray, eps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Actions (n, act_dim) in [-1, 1] (float32) and log densities (n,) for observations (n, obs_dim).
