@@ -63,6 +63,11 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def env_world_size() -> int:
+    """Processes in the run as ``torchrun`` announced it (1 without torchrun); needs no process group."""
+    return max(_env_int("WORLD_SIZE", 1), 1)
+
+
 def setup(device: str) -> tuple[DistContext, torch.device]:
     """This process's context and device; joins the process group under a multi-process ``torchrun``.
 
@@ -72,7 +77,7 @@ def setup(device: str) -> tuple[DistContext, torch.device]:
     Raises:
         DistributedError: No backend, more ranks on a node than devices, or a device that does not exist.
     """
-    world = _env_int("WORLD_SIZE", 1)
+    world = env_world_size()
     if world <= 1:
         return DistContext(), _single_device(device)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)

@@ -148,11 +148,11 @@ class Trainer:
         check_compile_mode(cfg.compile)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.dist, self.device = distributed.setup(cfg.device)
-        if cfg.batch_size % self.dist.world_size:
+        if cfg.batch_size % distributed.env_world_size():  # refused before joining the process group
             raise distributed.DistributedError(
-                f"batch size {cfg.batch_size} is not divisible by {self.dist.world_size} processes"
+                f"batch size {cfg.batch_size} is not divisible by {distributed.env_world_size()} processes"
             )
+        self.dist, self.device = distributed.setup(cfg.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts, as GPU trainers do
         self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
@@ -192,7 +192,7 @@ class Trainer:
             for name in getattr(self.model, "unused_in_training", list)():
                 self.model.get_parameter(name).requires_grad_(False)  # AdamW skips them anyway (no grad)
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         # Said once the input has been checked, so that a bad dataset still fails in one line.
         self.bf16, note = resolve_bf16(cfg.bf16, self.device)
         self.note(note)
