@@ -50,7 +50,7 @@ for m in ("transformers", "numpy", "h5py", "safetensors", "gymnasium", "mujoco")
 EOF
 
 # 1. Evaluation: 100 episodes at each of the paper's two targets, shipped DT, on CUDA (bf16 by default there).
-step 60 "evaluate $EPISODES episodes x 2 targets on $DEVICE" \
+step 50 "evaluate $EPISODES episodes x 2 targets on $DEVICE" \
     "$PY" -m dt evaluate --checkpoint checkpoints/dt-hopper-medium --targets 3600 1800 --episodes "$EPISODES" \
     --device "$DEVICE" --quiet --json "$OUT/gpu_eval.json"
 
@@ -58,9 +58,9 @@ step 60 "evaluate $EPISODES episodes x 2 targets on $DEVICE" \
 export DT_DATASET_DIR="${DT_DATASET_DIR:-$WORK/datasets}"
 if ! "$PY" -m dt data stats hopper-medium >/dev/null 2>&1; then
     # Small: training speed does not depend on the dataset's size.
-    step 60 "generate a 20k-transition hopper-medium" "$PY" -m dt data generate hopper-medium --steps 20000
+    step 45 "generate a 20k-transition hopper-medium" "$PY" -m dt data generate hopper-medium --steps 20000
 fi
-step 75 "train $STEPS paper-config steps on $DEVICE" \
+step 60 "train $STEPS paper-config steps on $DEVICE" \
     "$PY" -m dt train --dataset hopper-medium --device "$DEVICE" --max-steps "$STEPS" --log-every $((STEPS / 4)) \
     --eval-every 0 --eval-episodes 5 --eval-max-steps 100 --save-every "$STEPS" --no-tensorboard --quiet \
     --out-dir "$WORK/run"
@@ -75,7 +75,7 @@ cp "$WORK/run/metrics.jsonl" "$OUT/gpu_train_metrics.jsonl" 2>/dev/null
 
 # 3. The benchmark against the reference design, with CUDA graphs for the compiled row and a batch sweep.
 # shellcheck disable=SC2086  # SIZES and BENCH are word lists
-step 150 "bench on $DEVICE" \
+step 170 "bench on $DEVICE" \
     "$PY" -m dt bench --device "$DEVICE" --batch-sizes $SIZES --json "$OUT/gpu_bench.json" $BENCH
 
 say "done in $(($(date +%s) - START)) s; log $LOG"
