@@ -138,11 +138,17 @@ class CompiledOrEager:
 
 
 def compile_or_eager(
-    fn: Callable, mode: str, what: str, device: torch.device, notify: Callable[[str], None], dynamic: bool | None = None
+    fn: Callable,
+    mode: str,
+    what: str,
+    device: torch.device,
+    notify: Callable[[str], None],
+    eager: Callable | None = None,
 ) -> Callable:
     """``fn`` compiled with inductor in ``mode`` (falling back as :class:`CompiledOrEager`), or ``fn`` for ``off``.
 
     ``reduce-overhead`` (CUDA graphs) needs CUDA; on a CPU it compiles with the default mode and says so.
+    ``eager`` is what a failed compiled call falls back to (default ``fn``).
     """
     check_compile_mode(mode)
     if mode == "off":
@@ -151,8 +157,8 @@ def compile_or_eager(
         notify(f"compile mode reduce-overhead uses CUDA graphs, which need CUDA; {what} compiled in default mode")
         mode = "default"
     try:
-        compiled = torch.compile(fn, mode=mode, dynamic=dynamic)
+        compiled = torch.compile(fn, mode=mode)
     except Exception as e:  # noqa: BLE001 - e.g. torch.compile unsupported on this Python
         notify(f"torch.compile unavailable ({type(e).__name__}: {e}); {what} runs eager")
         return fn
-    return CompiledOrEager(compiled, fn, what, notify)
+    return CompiledOrEager(compiled, eager or fn, what, notify)

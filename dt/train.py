@@ -30,7 +30,7 @@ from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.dataset import DatasetError
 from dt.data.windows import Batch
 from dt.envs import get_env
-from dt.hardware import CompiledOrEager, check_compile_mode, compile_or_eager, machine_info, resolve_bf16
+from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
 from dt.model import ModelConfig, action_loss, build_model
 
 
@@ -197,10 +197,13 @@ class Trainer:
         self.bf16, note = resolve_bf16(cfg.bf16, self.device)
         self.note(note)
         self._forward_backward = compile_or_eager(
-            self._forward_backward_core, cfg.compile, "the training step", self.device, self.note
+            self._forward_backward_core,
+            cfg.compile,
+            "the training step",
+            self.device,
+            self.note,
+            eager=self._forward_backward_eager,
         )
-        if isinstance(self._forward_backward, CompiledOrEager):
-            self._forward_backward.eager = self._forward_backward_eager
         self.step = 0
         self.wall_time = 0.0
         self.eval_history: list[dict[str, Any]] = []
