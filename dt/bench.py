@@ -1,15 +1,22 @@
 """``python -m dt bench``: this package's speed against the reference design, in one run.
 
-Three figures, each as a ratio against a baseline timed in the same process:
+Each figure is a ratio against a baseline timed in the same process, on the
+device asked for (``--device cpu`` or ``cuda``):
 
+- window sampling batches/s of 64 x 20: the reference's per-sample Python
+  loop against :class:`dt.data.WindowSampler` (one gather, on the device);
 - training samples/s at the paper config (B=64, K=20): the reference design
-  (a Python loop per sample to build the batch, then transformers' full
-  ``DecisionTransformerModel`` forward/backward) against ours (one-gather
-  window sampler and the lean forward);
-- window sampling batches/s of 64 x 20: the per-sample loop against
-  :class:`dt.data.WindowSampler`;
+  (the loop batcher, then transformers' full ``DecisionTransformerModel``
+  forward/backward) against this package's :class:`dt.train.Trainer` step in
+  fp32, in bf16 autocast, and compiled (``torch.compile``);
 - evaluation env-steps/s: sequential batch-of-one episodes against 100
-  episodes in one batched run.
+  episodes in one batched run (fp32 and bf16).
+
+Beside them it measures the matmul ceiling (fp32 and bf16 GFLOP/s of the
+model's own GEMM shapes) and prints the fraction of it each training figure
+reaches, from the step's FLOPs as counted by ``torch.utils.flop_counter``. On
+CUDA it also measures the card's bf16 rate on a large square GEMM, and
+``--batch-sizes`` adds a training throughput sweep over batch sizes.
 
 The dataset is synthetic with D4RL hopper-medium's size and episode lengths
 (1M transitions, mean length ~460): sampling cost depends on lengths, not values.
@@ -19,17 +26,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dt.data import WindowSampler, make_dataset
+from dt.hardware import machine_info, native_bf16
 from dt.model import ModelConfig, action_loss, build_model
 
 
@@ -102,39 +111,123 @@ class ReferenceBatcher:
         )
 
 
-def _median_time(fn, reps: int, warmup: int = 2) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], object], reps: int, device: torch.device, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
+    _sync(device)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        _sync(device)
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
 
-def bench_sampling(ds, reps: int) -> dict:
+def bench_sampling(ds, reps: int, device: torch.device) -> dict:
     ref = ReferenceBatcher(ds)
-    ours = WindowSampler(ds)
-    g = torch.Generator().manual_seed(0)
-    t_ref = _median_time(lambda: ref.get_batch(64), reps)
-    t_ours = _median_time(lambda: [ours.sample(64, g) for _ in range(100)], max(3, reps // 10)) / 100
+    ours = WindowSampler(ds, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    t_ref = _median_time(lambda: ref.get_batch(64), reps, device)
+    t_ours = _median_time(lambda: [ours.sample(64, g) for _ in range(100)], max(3, reps // 10), device) / 100
     return {"reference_batches_per_s": 1 / t_ref, "ours_batches_per_s": 1 / t_ours, "speedup": t_ref / t_ours}
 
 
-def bench_training(ds, reps: int) -> dict:
+def model_gemm_shapes(cfg: ModelConfig, batch_size: int) -> list[tuple[int, int, int]]:
+    """(M, K, N) of one forward's linear layers per block: qkv, attention out, MLP in, MLP out."""
+    m, h = batch_size * 3 * cfg.context_len, cfg.embed_dim
+    return [(m, h, 3 * h), (m, h, h), (m, h, cfg.n_inner), (m, cfg.n_inner, h)]
+
+
+def matmul_rate(shapes: list[tuple[int, int, int]], dtype: torch.dtype, device: torch.device, reps: int) -> float:
+    """GFLOP/s of plain matrix products of these shapes (the ceiling a model of them can reach)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    pairs = [
+        (
+            torch.randn(m, k, generator=g, device=device).to(dtype),
+            torch.randn(k, n, generator=g, device=device).to(dtype),
+        )
+        for m, k, n in shapes
+    ]
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    inner = max(1, reps)
+
+    def run() -> None:
+        for _ in range(inner):
+            for a, b in pairs:
+                a @ b
+
+    run()  # warm-up
+    _sync(device)
+    best = float("inf")  # the ceiling is the best rate seen: load only ever slows a product down
+    for _ in range(5):
+        t0 = time.perf_counter()
+        run()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return flops * inner / best / 1e9
+
+
+def step_flops(cfg: ModelConfig, batch_size: int, device: torch.device) -> float:
+    """FLOPs of one training forward + backward, as ``torch.utils.flop_counter`` counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dt.data.windows import Batch
+
+    m = build_model(cfg).to(device).train()
+    k, g = cfg.context_len, torch.Generator(device=device).manual_seed(0)
+    b = Batch(
+        torch.randn(batch_size, k, cfg.state_dim, generator=g, device=device),
+        torch.rand(batch_size, k, cfg.act_dim, generator=g, device=device),
+        torch.zeros(batch_size, k, 1, device=device),
+        torch.rand(batch_size, k, 1, generator=g, device=device),
+        torch.randint(0, cfg.max_ep_len, (batch_size, k), generator=g, device=device),
+        torch.ones(batch_size, k, device=device),
+    )
+    with FlopCounterMode(display=False) as fc:
+        out = m(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
+        action_loss(out.actions, b.actions, b.mask).backward()
+    return float(fc.get_total_flops())
+
+
+def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: str, out_dir: str):
+    from dt.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        dataset=ds.source,
+        env="hopper",
+        device=str(device),
+        bf16=bf16,
+        compile=compile_mode,
+        batch_size=batch_size,
+        out_dir=out_dir,
+        tensorboard=False,
+    )
+    torch.manual_seed(0)
+
+    def notify(line: str) -> None:  # the precision is the variant's own choice; say only fallbacks
+        if not line.startswith("precision:"):
+            print(f"  {line}", file=sys.stderr)
+
+    return Trainer(cfg, ds, notify=notify)
+
+
+def bench_training(ds, reps: int, device: torch.device, compile_mode: str, bf16: bool) -> dict:
+    """Reference step against the Trainer's step in fp32, bf16 (if ``bf16``) and compiled, interleaved."""
     torch.manual_seed(0)
     cfg = ModelConfig()
-    ref_model = build_model(cfg)
+    ref_model = build_model(cfg).to(device)
     ref_model.fast = False  # transformers' full forward: all three heads, generic masks
-    ours_model = build_model(cfg)
     ref_opt = torch.optim.AdamW(ref_model.parameters(), lr=1e-4, weight_decay=1e-4)
-    ours_opt = torch.optim.AdamW(ours_model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)
-    ref_batcher, sampler = ReferenceBatcher(ds), WindowSampler(ds)
-    g = torch.Generator().manual_seed(0)
+    ref_batcher = ReferenceBatcher(ds)
 
-    def ref_step():
-        s, a, r, rtg, t, m = ref_batcher.get_batch(64)
+    def ref_step() -> None:
+        s, a, r, rtg, t, m = (x.to(device) for x in ref_batcher.get_batch(64))
         ref_model.train()
         out = ref_model.hf(
             states=s, actions=a, rewards=r, returns_to_go=rtg[:, :-1], timesteps=t, attention_mask=m, return_dict=True
@@ -146,55 +239,80 @@ def bench_training(ds, reps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(ref_model.parameters(), 0.25)
         ref_opt.step()
 
-    def ours_step(bf16: bool = False):
-        b = sampler.sample(64, g)
-        ours_model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = ours_model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
-        loss = action_loss(out.actions, b.actions, b.mask)
-        ours_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ours_model.parameters(), 0.25)
-        ours_opt.step()
-
-    # Interleave the two so that load changes on a shared machine hit both alike.
-    # bf16 autocast (``--bf16``) pays only where the CPU multiplies bf16 natively (AVX512-BF16 / AMX).
-    t_ref, t_ours, t_bf16 = [], [], []
-    for _ in range(2):
-        ref_step(), ours_step(), ours_step(True)
-    for _ in range(reps):
+    tmp = tempfile.mkdtemp(prefix="dt-bench-")
+    variants: dict[str, Callable[[], object]] = {"reference": ref_step}
+    variants["fp32"] = _trainer(ds, device, 64, False, "off", tmp).train_step
+    if bf16:
+        variants["bf16"] = _trainer(ds, device, 64, True, "off", tmp).train_step
+    if compile_mode != "off":
         t0 = time.perf_counter()
-        ref_step()
-        t1 = time.perf_counter()
-        ours_step()
-        t2 = time.perf_counter()
-        ours_step(True)
-        t3 = time.perf_counter()
-        t_ref.append(t1 - t0)
-        t_ours.append(t2 - t1)
-        t_bf16.append(t3 - t2)
-    r, o, h = statistics.median(t_ref), statistics.median(t_ours), statistics.median(t_bf16)
-    return {
-        "reference_samples_per_s": 64 / r,
-        "ours_samples_per_s": 64 / o,
-        "speedup": r / o,
-        "ours_bf16_samples_per_s": 64 / h,
-        "speedup_bf16": r / h,
-        "reference_ms_per_step": 1000 * r,
-        "ours_ms_per_step": 1000 * o,
-        "ours_bf16_ms_per_step": 1000 * h,
-    }
+        compiled = _trainer(ds, device, 64, native_bf16(device), compile_mode, tmp)
+        for _ in range(3):  # compiles here, not in the timing
+            compiled.train_step()
+        _sync(device)
+        compile_s = time.perf_counter() - t0
+        still = getattr(compiled._forward_backward, "active", False)
+        variants[f"compiled ({compile_mode}, {'bf16' if compiled.bf16 else 'fp32'})"] = compiled.train_step
+
+    # Interleave the variants so that load changes on a shared machine hit all alike.
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for fn in variants.values():
+        fn(), fn()
+    _sync(device)
+    for _ in range(reps):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out: dict = {k: {"samples_per_s": 64 / t, "ms_per_step": 1000 * t} for k, t in med.items()}
+    if compile_mode != "off":
+        out["compile_seconds"] = compile_s
+        out["compile_active"] = still
+    return out
 
 
-def bench_eval(episodes: int, max_steps: int, checkpoint: str | None) -> dict:
+def bench_batch_scaling(
+    ds, device: torch.device, sizes: list[int], steps: int, bf16: bool, peak_share_per_sample: float
+) -> list[dict]:
+    """Training samples/s of the Trainer's step at each batch size (``steps`` timed steps after warm-up).
+
+    ``peak_share_per_sample`` is one sample's training FLOPs over the peak rate, so that
+    samples/s times it is the fraction of the peak reached (a step's FLOPs grow linearly with B).
+    """
+    tmp = tempfile.mkdtemp(prefix="dt-bench-")
+    rows = []
+    for b in sizes:
+        tr = _trainer(ds, device, b, bf16, "off", tmp)
+        for _ in range(5):
+            tr.train_step()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            tr.train_step()
+        _sync(device)
+        secs = time.perf_counter() - t0
+        r = {"batch_size": b, "steps_per_s": steps / secs, "samples_per_s": steps * b / secs}
+        r["fraction_of_peak"] = r["samples_per_s"] * peak_share_per_sample
+        rows.append(r)
+        print(
+            f"  B={b:5d}: {r['steps_per_s']:8.1f} steps/s, {r['samples_per_s']:10.0f} samples/s, "
+            f"{100 * r['fraction_of_peak']:.2f}%",
+            flush=True,
+        )
+    return rows
+
+
+def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: torch.device, bf16: bool) -> dict:
     from dt.checkpoint import Checkpoint, load_checkpoint
     from dt.evaluate import rollout, timed_evaluate
 
     if checkpoint:
-        ck = load_checkpoint(checkpoint)
+        ck = load_checkpoint(checkpoint, device=device)
     else:
         torch.manual_seed(0)
-        m = build_model(ModelConfig()).eval()
+        m = build_model(ModelConfig()).to(device).eval()
         ck = Checkpoint(m, m.config, {"env": "hopper", "state_mean": [0.0] * 11, "state_std": [1.0] * 11})
     t0 = time.perf_counter()
     seq_steps = 0
@@ -202,77 +320,130 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None) -> dict:
         seq_steps += rollout(ck, 3600.0, seed=j, max_steps=max_steps).length
     seq = seq_steps / (time.perf_counter() - t0)
     _, secs, steps = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps)
-    _, secs16, steps16 = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps, bf16=True)
-    return {
+    out = {
         "sequential_steps_per_s": seq,
         "batched_steps_per_s": steps / secs,
-        "speedup": steps / secs / seq,
-        "batched_bf16_steps_per_s": steps16 / secs16,
-        "speedup_bf16": steps16 / secs16 / seq,
         "episodes": episodes,
         "batched_env_steps": steps,
         "checkpoint": checkpoint or "random-init paper-config DT",
     }
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-    }
+    if bf16:
+        _, secs16, steps16 = timed_evaluate(
+            ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps, bf16=True
+        )
+        out["batched_bf16_steps_per_s"] = steps16 / secs16
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
+    from dt.distributed import _single_device
+
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    reps = 10 if args.quick else 30
-    ds = synthetic_dataset()
+    device = _single_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.set_float32_matmul_precision("high")  # as the trainer does on CUDA
+    reps = 5 if args.quick else 30
+    # --quick skips what takes minutes on a CPU: compiling (inductor), and bf16 where it is emulated.
+    compile_mode = args.compile or ("off" if args.quick and not cuda else "default")
+    with_bf16 = native_bf16(device) or not args.quick
+    ds = synthetic_dataset(200_000 if args.quick else 1_000_000)
     default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"
     ck = args.checkpoint or (str(default_ck) if default_ck.exists() else None)
-    res = {
-        "machine": machine(),
-        "sampling": bench_sampling(ds, reps * 3),
-        "training": bench_training(ds, reps),
-        "evaluation": bench_eval(args.eval_episodes, 200 if args.quick else 400, ck),
+    cfg = ModelConfig()
+    info = machine_info()
+    print(f"machine: {json.dumps(info)}", flush=True)
+    print(f"device: {device}{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}", flush=True)
+    shapes = model_gemm_shapes(cfg, 64)
+    ceiling = {
+        "fp32_gflops": matmul_rate(shapes, torch.float32, device, 1 if args.quick else 3),
+        "bf16_gflops": matmul_rate(shapes, torch.bfloat16, device, 1 if args.quick else 3),
     }
-    s, t, e = res["sampling"], res["training"], res["evaluation"]
-    rows = [
-        ("window sampling (batches/s, 64x20)", s["reference_batches_per_s"], s["ours_batches_per_s"], s["speedup"]),
-        ("training (samples/s, B=64 K=20)", t["reference_samples_per_s"], t["ours_samples_per_s"], t["speedup"]),
-        ("training, --bf16", t["reference_samples_per_s"], t["ours_bf16_samples_per_s"], t["speedup_bf16"]),
-        (
-            f"evaluation (env-steps/s, {e['episodes']} episodes)",
-            e["sequential_steps_per_s"],
-            e["batched_steps_per_s"],
-            e["speedup"],
-        ),
-        ("evaluation, --bf16", e["sequential_steps_per_s"], e["batched_bf16_steps_per_s"], e["speedup_bf16"]),
-    ]
-    print(f"machine: {res['machine']}")
-    print(f"{'figure':44s} {'reference':>12s} {'dt':>12s} {'ratio':>7s}")
-    for name, a, b, r in rows:
-        print(f"{name:44s} {a:12.1f} {b:12.1f} {r:6.2f}x")
+    if cuda:
+        ceiling["bf16_gflops_8192"] = matmul_rate([(8192, 8192, 8192)], torch.bfloat16, device, 3)
+    flops = step_flops(cfg, 64, device)
+    print(
+        f"matmul ceiling at the model's shapes (B=64): fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s, "
+        f"bf16 {ceiling['bf16_gflops']:.0f} GFLOP/s"
+        + (f"; bf16 8192^3: {ceiling['bf16_gflops_8192'] / 1000:.0f} TFLOP/s" if cuda else "")
+        + f"; a training step is {flops / 1e9:.1f} GFLOP",
+        flush=True,
+    )
+    res: dict = {"machine": info, "device": str(device), "ceiling": ceiling, "step_gflop": flops / 1e9}
+
+    def row(name: str, ref: float, ours: float, frac: str = "") -> None:
+        print(f"{name:58s} {ref:10.1f} {ours:10.1f} {ours / ref:6.2f}x {frac:>10s}", flush=True)
+
+    # Each section prints as it ends, so a run cut short still leaves its figures.
+    print(f"{'figure':58s} {'reference':>10s} {'dt':>10s} {'ratio':>7s} {'of ceiling':>10s}", flush=True)
+    s = res["sampling"] = bench_sampling(ds, reps * 3, device)
+    row("window sampling (batches/s, 64x20)", s["reference_batches_per_s"], s["ours_batches_per_s"])
+    t = res["training"] = bench_training(ds, reps, device, compile_mode, with_bf16)
+    ref = t["reference"]["samples_per_s"]
+    for name, v in t.items():
+        if name == "reference" or not isinstance(v, dict):
+            continue
+        gflops = v["samples_per_s"] / 64 * flops / 1e9
+        v["fraction_of_ceiling"] = gflops / (ceiling["bf16_gflops"] if "bf16" in name else ceiling["fp32_gflops"])
+        if cuda:
+            v["fraction_of_bf16_8192"] = gflops / ceiling["bf16_gflops_8192"]
+        row(
+            f"training (samples/s, B=64 K=20), {name}",
+            ref,
+            v["samples_per_s"],
+            f"{100 * v['fraction_of_ceiling']:.0f}%",
+        )
+    e = res["evaluation"] = bench_eval(args.eval_episodes, 100 if args.quick else 400, ck, device, with_bf16)
+    eval_name = f"evaluation (env-steps/s, {e['episodes']} episodes)"
+    row(eval_name + ", fp32", e["sequential_steps_per_s"], e["batched_steps_per_s"])
+    if with_bf16:
+        row(eval_name + ", bf16", e["sequential_steps_per_s"], e["batched_bf16_steps_per_s"])
+    else:
+        print("bf16 rows skipped in --quick: this CPU has no native bf16 (emulated, slower than fp32)")
+    if compile_mode != "off":
+        state = "compiled" if t.get("compile_active") else "fell back to eager"
+        print(f"compile ({compile_mode}): {t['compile_seconds']:.0f} s to compile and warm up; {state}")
+    if cuda:
+        best = max(v.get("fraction_of_bf16_8192", 0.0) for v in t.values() if isinstance(v, dict))
+        peak = ceiling["bf16_gflops_8192"]
+        print(f"GPU: bf16 matmul {peak / 1000:.0f} TFLOP/s (8192^3); training at B=64 reaches {100 * best:.2f}% of it")
+    if args.batch_sizes:
+        native = native_bf16(device)
+        if cuda:
+            top, top_name = ceiling["bf16_gflops_8192"], "the bf16 8192^3 rate"
+        else:
+            top, top_name = (ceiling["bf16_gflops"], "bf16") if native else (ceiling["fp32_gflops"], "fp32")
+            top_name = f"the {top_name} ceiling at B=64 shapes"
+        print(f"training throughput by batch size ({'bf16' if native else 'fp32'}), share of {top_name}:", flush=True)
+        res["batch_scaling"] = bench_batch_scaling(
+            ds, device, args.batch_sizes, args.scaling_steps, native, flops / 64 / 1e9 / top
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", default="")
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m dt bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return ap
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The bench's flags (shared by ``python -m dt bench`` and ``python -m dt.bench``)."""
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, short episodes, no compile on CPU")
+    ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     ap.add_argument("--eval-episodes", type=int, default=100)
-    ap.add_argument("--num-threads", type=int, default=0)
-    ap.add_argument("--checkpoint", default="")
-    sys.exit(main(ap.parse_args()))
+    ap.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--checkpoint", default="", help="DT for the evaluation figure (default: the shipped one)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    ap.add_argument(
+        "--compile", default="", help="torch.compile mode for the compiled row (default: default; --quick on CPU: off)"
+    )
+    ap.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="also sweep training over these batch sizes")
+    ap.add_argument("--scaling-steps", type=int, default=200, help="timed steps per batch size in the sweep")
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args()))

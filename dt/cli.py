@@ -30,7 +30,7 @@ def _add_dataclass_args(p: argparse.ArgumentParser, cls: type) -> None:
         typ = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_ = f.metadata.get("help", "") + f" (default: {default})"
-        if typ is bool:
+        if typ is bool or typ == bool | None:  # None: decided at run time (e.g. bf16 by the hardware)
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif typ == list[float]:
             p.add_argument(flag, type=float, nargs="+", default=None, help=help_)
@@ -57,12 +57,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {out} exists; pass --resume to continue it or --force to start over", file=sys.stderr)
         return 2
     trainer = Trainer(cfg, allow_other_dataset=args.force)
-    print(
-        f"training {cfg.model_type} on {trainer.ds.name} ({trainer.ds.kind}, {trainer.ds.num_transitions} transitions) "
-        f"on {trainer.device}, from step {trainer.step} to {cfg.max_steps}; run dir {cfg.out_dir}",
-        file=sys.stderr,
-    )
-    ck = trainer.run(progress=not args.quiet)
+    main = trainer.dist.is_main  # under torchrun only rank 0 talks
+    procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+    if main:
+        print(
+            f"training {cfg.model_type} on {trainer.ds.name} ({trainer.ds.kind}, {trainer.ds.num_transitions} "
+            f"transitions) on {trainer.device}{procs}, from step {trainer.step} to {cfg.max_steps}; "
+            f"run dir {cfg.out_dir}",
+            file=sys.stderr,
+        )
+    ck = trainer.run(progress=main and not args.quiet)
+    if not main:
+        return 0
     for r in ck.meta.get("eval", []):
         print(
             f"target {r['target']:.0f}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, "
@@ -85,26 +91,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if args.json:
         check_output_file(args.json, "--json")  # before the evaluation, not after it
+    import time
+
+    import torch
+
+    from dt import distributed
     from dt.checkpoint import load_checkpoint
     from dt.envs import get_env
-    from dt.evaluate import timed_evaluate
+    from dt.hardware import resolve_bf16
 
-    ck = load_checkpoint(args.checkpoint, env=args.env or None)
+    ctx, device = distributed.setup(args.device)  # under torchrun each rank runs its share of the episodes
+    ck = load_checkpoint(args.checkpoint, env=args.env or None, device=device)
     targets = args.targets or list(get_env(ck.env_name).targets)
     if args.num_threads:
-        import torch
-
         torch.set_num_threads(args.num_threads)
-    res, secs, steps = timed_evaluate(
-        ck,
-        targets=targets,
-        episodes=args.episodes,
-        seed=args.seed,
-        gym_version=args.gym_version,
-        max_steps=args.max_steps or None,
-        progress=not args.quiet,
-        bf16=args.bf16,
-    )
+    bf16, note = resolve_bf16(args.bf16, device)
+    if ctx.is_main:
+        print(note, file=sys.stderr)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        res = distributed.evaluate_split(
+            ctx,
+            ck,
+            targets,
+            episodes=args.episodes,
+            seed=args.seed,
+            gym_version=args.gym_version,
+            max_steps=args.max_steps or None,
+            progress=ctx.is_main and not args.quiet,
+            bf16=bf16,
+        )
+    secs, steps = time.perf_counter() - t0, int(sum(r.lengths.sum() for r in res))
+    if not ctx.is_main:
+        return 0
     rows = [r.as_dict() for r in res]
     for r in rows:
         print(
@@ -247,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-steps", type=int, default=0, help="episode length cap (0: the env's)")
     e.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
     e.add_argument("--json", default="", help="also write the results to this JSON file")
-    e.add_argument("--bf16", action="store_true", help="model under bf16 autocast (CUDA, CPUs with native bf16)")
+    e.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="model under bf16 autocast (default: on where native: CUDA, CPUs with AMX or AVX512-BF16)",
+    )
+    e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
@@ -285,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("card", help="evaluate a checkpoint, sweep targets and write its model card")
     c.add_argument("--checkpoint", required=True, help="checkpoint directory")
     c.add_argument("--episodes", type=int, default=100, help="episodes per paper target")
-    c.add_argument("--sweep-episodes", type=int, default=10, help="episodes per target in the calibration sweep")
+    c.add_argument("--sweep-episodes", type=int, default=20, help="episodes per target in the calibration sweep")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=cmd_card)
 
@@ -295,11 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_results)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")
-    b.add_argument("--quick", action="store_true", help="fewer repetitions")
-    b.add_argument("--json", default="", help="also write the figures to this JSON file")
-    b.add_argument("--eval-episodes", type=int, default=100)
-    b.add_argument("--checkpoint", default="", help="DT for the evaluation figure (default: the shipped one)")
-    b.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
+    from dt.bench import add_arguments
+
+    add_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 
@@ -316,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (DtError, KeyError, ValueError) as e:  # bad input: the message names the file or flag
-        print(f"error: {first_line(e, 1000)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; one line is enough
+            print(f"error: {first_line(e, 1000)}", file=sys.stderr)
         return 2
     except OSError as e:  # the system refused: a full disk, a missing or unwritable path
         where = f"{e.filename}: " if e.filename else ""

@@ -98,8 +98,13 @@ def evaluate(
     max_steps: int | None = None,
     progress: bool = False,
     bf16: bool = False,
+    episode_ids: np.ndarray | None = None,
 ) -> list[EvalResult]:
     """Run ``episodes`` episodes per target, all in one batch (``bf16``: the model under bf16 autocast).
+
+    Args:
+        episode_ids: Run only these of the ``episodes`` (episode ``j`` has seed ``seed + j``), e.g. one
+            rank's share in :func:`dt.distributed.evaluate_split`; default all.
 
     Returns:
         One :class:`EvalResult` per target, in the given order.
@@ -107,9 +112,11 @@ def evaluate(
     targets = [float(t) for t in np.atleast_1d(targets)]
     spec = get_env(ckpt.env_name)
     max_steps = max_steps or ckpt.max_ep_len
+    ids = np.arange(episodes) if episode_ids is None else np.asarray(episode_ids, dtype=np.int64)
+    episodes = len(ids)
     n = len(targets) * episodes
     envs = [make_env(spec.name, gym_version).unwrapped for _ in range(n)]
-    seeds = np.tile(np.arange(episodes) + seed, len(targets))
+    seeds = np.tile(ids + seed, len(targets))
     obs = np.stack([e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)])
     policy = DTPolicy(ckpt, bf16=bf16)
     policy.reset(np.repeat(targets, episodes))

@@ -115,7 +115,13 @@ class DecisionTransformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.hf = DecisionTransformerModel(config.hf_config())
+        try:
+            self.hf = DecisionTransformerModel(config.hf_config())
+        except ValueError:  # a transformers release without sdpa for this model (5.17 has none): eager, same maths
+            hf_config = config.hf_config()
+            hf_config._attn_implementation = "eager"
+            self.hf = DecisionTransformerModel(hf_config)
+        self._kernel = self.hf.config._attn_implementation
         self._attn_lock = threading.Lock()
         self.fast = True  # use the lean forward for actions; False runs transformers' forward
 
@@ -141,6 +147,16 @@ class DecisionTransformer(nn.Module):
         m.hf.load_state_dict(hf_model.state_dict())
         return m
 
+    def unused_in_training(self) -> list[str]:
+        """Parameters the lean forward never reads (no gradient; DDP must not wait for them)."""
+        if not self.fast:
+            return []
+        return [
+            n
+            for n, _ in self.named_parameters()
+            if n.startswith(("hf.encoder.wte.", "hf.predict_state.", "hf.predict_return."))
+        ]
+
     @contextmanager
     def _eager_attention(self):
         # sdpa returns no attention weights, so switch to the eager kernel for
@@ -151,7 +167,7 @@ class DecisionTransformer(nn.Module):
             try:
                 yield
             finally:
-                self.hf.set_attn_implementation("sdpa")
+                self.hf.set_attn_implementation(self._kernel)
 
     def forward(
         self,
@@ -305,14 +321,22 @@ def build_model(config: ModelConfig) -> DecisionTransformer | MLPBC:
     return DecisionTransformer(config) if config.model_type == "dt" else MLPBC(config)
 
 
-def action_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def action_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, num_real: torch.Tensor | None = None
+) -> torch.Tensor:
     """Masked MSE on actions.
 
     DT (pred (B, K, A)): mean over real tokens. BC (pred (B, 1, A)): the last
     step of each window, which is always real because windows are left-padded.
+
+    Args:
+        num_real: DT only: the count of real tokens to divide by, default ``mask.sum()``. A
+            data-parallel rank passes its share of the global batch's count so that the
+            averaged gradients equal the one-process gradient of the global batch.
     """
     if pred.shape[1] == 1:
         return ((pred[:, 0].float() - target[:, -1]) ** 2).mean()
     m = mask.unsqueeze(-1)  # (B, K, 1)
     se = ((pred.float() - target) ** 2) * m
-    return se.sum() / (m.sum() * pred.shape[-1]).clamp(min=1.0)
+    n = m.sum() if num_real is None else num_real
+    return se.sum() / (n * pred.shape[-1]).clamp(min=1.0)

@@ -39,9 +39,39 @@ def method_name(ck: Checkpoint) -> str:
 
 
 def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
-    """Targets from 0 to beyond the best paper target, for the calibration figure."""
-    top = max(get_env(ck.env_name).targets) * 1.25
-    return np.linspace(0.0, top, n).round(-1)
+    """``n`` evenly spaced round targets from 0 to 20% above the dataset's best return (at least the paper's
+    first target), for the calibration sweep."""
+    best = float(ck.meta.get("dataset", {}).get("return_max") or 0.0)
+    top = max(1.2 * best, get_env(ck.env_name).targets[0])
+    step = 10 ** max(1, int(np.log10(top / (n - 1))))  # round to 100 for Hopper's ranges
+    return np.linspace(0.0, np.ceil(top / (n - 1) / step) * step * (n - 1), n)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties), without scipy."""
+
+    def ranks(a: np.ndarray) -> np.ndarray:
+        order = np.argsort(a, kind="stable")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a), dtype=float)
+        for v in np.unique(a):  # ties share their mean rank
+            r[a == v] = r[a == v].mean()
+        return r
+
+    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, float]:
+    """Spearman's rho between target and mean achieved return over the whole sweep, and over the targets
+    inside the dataset's return range (where the data can show the policy what to do)."""
+    t = np.array([r.target for r in sweep])
+    mean = np.array([r.return_mean for r in sweep])
+    best = float(ck.meta.get("dataset", {}).get("return_max") or np.inf)
+    inside = t <= best
+    return spearman(t, mean), spearman(t[inside], mean[inside]) if inside.sum() >= 3 else float("nan")
 
 
 def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Path:
@@ -106,7 +136,7 @@ def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
     return path
 
 
-def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 10, seed: int = 0) -> Path:
+def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0) -> Path:
     """Evaluate, sweep and write the card into ``ckpt_dir``; returns the README path."""
     ckpt_dir = Path(ckpt_dir)
     ck = load_checkpoint(ckpt_dir)
@@ -125,10 +155,13 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
         "sweep": [r.as_dict() for r in sweep],
         "seconds": round(eval_s, 1),
     }
+    if sweep:
+        rho_all, rho_in = calibration_rho(ck, sweep)
+        out["calibration"] = {"spearman_rho": round(rho_all, 3), "spearman_rho_in_data_range": round(rho_in, 3)}
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     plot_learning_curve(ck, ckpt_dir / "learning.png")
     # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
-    update_meta(ckpt_dir, eval=out["results"])
+    update_meta(ckpt_dir, eval=out["results"], calibration=out.get("calibration"))
     (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed))
     return ckpt_dir / "README.md"
 
@@ -174,6 +207,11 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             "| target | " + " | ".join(f"{r.target:.0f}" for r in sweep) + " |",
             "|---|" + "---|" * len(sweep),
             "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
+            "",
+            f"{sweep[0].returns.shape[0]} episodes per target. Spearman's rank correlation between target and "
+            f"achieved return: {calibration_rho(ck, sweep)[0]:.2f} over all targets, "
+            f"{calibration_rho(ck, sweep)[1]:.2f} over the targets inside the data's returns "
+            f"(up to {float(ds.get('return_max') or 0):.0f}).",
             "",
         ]
     hist = m.get("eval_history") or []

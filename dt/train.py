@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dt import distributed
 from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
 from dt.data import OfflineDataset, WindowSampler, load_dataset
+from dt.data.windows import Batch
 from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
+from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
 from dt.model import ModelConfig, action_loss, build_model
 from dt.validate import check_train_config
 
@@ -65,9 +68,13 @@ class TrainConfig:
     pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
     scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N")
-    bf16: bool = opt(
-        False, "bf16 autocast (fast on CUDA and on CPUs with native bf16, AVX512-BF16 or AMX; slow where emulated)"
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
+    bf16: bool | None = opt(
+        None,
+        "bf16 autocast; None: on where native (CUDA, CPUs with AMX or AVX512-BF16), off where emulated (slow)",
+    )
+    compile: str = opt(
+        "off", "torch.compile the forward/backward: off, default, reduce-overhead (CUDA graphs) or max-autotune"
     )
     seed: int = opt(0, "seed for sampling, dropout and initialisation")
     num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
@@ -119,51 +126,46 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device: cuda requested but CUDA is not available; use --device cpu or auto")
-    return dev
-
-
-def machine_info() -> dict[str, Any]:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
-    info["cpu"] = platform.processor() or platform.machine()
-    info["cpus"] = os.cpu_count()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 class Trainer:
     """Trains one model; resumable; iterate to run.
 
     Every setting is checked before the dataset loads (:func:`dt.validate.check_train_config`), so a bad flag
-    fails at once rather than at the final evaluation.
+    fails at once rather than at the final evaluation. Under a multi-process ``torchrun`` it trains
+    data-parallel (see :mod:`dt.distributed`): rank 0 logs and saves, evaluation episodes are split across ranks.
 
     Args:
         cfg: The run's configuration.
         dataset: An already loaded dataset (else ``cfg.dataset`` is loaded).
         allow_other_dataset: With ``cfg.resume``, continue even if the dataset's content hash differs from
             the checkpoint's (the checkpoint's state normalisation is kept); otherwise that is an error.
+        notify: Receives one-line notices (the precision chosen, a compile fallback); default: rank 0
+            prints them to stderr. All of them are also kept in ``notes``.
 
     Raises:
         ConfigError: a setting out of range. DatasetError, CheckpointError: unusable data or checkpoint.
     """
 
     def __init__(
-        self, cfg: TrainConfig, dataset: OfflineDataset | None = None, allow_other_dataset: bool = False
+        self,
+        cfg: TrainConfig,
+        dataset: OfflineDataset | None = None,
+        allow_other_dataset: bool = False,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         check_train_config(cfg)
         self.cfg = cfg
+        self.notes: list[str] = []
+        self._notify = notify
+        check_compile_mode(cfg.compile)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.device = resolve_device(cfg.device)
+        if cfg.batch_size % distributed.env_world_size():  # refused before joining the process group
+            raise distributed.DistributedError(
+                f"batch size {cfg.batch_size} is not divisible by {distributed.env_world_size()} processes"
+            )
+        self.dist, self.device = distributed.setup(cfg.device)
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts, as GPU trainers do
         self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
         try:
             self.spec = get_env(cfg.env or self.ds.name)
@@ -188,6 +190,27 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if self.dist.rank:  # its own dropout masks; rank 0 keeps the one-process stream
+                torch.manual_seed(cfg.seed + self.dist.rank * distributed.RANK_SEED_STRIDE)
+            for name in getattr(self.model, "unused_in_training", list)():
+                self.model.get_parameter(name).requires_grad_(False)  # AdamW skips them anyway (no grad)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        # Said once the input has been checked, so that a bad dataset still fails in one line.
+        self.bf16, note = resolve_bf16(cfg.bf16, self.device)
+        self.note(note)
+        self._forward_backward = compile_or_eager(
+            self._forward_backward_core,
+            cfg.compile,
+            "the training step",
+            self.device,
+            self.note,
+            eager=self._forward_backward_eager,
+        )
         self.step = 0
         self.wall_time = 0.0
         self.eval_history: list[dict[str, Any]] = []
@@ -211,27 +234,55 @@ class Trainer:
             state_std=state_std,
         )
 
+    def note(self, line: str) -> None:
+        """Keep a notice and pass it on (rank 0 prints it to stderr unless ``notify`` was given)."""
+        self.notes.append(line)
+        if self._notify is not None:
+            self._notify(line)
+        elif self.dist.is_main:
+            print(line, file=sys.stderr)
+
     # ---- one step -----------------------------------------------------------------
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up as the reference's LambdaLR: lr * min((step + 1) / warmup, 1)."""
         return self.cfg.lr * min((step + 1) / max(self.cfg.warmup_steps, 1), 1.0)
 
-    def train_step(self) -> dict[str, float]:
-        """One gradient step on a fresh batch."""
+    def _forward_backward_eager(self, b: Batch, num_real: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)  # a compiled call that failed half-way may have left grads
+        return self._forward_backward_core(b, num_real)
+
+    def _forward_backward_core(self, b: Batch, num_real: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.train_model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
+        loss = action_loss(out.actions, b.actions, b.mask, num_real)
+        loss.backward()
+        return loss.detach()
+
+    def train_step(self) -> dict[str, Any]:
+        """One gradient step on a fresh batch.
+
+        Returns ``loss`` and ``grad_norm`` as device tensors (reading them would
+        wait for the device, so the loop reads them once per log interval) and ``lr``.
+        """
         self.model.train()
         for g in self.optimizer.param_groups:
             g["lr"] = self.lr_at(self.step)
+        # Every rank draws the same global batch and keeps its slice; the loss divides by the
+        # global count of real tokens (over ranks), so the averaged gradient is the global one.
         b = self.sampler.sample(self.cfg.batch_size, self.gen)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
-            out = self.model(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
-        loss = action_loss(out.actions, b.actions, b.mask)
+        num_real = b.mask.sum() / self.dist.world_size
+        if self.dist.enabled:
+            sl = self.dist.shard(self.cfg.batch_size)
+            b = Batch(*(getattr(b, f)[sl] for f in Batch.__dataclass_fields__))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.cfg.compile == "reduce-overhead" and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are consumed
+        loss = self._forward_backward(b, num_real)
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return {"loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": self.optimizer.param_groups[0]["lr"]}
+        return {"loss": loss, "grad_norm": gnorm, "lr": self.optimizer.param_groups[0]["lr"]}
 
     # ---- evaluation and checkpoints -----------------------------------------------------
 
@@ -269,14 +320,14 @@ class Trainer:
         return Checkpoint(model=self.model, config=self.model_cfg, meta=self.meta(), path=None)
 
     def evaluate(self) -> dict[str, Any]:
-        from dt.evaluate import evaluate
-
+        """Evaluate the current model (each rank runs its share of the episodes; all get the results)."""
         cfg = self.cfg
         targets = cfg.eval_targets or list(self.spec.targets)
         self.model.eval()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            res = evaluate(
+            res = distributed.evaluate_split(
+                self.dist,
                 self.checkpoint(),
                 targets,
                 episodes=cfg.eval_episodes,
@@ -293,19 +344,41 @@ class Trainer:
         return entry
 
     def save(self) -> Path:
+        """Write the resumable checkpoint (rank 0; every rank must call it, as it gathers their RNG states)."""
         tensors: dict[str, torch.Tensor] = {
             "rng.torch": torch.get_rng_state(),
             "rng.sampler": self.gen.get_state().cpu(),
         }
-        opt_json: dict[str, Any] = {"param_groups": [], "step": self.step, "wall_time": self.wall_time}
+        on_cuda = torch.cuda.is_available() and self.device.type == "cuda"
+        if self.dist.enabled:  # ranks differ only in their dropout RNG (the sampler stream is shared)
+            states = distributed.gather(self.dist, self._rank_rng_states())
+            for r, st in enumerate(states[1:], start=1):
+                tensors.update({f"{k}.rank{r}": v for k, v in st.items()})
+            if not self.dist.is_main:
+                distributed.barrier(self.dist)  # returns once rank 0 has written
+                return self.ckpt_dir
+        opt_json: dict[str, Any] = {
+            "param_groups": [],
+            "step": self.step,
+            "wall_time": self.wall_time,
+            "world_size": self.dist.world_size,
+        }
         sd = self.optimizer.state_dict()
         for pid, st in sd["state"].items():
             for k, v in st.items():
                 tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
         opt_json["param_groups"] = sd["param_groups"]
-        if torch.cuda.is_available() and self.device.type == "cuda":
+        if on_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        return save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
+        path = save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
+        distributed.barrier(self.dist)
+        return path
+
+    def _rank_rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
 
     def _restore(self, allow_other_dataset: bool) -> None:
         ck = load_checkpoint(self.ckpt_dir)  # raises a one-line CheckpointError if absent/damaged
@@ -324,8 +397,15 @@ class Trainer:
         state = load_trainer_state(self.ckpt_dir)
         if state is None:
             raise CheckpointError(f"{self.ckpt_dir}: no trainer state to resume from (a shipped copy?)")
+        tensors, js = state
+        saved_world = int(js.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise distributed.DistributedError(
+                f"{self.ckpt_dir} was trained with {saved_world} process(es), this run has "
+                f"{self.dist.world_size}; resume with the same number (torchrun --nproc-per-node/--nnodes)"
+            )
         try:
-            self._restore_state(*state)
+            self._restore_state(tensors, js)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(
                 f"{self.ckpt_dir}: damaged trainer state ({first_line(e, 100)}); start over with --force"
@@ -333,17 +413,18 @@ class Trainer:
         self.eval_history = list(ck.meta.get("eval_history", []))
 
     def _restore_state(self, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
-        """Optimiser, RNG, step and wall time from a checkpoint's trainer state."""
+        """Optimiser, RNG (this rank's), step and wall time from a checkpoint's trainer state."""
         sd = {"param_groups": js["param_groups"], "state": {}}
         for key, v in tensors.items():
             if key.startswith("optim."):
                 _, pid, name = key.split(".", 2)
                 sd["state"].setdefault(int(pid), {})[name] = v.to(self.device)  # fused AdamW keeps step on device
         self.optimizer.load_state_dict(sd)
-        torch.set_rng_state(tensors["rng.torch"])
+        own = f".rank{self.dist.rank}" if self.dist.rank else ""
+        torch.set_rng_state(tensors["rng.torch" + own])
         self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        if "rng.cuda" + own in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)
         self.step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
 
@@ -358,24 +439,28 @@ class Trainer:
 
         Progress dicts hold ``step``, ``max_steps``, ``loss``, ``lr``, ``grad_norm``,
         ``steps_per_s``, ``samples_per_s``, ``eta_s`` and, after an evaluation, ``eval``.
-        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard.
+        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (rank 0 only;
+        every rank yields the same records).
         """
         cfg = self.cfg
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        metrics = self.out_dir / "metrics.jsonl"
-        if self.step == 0:  # a fresh run (also --force over an old one): old metrics and events go
-            metrics.unlink(missing_ok=True)
-            shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
-        else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
-            _truncate_metrics(metrics, self.step)
-        writer = None
-        if cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        main = self.dist.is_main
+        writer, log = None, None
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            metrics = self.out_dir / "metrics.jsonl"
+            if self.step == 0:  # a fresh run (also --force over an old one): old metrics and events go
+                metrics.unlink(missing_ok=True)
+                shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
+            else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
+                _truncate_metrics(metrics, self.step)
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-        log = open(metrics, "a")
-        losses: list[float] = []
+                writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
+            log = open(metrics, "a")
+        # Summed on the device and read once per log interval: no host sync per step.
+        loss_sum, n_losses = torch.zeros((), device=self.device), 0
         t_last, s_last = time.perf_counter(), self.step
         rate = 0.0
         try:
@@ -383,7 +468,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 m = self.train_step()
                 self.wall_time += time.perf_counter() - t0
-                losses.append(m["loss"])
+                loss_sum += m["loss"]
+                n_losses += 1
                 rec: dict[str, Any] | None = None
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                     now = time.perf_counter()
@@ -392,28 +478,31 @@ class Trainer:
                     rec = {
                         "step": self.step,
                         "max_steps": cfg.max_steps,
-                        "loss": float(np.mean(losses)),
+                        "loss": float(distributed.mean_over_ranks(self.dist, loss_sum)) / n_losses,
                         "lr": m["lr"],
-                        "grad_norm": m["grad_norm"],
+                        "grad_norm": float(m["grad_norm"]),
                         "steps_per_s": rate,
                         "samples_per_s": rate * cfg.batch_size,
                         "eta_s": (cfg.max_steps - self.step) / max(rate, 1e-9),
                     }
-                    losses = []
+                    loss_sum.zero_()
+                    n_losses = 0
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.max_steps:
                     ev = self.evaluate()
                     rec = rec or {"step": self.step, "max_steps": cfg.max_steps}
                     rec["eval"] = ev
                     t_last = time.perf_counter()  # evaluation time is not training speed
                 if rec is not None:
-                    self._log(rec, log, writer)
+                    if log is not None:
+                        self._log(rec, log, writer)
                     yield rec
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                     self.save()
             if self._stop.is_set():
                 self.save()
         finally:
-            log.close()
+            if log is not None:
+                log.close()
             if writer:
                 writer.close()
 

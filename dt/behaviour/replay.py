@@ -47,9 +47,6 @@ DTYPES = {
     "qvel": np.float64,
     "action_log_probs": np.float32,
 }
-# A part rolled out in k lockstep envs keeps the episodes that finish first, which favours short ones unless each
-# env runs many episodes; so a part uses at most rows / (MIN_EPISODES_PER_ENV * max_ep_len) envs (1 for 10k rows).
-MIN_EPISODES_PER_ENV = 10
 
 
 def snapshots_dir(env: str = "hopper", policy_dir: str | Path | None = None) -> Path:
@@ -132,7 +129,7 @@ def collect_replay(
     Args:
         env: Env registry name, e.g. ``hopper``.
         seed: Part ``j`` is collected with seed ``seed * parts + j`` (deterministic given the seed).
-        num_envs: Most lockstep envs per part (see ``MIN_EPISODES_PER_ENV``; 10k-row parts use one).
+        num_envs: Lockstep envs per part (speed only).
         gym_version: Gymnasium version suffix of the env.
         scale: Multiplies each part's size (tests); 1 reproduces the buffer's row counts.
         run_dir: An SAC run directory: read its exact buffer rows instead (``scale`` must be 1).
@@ -164,9 +161,9 @@ def collect_replay(
         bar = tqdm(total=sum(n for _, n in parts), unit="step", desc=f"{spec.name}-medium-replay")
     chunks = []
     for j, (snap, n) in enumerate(parts):
-        k = max(1, min(num_envs, n // (MIN_EPISODES_PER_ENV * spec.max_ep_len)))
         policy = random_policy if snap is None else policies[snap]
-        chunks.append(collect(spec.name, policy, n, None, seed * len(parts) + j, k, gym_version).arrays)
+        # collect's content does not depend on num_envs (one seeded stream of episodes), only its speed does.
+        chunks.append(collect(spec.name, policy, n, None, seed * len(parts) + j, num_envs, gym_version).arrays)
         if bar:
             bar.set_postfix_str(snap or "random")
             bar.update(n)
