@@ -69,7 +69,7 @@ def test_playground_defaults_to_shipped_dt_and_rolls_out(app_env):
     assert at.slider(key="pg.target").value == 3600.0  # the paper's first Hopper target
     m = _metrics(at)
     assert {"Achieved return", "D4RL normalized score", "Episode length"} <= set(m)
-    assert 1 <= int(m["Episode length"]) <= 60
+    assert m["Episode length"].endswith(" steps") and 1 <= int(m["Episode length"].split()[0]) <= 60
     assert not at.error
 
 
@@ -203,8 +203,18 @@ def test_attention_page(app_env):
     step.set_value(min(5, step.max)).run()
     _assert_ok(at)
     assert _session(at).attention_step == min(5, step.max)
+    at.segmented_control(key="att.view").set_value("Compare two targets").run()
+    _assert_ok(at)
     assert at.number_input(key="att.cmp").value == 1800.0  # compared with the other paper target
     assert not at.error
+
+
+def test_attention_against_target_sweep(app_env):
+    at = _run("attention")
+    at.segmented_control(key="att.view").set_value("Attention vs target").run()
+    _assert_ok(at)
+    assert not at.error
+    assert any("Share on return tokens ranges from" in c.value for c in at.caption)
 
 
 def test_attention_page_bc_has_no_attention(app_env):
