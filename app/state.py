@@ -43,7 +43,7 @@ from dt.preview import VideoSettings, load_preview
 from dt.tokens import context_slots
 
 if TYPE_CHECKING:
-    from app.jobs import TrainJob
+    from app.jobs import GenerateJob, TrainJob
     from dt.evaluate import Rollout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -429,6 +429,7 @@ class Session:
     dataset_path: str = ""
     dataset_episode: int | None = None
     train_job: TrainJob | None = None
+    generate_job: GenerateJob | None = None  # a dataset generation started on the Train page
     train_seen_active: bool = False  # the Train page saw the job running (redraw all when it ends)
     upload_id: str | None = None
     upload_msg: tuple[str, str] | None = None  # ("error" | "success", one-line message)

@@ -241,7 +241,8 @@ def test_calibration_sweep(app_env):
     at.button[0].click().run()  # the form's submit button
     _assert_ok(at)
     df = at.dataframe[0].value
-    assert list(df["target"]) == [1000.0, 3000.0]
+    assert list(df["target"]) == ["1,000", "3,000"]
+    assert any(m.label == "Spearman rank correlation" for m in at.metric)
     assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0)
 
 
@@ -384,3 +385,57 @@ def test_gif_and_mp4_of_a_rollout(app_env):
     assert first.shape == (state.VIDEO_SIZE, state.VIDEO_SIZE, 3)
     gif = state.video_gif(ep.env, ep.rollout.qpos, ep.rollout.qvel)
     assert gif[:4] == b"GIF8"
+
+
+def test_train_without_datasets_generates_one_in_the_page(app_env, monkeypatch, tmp_path):
+    empty = tmp_path / "datasets"
+    monkeypatch.setenv("DT_DATASET_DIR", str(empty))
+    from app import state
+
+    state.available_datasets.clear()
+    at = _run("train")
+    assert any("No dataset on disk yet" in i.value for i in at.info)
+    assert any("MB on disk" in c.value and " s on this machine" in c.value for c in at.caption)
+    at.selectbox(key="tr.gen_name").select("hopper-random")
+    at.number_input(key="tr.gen_n").set_value(2_000)
+    at.button(key="tr.gen_go").click().run()
+    _assert_ok(at)
+    job = _session(at).generate_job
+    assert job is not None and job.join(180), "generation did not end"
+    assert job.view().status == "finished", job.view().error
+    assert (empty / "hopper_random-v2.hdf5").exists()
+    at.run()
+    _assert_ok(at)
+    assert "hopper-random" in at.selectbox(key="tr.dataset").value  # the training form now offers it
+    assert any("Generated hopper-random" in m.value for m in at.success)
+
+
+def test_generation_can_be_cancelled(app_env, monkeypatch, tmp_path):
+    from app.jobs import GenerateJob
+
+    monkeypatch.setenv("DT_DATASET_DIR", str(tmp_path))
+    job = GenerateJob("hopper-random", 1_000_000)
+    time.sleep(1.0)
+    job.cancel()
+    assert job.join(30)
+    assert job.view().status == "cancelled"
+    assert not list(tmp_path.glob("*.hdf5"))
+
+
+def test_resumed_run_charts_continue_and_first_eval_is_early(app_env):
+    at = _run("train")
+    assert at.number_input(key="tr.eval_every").value <= 250  # the quick preset's first point within a minute
+    at.number_input(key="tr.steps").set_value(20)
+    at.number_input(key="tr.eval_every").set_value(10)
+    at.number_input(key="tr.evals").set_value(1)
+    at.button(key="tr.start").click().run()
+    _wait_job(at)
+    at.run()
+    first = _session(at).train_job.view()
+    assert first.status == "finished" and [e["step"] for e in first.evals][:1] == [10]
+    at.number_input(key="tr.more").set_value(30).run()
+    at.button(key="tr.resume").click().run()
+    _wait_job(at)
+    v = _session(at).train_job.view()
+    steps = [r["step"] for r in v.records]
+    assert v.status == "finished" and steps[0] < 20 < steps[-1] == 30  # the chart starts before the resume step

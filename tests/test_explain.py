@@ -112,10 +112,14 @@ def test_policy_jump_moves_return_to_go_at_the_step(tiny_checkpoint):
 
 def test_round_targets_are_round_and_even():
     t = round_targets(986, 5000, 8)
-    steps = np.diff(t)
-    assert np.all(steps == steps[0]) and steps[0] in (500.0, 1000.0)
-    assert t[0] <= 986 and t[-1] >= 5000 and all(v % steps[0] == 0 for v in t)
+    assert t == [float(v) for v in range(1000, 5500, 500)]  # not 986, 1,559, ...
     assert round_targets(0, 4500, 10) == [float(v) for v in range(0, 5000, 500)]
+    assert round_targets(1000, 3000, 2) == [1000.0, 3000.0]
+    for lo, hi, n in [(360, 4500, 8), (0, 5000, 7), (123, 987, 5), (50, 60, 30)]:
+        t = np.array(round_targets(lo, hi, n))
+        steps = np.diff(t)
+        assert np.allclose(steps, steps[0]) and n / 1.5 - 1 <= len(t) <= 1.5 * n + 1, (lo, hi, n, t)
+        assert abs(t[0] - lo) <= steps[0] / 2 and abs(t[-1] - hi) <= steps[0] / 2
 
 
 def test_spearman_against_known_values():
