@@ -436,7 +436,7 @@ class Session:
     target_for: str | None = None  # the checkpoint the target was chosen for
     sweep_args: tuple | None = None
     steer: bool = False  # the Playground runs a target schedule (dt.steering) beside the plain episode
-    schedule: str = ""  # its text, e.g. "3600; 200: 1800"
+    schedule: str | None = None  # its text, e.g. "3600; 200: 1800" (None: not yet written, so prefilled)
 
     def new_seed(self) -> None:
         self.seed = random.randrange(10_000)

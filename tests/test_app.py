@@ -439,3 +439,38 @@ def test_resumed_run_charts_continue_and_first_eval_is_early(app_env):
     v = _session(at).train_job.view()
     steps = [r["step"] for r in v.records]
     assert v.status == "finished" and steps[0] < 20 < steps[-1] == 30  # the chart starts before the resume step
+
+
+def test_environment_menu_lists_only_served_envs(app_env):
+    at = _run()
+    assert at.selectbox(key="sb.env").options == ["hopper", "walker2d"]  # the test assets have no halfcheetah
+    assert any("halfcheetah: no checkpoint here yet" in c.value for c in at.sidebar.caption)
+
+
+def test_bc_checkpoint_is_labelled_as_ignoring_the_target(app_env):
+    at = _run()
+    _pick(at, "sb.ckpt", "bc-tiny")
+    assert at.slider(key="pg.target").disabled
+    assert any("never reads the target" in i.value for i in at.info)
+    assert not at.toggle  # nothing to steer
+
+
+def test_playground_schedule_and_bad_schedules(app_env):
+    at = _run()
+    at.toggle(key="pg.steer").set_value(True).run()
+    _assert_ok(at)
+    assert _session(at).schedule  # prefilled from the target
+    at.text_input(key="pg.schedule").input("3600; 5: 200").run()
+    _assert_ok(at)
+    assert [m.label for m in at.metric].count("Achieved return") == 2  # steered and unsteered
+    assert any("changed the achieved return by" in m.value for m in at.markdown)
+    for bad, message in [
+        ("", "empty"),
+        ("3600; 5000: 200", "beyond the episode"),
+        ("99999; 5: 1", "out of range"),
+        ("9e9; 5: 1", "cannot read"),
+    ]:
+        at.text_input(key="pg.schedule").input(bad).run()
+        _assert_ok(at)
+        assert any(message in w.value and "\n" not in w.value for w in at.warning), bad
+        assert [m.label for m in at.metric].count("Achieved return") == 1  # the plain episode still shows

@@ -82,7 +82,7 @@ if follows_target:
             **state.bind("pg.steer", "steer", bool),
         )
         if s.steer:
-            if not s.schedule:
+            if s.schedule is None:
                 switch = max(1, min(150, cap // 3))
                 s.schedule = str(TargetSchedule(s.target, ((switch, round(s.target / 4, -2)),)))
             st.text_input(
@@ -180,9 +180,10 @@ else:
             icon=":material/info:",
         )
     gain = sr.total_return - r.total_return
+    digits = 1 if abs(gain) < 10 else 0  # small differences would otherwise read as +0
     st.markdown(
-        f"Same seed, same start: the schedule changed the achieved return by **{gain:+,.0f}** "
-        f"({sr.total_return:,.0f} against {r.total_return:,.0f})."
+        f"Same seed, same start: the schedule changed the achieved return by **{gain:+,.{digits}f}** "
+        f"({sr.total_return:,.{digits}f} against {r.total_return:,.{digits}f})."
     )
     st.plotly_chart(
         charts.rollout_chart(
