@@ -150,7 +150,7 @@ def test_first_video_plays_within_seconds_of_a_cold_start(page):
     The goal is 3 s on 2 cores; the bound leaves room for a busy CI machine, and without a stored preview
     the first video takes 7-10 s (imports, rollout, render), so the test still fails when the fast path breaks.
     """
-    assert FIRST_VIDEO["s"] < 5.0, f"first video after {FIRST_VIDEO['s']:.1f} s"
+    assert FIRST_VIDEO["s"] < 6.0, f"first video after {FIRST_VIDEO['s']:.1f} s"
 
 
 def test_playground_slider_video_and_download(page, tmp_path):
@@ -253,15 +253,17 @@ def test_attention_heatmap_axes_and_target_sweep(page):
     assert "attention weight" in page.evaluate(TICKS, ".js-plotly-plot .colorbar text")
     page.screenshot(path=SHOTS / "attention.png", full_page=True)
 
-    page.get_by_role("button", name="Compare two targets").click()
+    page.get_by_text("Compare two targets", exact=True).first.click()
     page.get_by_text("Last layer (2 of 2)").first.wait_for()
-    assert not page.get_by_text("layer 1 · head 1").count()  # the last-layer panel names the last layer
-    page.get_by_role("button", name="Attention vs target").click()
+    _settle(page)
+    panels = page.evaluate(TICKS, ".js-plotly-plot .annotation-text")  # the heatmaps' subplot titles
+    assert "layer 2 · head 1" in panels and "layer 1 · head 1" not in panels, panels  # the last layer, named so
+    page.get_by_text("Attention vs target", exact=True).first.click()
     page.get_by_text("Share on return tokens ranges from").wait_for()
     assert page.evaluate(TICKS, ".js-plotly-plot .g-ytitle text") == ["attention on return tokens"]
     _settle(page)
     page.screenshot(path=SHOTS / "attention-vs-target.png", full_page=True)
-    page.get_by_role("button", name="Heatmaps").click()
+    page.get_by_text("Heatmaps", exact=True).first.click()
 
 
 def test_calibration_sweep(page):
