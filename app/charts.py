@@ -333,37 +333,6 @@ def calibration(
     eps = [v for r in results for v in r.get("returns", [])]
     hi = float(max(x.max(), y.max() + err.max(), max(eps, default=0), ds.get("return_max") or 0)) * 1.05
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02)
-    if ds.get("return_min") is not None:
-        fig.add_hrect(
-            y0=ds["return_min"],
-            y1=ds["return_max"],
-            fillcolor=COLORS["data"],
-            opacity=0.12,
-            line_width=0,
-            annotation_text="dataset return range",
-            annotation_position="top left",
-            row=1,
-            col=1,
-        )
-        fig.add_hline(
-            y=ds["return_max"],
-            line=dict(color=COLORS["data"], dash="dash"),
-            annotation_text=f"best in dataset ({ds['return_max']:,.0f})",
-            annotation_position="bottom right",
-            row=1,
-            col=1,
-        )
-    for t in paper_targets:
-        fig.add_vline(
-            x=t,
-            line=dict(color=COLORS["target"], dash="dot", width=1),
-            annotation_text=f"paper target {t:,.0f}",
-            annotation_textangle=-90,
-            annotation_position="top left",
-            annotation_font=dict(size=10, color=COLORS["target"]),
-            row=1,
-            col=1,
-        )
     fig.add_trace(
         go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="achieved = target", line=dict(color="black", dash="dash")),
         row=1,
@@ -395,6 +364,38 @@ def calibration(
         row=1,
         col=1,
     )
+    # Reference lines after the traces: plotly skips shapes on a subplot that has no trace yet.
+    if ds.get("return_min") is not None:
+        fig.add_hrect(
+            y0=ds["return_min"],
+            y1=ds["return_max"],
+            fillcolor=COLORS["data"],
+            opacity=0.12,
+            line_width=0,
+            annotation_text="dataset return range",
+            annotation_position="top left",
+            row=1,
+            col=1,
+        )
+        fig.add_hline(
+            y=ds["return_max"],
+            line=dict(color=COLORS["data"], dash="dash"),
+            annotation_text=f"best in dataset ({ds['return_max']:,.0f})",
+            annotation_position="bottom right",
+            row=1,
+            col=1,
+        )
+    for t in paper_targets:
+        fig.add_vline(
+            x=t,
+            line=dict(color=COLORS["target"], dash="dot", width=1),
+            annotation_text=f"paper target {t:,.0f}",
+            annotation_textangle=-90,
+            annotation_position="top left",
+            annotation_font=dict(size=10, color=COLORS["target"]),
+            row=1,
+            col=1,
+        )
     if data_returns is not None and len(data_returns):
         fig.add_trace(
             go.Histogram(

@@ -268,14 +268,14 @@ def test_attention_heatmap_axes_and_target_sweep(page):
 
 def test_calibration_sweep(page):
     _goto(page, "Calibration")
-    page.get_by_label("Targets").fill("4")
+    page.get_by_role("spinbutton", name="Targets").fill("4")
     page.get_by_label("Episodes each").fill("1")
     page.get_by_role("button", name="Run sweep").click()
     page.locator(".js-plotly-plot").first.wait_for()
     _settle(page)
     assert page.get_by_text("Spearman rank correlation").count() == 1
-    texts = page.evaluate(TICKS, ".js-plotly-plot .annotation-text")
-    assert "paper target 3,600" in texts and "paper target 1,800" in texts
+    for label in ("paper target 3,600", "paper target 1,800", "dataset return range"):  # labelled reference lines
+        page.locator(".js-plotly-plot").get_by_text(label).first.wait_for()
     legend = page.evaluate(TICKS, ".js-plotly-plot .legendtext")
     assert "each episode" in legend and "dataset episodes" in legend  # per-episode points, data histogram
     page.screenshot(path=SHOTS / "calibration.png", full_page=True)
@@ -348,7 +348,7 @@ def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     _goto(page, "Train")
     page.get_by_text("No dataset on disk yet").wait_for()
     assert page.get_by_text("MB on disk").count() == 1
-    page.get_by_label("Transitions").fill("2000")
+    page.get_by_role("spinbutton", name="Transitions").fill("2000")
     page.get_by_role("button", name="Generate dataset").click()
     page.get_by_text("Generating hopper-medium").first.wait_for()
     page.screenshot(path=SHOTS / "train-generating.png", full_page=True)
