@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,6 +70,11 @@ def server(assets, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, **conftest_app.app_environ(assets, max_steps=200), "DT_TORCH_THREADS": "1"}
+    # The app's own copy of the dataset folder: the generation test empties it (the original is shared).
+    data = tmp_path_factory.mktemp("browser-data")
+    shutil.copytree(assets["data"], data, dirs_exist_ok=True)
+    env["DT_DATASET_DIR"] = str(data)
+    assets["browser_data"] = data
     if os.environ.get("DT_BROWSER_SHIPPED"):
         # README screenshots: the repository's shipped checkpoints and full-length episodes.
         del env["DT_CHECKPOINT_DIRS"], env["DT_MAX_STEPS"]
@@ -342,7 +348,7 @@ def test_every_page_fits_the_width(page, server, width):
 
 def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     """With no dataset on disk the Train page offers generation, and a small one completes in the page."""
-    data = assets["data"] / "hopper_random-v2.hdf5"
+    data = assets["browser_data"] / "hopper_random-v2.hdf5"
     data.rename(tmp_path / data.name)  # the cache is empty now (the app re-lists datasets every 10 s)
     page.wait_for_timeout(10_500)
     _goto(page, "Train")
@@ -353,6 +359,6 @@ def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     page.get_by_text("Generating hopper-medium").first.wait_for()
     page.screenshot(path=SHOTS / "train-generating.png", full_page=True)
     page.get_by_text("Generated hopper-medium").wait_for(timeout=240_000)
-    assert (assets["data"] / "hopper_medium-v2.hdf5").exists()
+    assert (assets["browser_data"] / "hopper_medium-v2.hdf5").exists()
     page.get_by_role("button", name="Start training").wait_for()
     page.screenshot(path=SHOTS / "train-generated.png", full_page=True)

@@ -70,16 +70,21 @@ def generate_panel(found: list) -> None:
         if go:
             s.generate_job = GenerateJob(name, int(n))
             st.rerun()
-        if job is not None:
-            v = job.view()
-            if v.status == "finished":
-                st.success(f"Generated {v.name} ({v.transitions:,} transitions) in {v.elapsed_s:.0f} s.")
-            elif v.status == "failed":
-                st.error(f"Generating {v.name} failed: {v.error}")
-            elif v.status == "cancelled":
-                st.warning(f"Generation of {v.name} cancelled after {v.elapsed_s:.0f} s; nothing was written.")
         return
     st.fragment(generation_progress, run_every=1.0)()
+
+
+def generation_result() -> None:
+    """How the session's last generation ended (outside any expander, so it is seen)."""
+    v = s.generate_job.view() if s.generate_job else None
+    if v is None or v.active:
+        return
+    if v.status == "finished":
+        st.success(f"Generated {v.name} ({v.transitions:,} transitions) in {v.elapsed_s:.0f} s.")
+    elif v.status == "failed":
+        st.error(f"Generating {v.name} failed: {v.error}")
+    elif v.status == "cancelled":
+        st.warning(f"Generation of {v.name} cancelled after {v.elapsed_s:.0f} s; nothing was written.")
 
 
 def generation_progress() -> None:
@@ -266,6 +271,7 @@ if view is not None:
 
 if view is None or not view.active:
     st.subheader("New run")
+    generation_result()
     new_run_form()
     with st.expander("Resume a run from disk"):
         resume_form()
