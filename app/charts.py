@@ -8,12 +8,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dt.tokens import KIND_NAMES, KINDS, PER_STEP
+
 COLORS = {"R": "#d62728", "s": "#1f77b4", "a": "#2ca02c", "target": "#9467bd", "data": "#7f7f7f"}
-TOKEN_TYPES = ("R", "s", "a")
 
 
 def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -> go.Figure:
-    """A thin axis under the target slider marking the dataset's returns and the paper's targets."""
+    """A thin numbered axis under the target slider marking the dataset's returns and the paper's targets."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[lo, hi], y=[0, 0], mode="lines", line=dict(color="#ddd", width=2), hoverinfo="skip"))
     for i, (name, x) in enumerate(marks.items()):
@@ -27,7 +28,7 @@ def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -
                 text=[name],
                 textposition="top center" if i % 2 == 0 else "bottom center",
                 textfont=dict(size=10, color=color),
-                hovertemplate=f"{name}: %{{x:.0f}}<extra></extra>",
+                hovertemplate=f"{name}: %{{x:,.0f}}<extra></extra>",
             )
         )
     fig.add_trace(
@@ -36,115 +37,205 @@ def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -
             y=[0],
             mode="markers",
             marker=dict(size=11, color="#ff4b4b"),
-            hovertemplate="target %{x:.0f}<extra></extra>",
+            hovertemplate="target %{x:,.0f}<extra></extra>",
         )
     )
     fig.update_layout(
-        height=80,
-        margin=dict(l=8, r=8, t=6, b=6),
+        height=96,
+        margin=dict(l=12, r=12, t=4, b=28),
         showlegend=False,
         plot_bgcolor="rgba(0,0,0,0)",
-        xaxis=dict(range=[lo, hi], showgrid=False, zeroline=False, ticks="outside"),
-        yaxis=dict(visible=False, range=[-1, 1]),
+        xaxis=dict(
+            range=[lo, hi],
+            showgrid=False,
+            zeroline=False,
+            ticks="outside",
+            showticklabels=True,
+            tickformat=",.0f",
+            nticks=8,
+            tickfont=dict(size=10),
+        ),
+        yaxis=dict(visible=False, range=[-1.4, 1.4]),
     )
     return fig
 
 
-def rollout_chart(returns_to_go: np.ndarray, rewards: np.ndarray, title: str = "") -> go.Figure:
-    """Return-to-go the model was conditioned on, and reward per step, over the episode."""
+def _rtg_range(*series: np.ndarray) -> list[float]:
+    """A return-to-go axis from 0 (or below, when returns overshoot) to a little above the largest value.
+
+    A constant return-to-go (delayed-reward DT, BC) would otherwise get plotly's tiny autorange
+    (3,599 / 3,599.5 / 3,600).
+    """
+    vals = np.concatenate([np.asarray(s, dtype=np.float64) for s in series])
+    lo, hi = min(0.0, float(vals.min())), max(1.0, float(vals.max()))
+    pad = 0.05 * (hi - lo)
+    return [lo - (pad if lo < 0 else 0.0), hi + pad]
+
+
+def _add_episode(fig: go.Figure, returns_to_go: np.ndarray, rewards: np.ndarray, name: str, other: bool) -> None:
+    """Return-to-go (left axis) and reward per step (right axis) of one episode; ``other`` draws it dashed."""
     t = np.arange(len(rewards))
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    pre = f"{name}: " if name else ""
     fig.add_trace(
-        go.Scatter(x=t, y=returns_to_go, name="return-to-go remaining", line=dict(color=COLORS["R"])), secondary_y=False
+        go.Scatter(
+            x=t,
+            y=returns_to_go,
+            name=f"{pre}return-to-go",
+            line=dict(color=COLORS["R"], dash="dash" if other else "solid"),
+            opacity=0.6 if other else 1.0,
+            hovertemplate="step %{x}: %{y:,.0f} to go<extra></extra>",
+        ),
+        secondary_y=False,
     )
     fig.add_trace(
-        go.Scatter(x=t, y=rewards, name="reward per step", line=dict(color=COLORS["s"], width=1), opacity=0.8),
+        go.Scatter(
+            x=t,
+            y=rewards,
+            name=f"{pre}reward per step",
+            line=dict(color=COLORS["data" if other else "s"], width=1, dash="dot" if other else "solid"),
+            opacity=0.8,
+            hovertemplate="step %{x}: reward %{y:.2f}<extra></extra>",
+        ),
         secondary_y=True,
     )
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="return-to-go", secondary_y=False)
-    fig.update_yaxes(title_text="reward", secondary_y=True, showgrid=False)
+
+
+def rollout_chart(
+    returns_to_go: np.ndarray,
+    rewards: np.ndarray,
+    title: str = "",
+    compare: tuple[str, np.ndarray, np.ndarray] | None = None,
+    switches: Sequence[tuple[int, float]] = (),
+    name: str = "",
+) -> go.Figure:
+    """Return-to-go the model was conditioned on, and reward per step, over the episode.
+
+    Args:
+        returns_to_go: (T,) return-to-go at each step.
+        rewards: (T,) reward per step.
+        title: Figure title.
+        compare: ``(name, returns_to_go, rewards)`` of a second episode, drawn dashed.
+        switches: ``(step, new target)`` of a target schedule, marked by vertical lines.
+        name: Name of the main episode in the legend (e.g. "steered").
+    """
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    _add_episode(fig, returns_to_go, rewards, name, other=False)
+    series = [returns_to_go]
+    if compare is not None:
+        _add_episode(fig, compare[1], compare[2], compare[0], other=True)
+        series.append(compare[1])
+    for step, tgt in switches:
+        fig.add_vline(
+            x=step,
+            line=dict(color=COLORS["target"], dash="dot"),
+            annotation_text=f"step {step}: target → {tgt:,.0f}",
+            annotation_position="top right",
+            annotation_font=dict(size=10, color=COLORS["target"]),
+        )
+    fig.update_xaxes(title_text="env step")
+    fig.update_yaxes(
+        title_text="return-to-go", secondary_y=False, range=_rtg_range(*series), tickformat=",.0f", rangemode="tozero"
+    )
+    fig.update_yaxes(title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".1f")
     fig.update_layout(
-        height=340,
-        margin=dict(l=10, r=10, t=30 if title else 10, b=10),
+        height=360,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
         title=title or None,
-        legend=dict(orientation="h", y=1.12, x=0),
+        legend=dict(orientation="h", y=-0.22, x=0, font=dict(size=11)),
     )
     return fig
 
 
-def token_labels(timesteps: np.ndarray, mask: np.ndarray) -> list[str]:
-    """R/s/a labels with their env timestep for a (K,) context; padding is '·'."""
-    out = []
-    for ts, m in zip(timesteps, mask):
-        out += [f"{k}{int(ts)}" if m else "·" for k in TOKEN_TYPES]
-    return out
+_MAX_TICKS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 def attention_heatmaps(
-    attn: np.ndarray, labels: Sequence[str], mask: np.ndarray | None = None, title: str = ""
+    attn: np.ndarray,
+    labels: Sequence[str],
+    mask: np.ndarray | None = None,
+    title: str = "",
+    layers: Sequence[int] | None = None,
 ) -> go.Figure:
     """(layers, heads, 3K, 3K) attention as one heatmap per layer and head (query rows, key columns).
 
-    ``mask`` (K,) marks real context slots; padding rows and columns are left blank.
+    Colour is the square root of the weight (ticks show the weights themselves): attention over 3K keys is
+    mostly small, and a linear scale would show little but the few largest entries.
+
+    Args:
+        attn: (layers, heads, 3K, 3K) weights.
+        labels: 3K token labels (``dt.tokens.token_labels``); each row and column is labelled.
+        mask: (K,) real context slots; padding rows and columns are left blank.
+        title: Figure title.
+        layers: The layer number of each of ``attn``'s layers (0-based; default 0, 1, ...).
     """
     n_layer, n_head, n = attn.shape[:3]
-    valid = np.ones(n, bool) if mask is None else np.repeat(np.asarray(mask) > 0, 3)  # (3K,)
+    layers = list(range(n_layer)) if layers is None else list(layers)
+    valid = np.ones(n, bool) if mask is None else np.repeat(np.asarray(mask) > 0, PER_STEP)  # (3K,)
     blank = ~(valid[:, None] & valid[None, :])
     fig = make_subplots(
         rows=n_layer,
         cols=n_head,
-        subplot_titles=[f"layer {i + 1} · head {h + 1}" for i in range(n_layer) for h in range(n_head)],
-        vertical_spacing=0.12 if n_layer > 1 else 0.06,
-        horizontal_spacing=0.04,
+        subplot_titles=[f"layer {layers[i] + 1} · head {h + 1}" for i in range(n_layer) for h in range(n_head)],
+        vertical_spacing=0.1 if n_layer > 1 else 0.06,
+        horizontal_spacing=0.08,
     )
     idx = np.arange(n)
     hover = np.array([[f"query {labels[i]} → key {labels[j]}" for j in range(n)] for i in range(n)])
     for li in range(n_layer):
         for h in range(n_head):
+            w = attn[li, h].astype(np.float32)
             fig.add_trace(
                 go.Heatmap(
-                    z=np.where(blank, np.nan, attn[li, h].astype(np.float32)),
+                    z=np.where(blank, np.nan, np.sqrt(np.clip(w, 0, 1))),
+                    customdata=w,
                     x=idx,
                     y=idx,
                     colorscale="Viridis",
                     zmin=0,
                     zmax=1,
                     showscale=(li == 0 and h == n_head - 1),
+                    colorbar=dict(
+                        title=dict(text="attention weight", side="right"),
+                        tickvals=np.sqrt(_MAX_TICKS).tolist(),
+                        ticktext=[f"{t:g}" for t in _MAX_TICKS],
+                        thickness=12,
+                    ),
                     text=hover,
-                    hovertemplate="%{text}: %{z:.3f}<extra></extra>",
+                    hovertemplate="%{text}: %{customdata:.3f}<extra></extra>",
                 ),
                 row=li + 1,
                 col=h + 1,
             )
-    step = max(1, n // 20)
-    ticks = dict(
-        tickmode="array",
-        tickvals=idx[::step].tolist(),
-        ticktext=[labels[i] for i in idx[::step]],
-        tickfont=dict(size=9),
-    )
-    fig.update_xaxes(**ticks)
-    fig.update_yaxes(autorange="reversed", **ticks)
-    fig.update_layout(height=360 * n_layer, margin=dict(l=10, r=10, t=50, b=10), title=title or None)
+    ticks = dict(tickmode="array", tickvals=idx.tolist(), ticktext=list(labels), tickfont=dict(size=7))
+    fig.update_xaxes(title_text="key (token attended to)", title_font=dict(size=11), tickangle=-90, **ticks)
+    fig.update_yaxes(title_text="query (token attending)", title_font=dict(size=11), autorange="reversed", **ticks)
+    fig.update_layout(height=560 * n_layer, margin=dict(l=10, r=10, t=60 if title else 40, b=10), title=title or None)
     return fig
 
 
 def attention_shares_bar(shares: np.ndarray, title: str = "") -> go.Figure:
     """(layers, heads, 3) attention mass of the action-predicting state token on R / s / a tokens."""
     n_layer, n_head, _ = shares.shape
-    names = [f"L{i + 1}H{h + 1}" for i in range(n_layer) for h in range(n_head)]
+    names = [f"layer {i + 1} · head {h + 1}" for i in range(n_layer) for h in range(n_head)]
     fig = go.Figure()
-    for k, kind in enumerate(TOKEN_TYPES):
-        label = {"R": "return tokens", "s": "state tokens", "a": "action tokens"}[kind]
-        fig.add_trace(go.Bar(x=names, y=shares[:, :, k].ravel(), name=label, marker_color=COLORS[kind]))
+    for k, kind in enumerate(KINDS):
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=shares[:, :, k].ravel(),
+                name=f"{KIND_NAMES[kind]} tokens",
+                marker_color=COLORS[kind],
+                hovertemplate="%{x}: %{y:.0%}<extra></extra>",
+            )
+        )
     fig.update_layout(
         barmode="stack",
-        height=280,
-        yaxis=dict(range=[0, 1], title="share of attention"),
-        margin=dict(l=10, r=10, t=30 if title else 10, b=10),
-        title=title or None,
-        legend=dict(orientation="h", y=1.15),
+        height=300,
+        yaxis=dict(range=[0, 1], title="share of attention", tickformat=".0%"),
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        title=dict(text=title, y=0.97) if title else None,
+        # Below the plot: a legend above it collides with the title on narrow screens.
+        legend=dict(orientation="h", y=-0.25, x=0),
     )
     return fig
 
@@ -153,27 +244,127 @@ def attention_shares_over_time(shares_t: np.ndarray, step: int) -> go.Figure:
     """(T, 3) share on R / s / a (mean over layers and heads) for every step of the episode."""
     fig = go.Figure()
     t = np.arange(shares_t.shape[0])
-    for k, kind in enumerate(TOKEN_TYPES):
-        label = {"R": "return tokens", "s": "state tokens", "a": "action tokens"}[kind]
-        fig.add_trace(go.Scatter(x=t, y=shares_t[:, k], name=label, stackgroup="one", line=dict(color=COLORS[kind])))
+    for k, kind in enumerate(KINDS):
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=shares_t[:, k],
+                name=f"{KIND_NAMES[kind]} tokens",
+                stackgroup="one",
+                line=dict(color=COLORS[kind]),
+                hovertemplate="step %{x}: %{y:.0%}<extra></extra>",
+            )
+        )
     fig.add_vline(x=step, line=dict(color="black", dash="dot"))
     fig.update_layout(
-        height=260,
-        yaxis=dict(range=[0, 1], title="share"),
-        xaxis_title="step",
+        height=280,
+        yaxis=dict(range=[0, 1], title="share of attention", tickformat=".0%"),
+        xaxis_title="env step",
         margin=dict(l=10, r=10, t=10, b=10),
-        legend=dict(orientation="h", y=1.15),
+        legend=dict(orientation="h", y=-0.3, x=0),
     )
     return fig
 
 
-def calibration(results: list[dict], ds: dict, paper_targets: Sequence[float], title: str = "") -> go.Figure:
-    """Achieved return against target return, with the diagonal and the dataset's return range."""
+def return_attention_chart(targets: np.ndarray, share: np.ndarray, per_layer: np.ndarray, ds: dict) -> go.Figure:
+    """Share of attention on return tokens against the target return (mean and per layer)."""
+    fig = go.Figure()
+    if ds.get("return_min") is not None:
+        fig.add_vrect(
+            x0=ds["return_min"],
+            x1=ds["return_max"],
+            fillcolor=COLORS["data"],
+            opacity=0.12,
+            line_width=0,
+            annotation_text="dataset returns",
+            annotation_position="top left",
+        )
+    for li in range(per_layer.shape[1]):
+        fig.add_trace(
+            go.Scatter(
+                x=targets,
+                y=per_layer[:, li],
+                mode="lines",
+                name=f"layer {li + 1}",
+                line=dict(width=1, dash="dot"),
+                hovertemplate="target %{x:,.0f}: %{y:.1%}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=targets,
+            y=share,
+            mode="lines+markers",
+            name="mean of layers",
+            line=dict(color=COLORS["R"], width=3),
+            hovertemplate="target %{x:,.0f}: %{y:.1%}<extra></extra>",
+        )
+    )
+    top = float(max(per_layer.max(), share.max()))
+    fig.update_layout(
+        height=340,
+        xaxis=dict(title="target return", tickformat=",.0f"),
+        yaxis=dict(title="attention on return tokens", tickformat=".0%", range=[0, min(1.0, top * 1.2 + 0.02)]),
+        margin=dict(l=10, r=10, t=10, b=10),
+        legend=dict(orientation="h", y=-0.25, x=0),
+    )
+    return fig
+
+
+def calibration(
+    results: list[dict],
+    ds: dict,
+    paper_targets: Sequence[float],
+    title: str = "",
+    data_returns: np.ndarray | None = None,
+) -> go.Figure:
+    """Achieved return against target return, with the diagonal, the dataset's range and its return histogram.
+
+    Args:
+        results: ``EvalResult.as_dict()`` per target (with per-episode ``returns``).
+        ds: The checkpoint's dataset summary (``return_min``, ``return_mean``, ``return_max``).
+        paper_targets: The paper's targets, drawn as labelled vertical lines.
+        title: Figure title.
+        data_returns: Episode returns of the training data, drawn as a histogram beside the y axis.
+    """
     x = np.array([r["target"] for r in results])
     y = np.array([r["return_mean"] for r in results])
     err = np.array([r["return_std"] for r in results])
-    hi = float(max(x.max(), y.max() + err.max(), ds.get("return_max") or 0)) * 1.05
-    fig = go.Figure()
+    eps = [v for r in results for v in r.get("returns", [])]
+    hi = float(max(x.max(), y.max() + err.max(), max(eps, default=0), ds.get("return_max") or 0)) * 1.05
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02)
+    fig.add_trace(
+        go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="achieved = target", line=dict(color="black", dash="dash")),
+        row=1,
+        col=1,
+    )
+    xs = [r["target"] for r in results for _ in r.get("returns", [])]
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=eps,
+            mode="markers",
+            name="each episode",
+            marker=dict(size=7, color=COLORS["s"], opacity=0.45),
+            hovertemplate="target %{x:,.0f}: %{y:,.0f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            error_y=dict(array=err),
+            mode="lines+markers",
+            name="mean ± std",
+            line=dict(color=COLORS["R"]),
+            hovertemplate="target %{x:,.0f}: mean %{y:,.0f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    # Reference lines after the traces: plotly skips shapes on a subplot that has no trace yet.
     if ds.get("return_min") is not None:
         fig.add_hrect(
             y0=ds["return_min"],
@@ -183,35 +374,51 @@ def calibration(results: list[dict], ds: dict, paper_targets: Sequence[float], t
             line_width=0,
             annotation_text="dataset return range",
             annotation_position="top left",
+            row=1,
+            col=1,
         )
         fig.add_hline(
             y=ds["return_max"],
             line=dict(color=COLORS["data"], dash="dash"),
-            annotation_text="best in dataset",
+            annotation_text=f"best in dataset ({ds['return_max']:,.0f})",
             annotation_position="bottom right",
+            row=1,
+            col=1,
         )
     for t in paper_targets:
-        fig.add_vline(x=t, line=dict(color=COLORS["target"], dash="dot", width=1))
-    fig.add_trace(
-        go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="achieved = target", line=dict(color="black", dash="dash"))
-    )
-    xs = [r["target"] for r in results for _ in r.get("returns", [])]
-    ys = [v for r in results for v in r.get("returns", [])]
-    fig.add_trace(
-        go.Scatter(x=xs, y=ys, mode="markers", name="episodes", marker=dict(size=5, color=COLORS["s"], opacity=0.3))
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=x, y=y, error_y=dict(array=err), mode="lines+markers", name="mean ± std", line=dict(color=COLORS["R"])
+        fig.add_vline(
+            x=t,
+            line=dict(color=COLORS["target"], dash="dot", width=1),
+            annotation_text=f"paper target {t:,.0f}",
+            annotation_textangle=-90,
+            annotation_position="top left",
+            annotation_font=dict(size=10, color=COLORS["target"]),
+            row=1,
+            col=1,
         )
-    )
+    if data_returns is not None and len(data_returns):
+        fig.add_trace(
+            go.Histogram(
+                y=data_returns,
+                nbinsy=40,
+                name="dataset episodes",
+                marker_color=COLORS["data"],
+                hovertemplate="return %{y}: %{x} episodes<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+        fig.update_xaxes(title_text="dataset episodes", row=1, col=2)
+    else:
+        fig.update_xaxes(visible=False, row=1, col=2)
+    fig.update_xaxes(title_text="target return", range=[0, hi], tickformat=",.0f", row=1, col=1)
+    fig.update_yaxes(title_text="achieved return", range=[0, hi], tickformat=",.0f", row=1, col=1)
     fig.update_layout(
-        height=460,
-        xaxis=dict(title="target return", range=[0, hi]),
-        yaxis=dict(title="achieved return", range=[0, hi]),
-        margin=dict(l=10, r=10, t=80 if title else 40, b=10),
+        height=480,
+        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
         title=title or None,
-        legend=dict(orientation="h", y=1.02, yanchor="bottom"),
+        legend=dict(orientation="h", y=-0.18, x=0),
+        bargap=0.05,
     )
     return fig
 
@@ -227,8 +434,8 @@ def loss_chart(records: list[dict]) -> go.Figure:
     )
     fig.update_layout(
         height=280,
-        xaxis_title="step",
-        yaxis_title="action MSE",
+        xaxis=dict(title="training step", tickformat=","),
+        yaxis_title="action MSE (loss)",
         margin=dict(l=10, r=10, t=30, b=10),
         title="Training loss",
     )
@@ -245,8 +452,8 @@ def eval_chart(evals: list[dict]) -> go.Figure:
         )
     fig.update_layout(
         height=280,
-        xaxis_title="step",
-        yaxis_title="normalized score",
+        xaxis=dict(title="training step", tickformat=","),
+        yaxis_title="D4RL normalized score",
         margin=dict(l=10, r=10, t=30, b=10),
         title="Evaluation",
     )

@@ -27,10 +27,18 @@ def draw() -> None:
     s = state.session()
     entries = state.discover_checkpoints()
     with st.sidebar:
-        envs = sorted(ENVS)
-        if s.checkpoint is None and entries:
-            s.env = entries[0].env
+        # Only envs that some checkpoint serves; the rest are explained, not offered as a dead end.
+        envs = sorted({e.env for e in entries} & set(ENVS)) or ["hopper"]
+        if (s.checkpoint is None and entries) or s.env not in envs:
+            s.env = entries[0].env if entries else envs[0]
         st.selectbox("Environment", envs, **state.bind("sb.env", "env"))
+        missing = sorted(set(ENVS) - set(envs))
+        if missing:
+            st.caption(
+                f"{' and '.join(missing)}: no checkpoint here yet. Datasets can be generated for hopper only "
+                "(its behaviour policies ship with dt); with a D4RL file for another env, train on the **Train** "
+                "page (“Other path…”) or upload a checkpoint below."
+            )
 
         paths = [e.path for e in entries]
         if s.checkpoint not in paths:
@@ -40,16 +48,23 @@ def draw() -> None:
             by_path = {e.path: e for e in entries}
 
             def fmt(p: str) -> str:
+                # Short enough for the sidebar at 390 px; the caption below gives the details.
                 e = by_path[p]
-                other = "" if e.env == s.env else "  (other env)"
-                return f"{_SOURCE[e.source]}: {e.label}{other}"
+                other = "" if e.env == s.env else f" ({e.env}: other env)"
+                return f"{_SOURCE[e.source]}: {e.name} · {e.method}{other}"
 
             st.selectbox("Checkpoint", paths, format_func=fmt, **state.bind("sb.ckpt", "checkpoint"))
             e = by_path[s.checkpoint]
-            ret = ""
+            lines = [f"{e.method} · {e.env} · trained on {e.dataset} for {e.step:,} steps"]
+            if e.score is not None:
+                lines.append(f"D4RL normalized score {e.score:.1f} at target {e.score_target:,.0f}")
             if e.return_mean is not None:
-                ret = f" · dataset returns {e.return_min:.0f} / {e.return_mean:.0f} / {e.return_max:.0f} (min/mean/max)"
-            st.caption(f"{e.method} · {e.env} · {e.dataset} · {e.step:,} steps{ret}")
+                lines.append(
+                    f"dataset returns: min {e.return_min:,.0f}, mean {e.return_mean:,.0f}, max {e.return_max:,.0f}"
+                )
+            if e.model_type != "dt":
+                lines.append("behaviour cloning: ignores the target return")
+            st.caption("  \n".join(lines))
         else:
             st.caption("No checkpoints yet.")
 

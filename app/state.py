@@ -37,9 +37,11 @@ import streamlit as st
 from dt.checkpoint import META_FILE, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
 from dt.data import KNOWN_DATASETS, DatasetError, OfflineDataset, load_dataset, locate
 from dt.envs import get_env
+from dt.preview import VideoSettings, load_preview
+from dt.tokens import context_slots
 
 if TYPE_CHECKING:
-    from app.jobs import TrainJob
+    from app.jobs import GenerateJob, TrainJob
     from dt.evaluate import Rollout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,6 +248,10 @@ def episode(path: str, target: float, seed: int, max_steps: int | None = None) -
     """Roll out and render (each step cached); timings are those of the first computation."""
     ck = load(path)
     cap = max_steps or max_steps_cap()
+    # The default episode is usually stored beside the checkpoint (python -m dt.preview): no rollout, no render.
+    stored = load_preview(path, target, seed, cap, VideoSettings(VIDEO_SIZE, VIDEO_SIZE, VIDEO_FPS))
+    if stored is not None:
+        return Episode(stored.rollout(), stored.mp4, ck.env_name, 0.0, 0.0)
     t0 = time.perf_counter()
     r = rollout_data(str(path), mtime(path), float(target), int(seed), cap)
     t1 = time.perf_counter()
@@ -287,16 +293,13 @@ def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps
         return None
     r = rollout(ck, float(target), seed=int(seed), max_steps=max_steps, record_attention=True)
     attn = np.stack([np.stack(step) for step in r.attentions]).astype(np.float16)  # (T, L, H, 3K, 3K)
-    # Which timestep sits in each context slot follows from t and K alone (the window
-    # holds steps t-K+1..t, left-padded at the start). Computed here rather than read
+    # Which timestep sits in each context slot follows from t and K alone. Computed rather than read
     # from r.contexts, whose arrays alias the policy's live buffers (see the report on
     # dt.policy.DTPolicy.context), so every recorded step shows the last window.
-    K = ck.config.context_len
-    ts = np.arange(r.length)[:, None] - (K - 1) + np.arange(K)[None, :]  # (T, K)
-    mask = (ts >= 0).astype(np.float32)
+    timesteps, mask = context_slots(np.arange(r.length), ck.config.context_len, ck.max_ep_len)  # (T, K) each
     return AttentionData(
         attn=attn,
-        timesteps=np.clip(ts, 0, ck.max_ep_len - 1) * (ts >= 0),
+        timesteps=timesteps,
         mask=mask,
         rewards=r.rewards,
         total_return=r.total_return,
@@ -376,11 +379,14 @@ class Session:
     dataset_path: str = ""
     dataset_episode: int | None = None
     train_job: TrainJob | None = None
+    generate_job: GenerateJob | None = None  # a dataset generation started on the Train page
     train_seen_active: bool = False  # the Train page saw the job running (redraw all when it ends)
     upload_id: str | None = None
     upload_msg: tuple[str, str] | None = None  # ("error" | "success", one-line message)
     target_for: str | None = None  # the checkpoint the target was chosen for
     sweep_args: tuple | None = None
+    steer: bool = False  # the Playground runs a target schedule (dt.steering) beside the plain episode
+    schedule: str | None = None  # its text, e.g. "3600; 200: 1800" (None: not yet written, so prefilled)
 
     def new_seed(self) -> None:
         self.seed = random.randrange(10_000)

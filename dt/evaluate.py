@@ -163,17 +163,19 @@ def rollout(
     gym_version: str = "v4",
     max_steps: int | None = None,
     record_attention: bool = False,
+    jumps: tuple[tuple[int, float], ...] = (),
 ) -> Rollout:
     """One episode, batch of one, recording everything needed to render and inspect it.
 
     With ``record_attention`` each step also keeps the attention maps and the
-    context window the action was computed from.
+    context window the action was computed from; ``jumps`` moves the target
+    mid-episode (see :meth:`dt.policy.DTPolicy.reset` and :mod:`dt.steering`).
     """
     env = make_env(ckpt.env_name, gym_version).unwrapped
     max_steps = max_steps or ckpt.max_ep_len
     o, _ = env.reset(seed=seed)
     policy = DTPolicy(ckpt)
-    policy.reset(target)
+    policy.reset(target, jumps=jumps)
     rec: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "rtg", "qpos", "qvel")}
     attn, ctx = [], []
     r, term = 0.0, False

@@ -2,7 +2,8 @@
 
 It keeps the last K steps of context per episode, conditions on the return
 still to go (R_0 = target, R_{t+1} = R_t - r_t; no decrement in delayed
-mode), and can return the attention of its latest step. The evaluator runs N
+mode), can move the target mid-episode (``jumps``: R_t changes by a given
+amount at a given step; see dt.steering), and can return the attention of its latest step. The evaluator runs N
 episodes through one instance; the app runs one.
 """
 
@@ -45,8 +46,20 @@ class DTPolicy:
     def num_envs(self) -> int:
         return int(self.t.shape[0])
 
-    def reset(self, target: float | Sequence[float] | np.ndarray, num_envs: int | None = None) -> None:
-        """Start new episodes aiming for ``target`` (one value, or one per env)."""
+    def reset(
+        self,
+        target: float | Sequence[float] | np.ndarray,
+        num_envs: int | None = None,
+        jumps: Sequence[tuple[int, float]] = (),
+    ) -> None:
+        """Start new episodes aiming for ``target`` (one value, or one per env).
+
+        Args:
+            target: R_0, one value or one per env.
+            num_envs: Envs, when ``target`` is one value for all.
+            jumps: ``(step, delta)`` pairs: the return-to-go of every env changes by ``delta`` when it
+                reaches env step ``step`` (a target schedule, see :mod:`dt.steering`).
+        """
         tgt = np.atleast_1d(np.asarray(target, dtype=np.float64))
         n = num_envs or tgt.shape[0]
         tgt = np.broadcast_to(tgt, (n,))
@@ -59,6 +72,7 @@ class DTPolicy:
         self.t = np.zeros(n, dtype=np.int64)  # steps taken per env
         # Kept in float64 on the host so the decrement matches the reference exactly.
         self.returns_to_go = tgt.astype(np.float64).copy()
+        self.jumps = tuple((int(step), float(delta)) for step, delta in jumps)
         self.last_attention = None
 
     @torch.inference_mode()
@@ -89,6 +103,8 @@ class DTPolicy:
         started = self.t[rows] > 0
         if not self.delayed:
             self.returns_to_go[rows] -= np.where(started, rew, 0.0)
+        for step, delta in self.jumps:
+            self.returns_to_go[rows] += np.where(self.t[rows] == step, delta, 0.0)
         r = torch.as_tensor(rows, device=self.device)
         # Shift each listed env's window left by one step and write the new step last.
         for buf in (self.states, self.actions, self.rtg, self.timesteps, self.mask):

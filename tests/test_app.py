@@ -69,7 +69,7 @@ def test_playground_defaults_to_shipped_dt_and_rolls_out(app_env):
     assert at.slider(key="pg.target").value == 3600.0  # the paper's first Hopper target
     m = _metrics(at)
     assert {"Achieved return", "D4RL normalized score", "Episode length"} <= set(m)
-    assert 1 <= int(m["Episode length"]) <= 60
+    assert m["Episode length"].endswith(" steps") and 1 <= int(m["Episode length"].split()[0]) <= 60
     assert not at.error
 
 
@@ -207,8 +207,18 @@ def test_attention_page(app_env):
     step.set_value(min(5, step.max)).run()
     _assert_ok(at)
     assert _session(at).attention_step == min(5, step.max)
+    at.segmented_control(key="att.view").set_value("Compare two targets").run()
+    _assert_ok(at)
     assert at.number_input(key="att.cmp").value == 1800.0  # compared with the other paper target
     assert not at.error
+
+
+def test_attention_against_target_sweep(app_env):
+    at = _run("attention")
+    at.segmented_control(key="att.view").set_value("Attention vs target").run()
+    _assert_ok(at)
+    assert not at.error
+    assert any("Share on return tokens ranges from" in c.value for c in at.caption)
 
 
 def test_attention_page_bc_has_no_attention(app_env):
@@ -235,7 +245,8 @@ def test_calibration_sweep(app_env):
     at.button[0].click().run()  # the form's submit button
     _assert_ok(at)
     df = at.dataframe[0].value
-    assert list(df["target"]) == [1000.0, 3000.0]
+    assert list(df["target"]) == ["1,000", "3,000"]
+    assert any(m.label == "Spearman rank correlation" for m in at.metric)
     assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0)
 
 
@@ -378,3 +389,92 @@ def test_gif_and_mp4_of_a_rollout(app_env):
     assert first.shape == (state.VIDEO_SIZE, state.VIDEO_SIZE, 3)
     gif = state.video_gif(ep.env, ep.rollout.qpos, ep.rollout.qvel)
     assert gif[:4] == b"GIF8"
+
+
+def test_train_without_datasets_generates_one_in_the_page(app_env, monkeypatch, tmp_path):
+    empty = tmp_path / "datasets"
+    monkeypatch.setenv("DT_DATASET_DIR", str(empty))
+    from app import state
+
+    state.available_datasets.clear()
+    at = _run("train")
+    assert any("No dataset on disk yet" in i.value for i in at.info)
+    assert any("MB on disk" in c.value and " s on this machine" in c.value for c in at.caption)
+    at.selectbox(key="tr.gen_name").select("hopper-random")
+    at.number_input(key="tr.gen_n").set_value(2_000)
+    at.button(key="tr.gen_go").click().run()
+    _assert_ok(at)
+    job = _session(at).generate_job
+    assert job is not None and job.join(180), "generation did not end"
+    assert job.view().status == "finished", job.view().error
+    assert (empty / "hopper_random-v2.hdf5").exists()
+    at.run()
+    _assert_ok(at)
+    assert "hopper-random" in at.selectbox(key="tr.dataset").value  # the training form now offers it
+    assert any("Generated hopper-random" in m.value for m in at.success)
+
+
+def test_generation_can_be_cancelled(app_env, monkeypatch, tmp_path):
+    from app.jobs import GenerateJob
+
+    monkeypatch.setenv("DT_DATASET_DIR", str(tmp_path))
+    job = GenerateJob("hopper-random", 1_000_000)
+    time.sleep(1.0)
+    job.cancel()
+    assert job.join(30)
+    assert job.view().status == "cancelled"
+    assert not list(tmp_path.glob("*.hdf5"))
+
+
+def test_resumed_run_charts_continue_and_first_eval_is_early(app_env):
+    at = _run("train")
+    assert at.number_input(key="tr.eval_every").value <= 250  # the quick preset's first point within a minute
+    at.number_input(key="tr.steps").set_value(20)
+    at.number_input(key="tr.eval_every").set_value(10)
+    at.number_input(key="tr.evals").set_value(1)
+    at.button(key="tr.start").click().run()
+    _wait_job(at)
+    at.run()
+    first = _session(at).train_job.view()
+    assert first.status == "finished" and [e["step"] for e in first.evals][:1] == [10]
+    at.number_input(key="tr.more").set_value(30).run()
+    at.button(key="tr.resume").click().run()
+    _wait_job(at)
+    v = _session(at).train_job.view()
+    steps = [r["step"] for r in v.records]
+    assert v.status == "finished" and steps[0] < 20 < steps[-1] == 30  # the chart starts before the resume step
+
+
+def test_environment_menu_lists_only_served_envs(app_env):
+    at = _run()
+    assert at.selectbox(key="sb.env").options == ["hopper", "walker2d"]  # the test assets have no halfcheetah
+    assert any("halfcheetah: no checkpoint here yet" in c.value for c in at.sidebar.caption)
+
+
+def test_bc_checkpoint_is_labelled_as_ignoring_the_target(app_env):
+    at = _run()
+    _pick(at, "sb.ckpt", "bc-tiny")
+    assert at.slider(key="pg.target").disabled
+    assert any("never reads the target" in i.value for i in at.info)
+    assert not at.toggle  # nothing to steer
+
+
+def test_playground_schedule_and_bad_schedules(app_env):
+    at = _run()
+    at.toggle(key="pg.steer").set_value(True).run()
+    _assert_ok(at)
+    assert _session(at).schedule  # prefilled from the target
+    at.text_input(key="pg.schedule").input("3600; 5: 200").run()
+    _assert_ok(at)
+    assert [m.label for m in at.metric].count("Achieved return") == 2  # steered and unsteered
+    assert any("changed the achieved return by" in m.value for m in at.markdown)
+    for bad, message in [
+        ("", "empty"),
+        ("3600; 5000: 200", "beyond the episode"),
+        ("99999; 5: 1", "out of range"),
+        ("9e9; 5: 1", "cannot read"),
+    ]:
+        at.text_input(key="pg.schedule").input(bad).run()
+        _assert_ok(at)
+        assert any(message in w.value and "\n" not in w.value for w in at.warning), bad
+        assert [m.label for m in at.metric].count("Achieved return") == 1  # the plain episode still shows

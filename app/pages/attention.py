@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
-from app import charts, sidebar, state
+from app import analysis, charts, sidebar, state
+from dt.calibration import round_targets
 from dt.envs import get_env
+from dt.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
 
 sidebar.draw()
 st.title("Attention maps")
@@ -24,10 +25,13 @@ if s.target is None or s.target_for != s.checkpoint:
     s.target, s.target_for = state.default_target(ck), s.checkpoint
 
 K = ck.config.context_len
+QUERY = action_query(K)
+layout = ", ".join(f"{k} = {KIND_NAMES[k]}" for k in KINDS)
 st.caption(
-    f"The rollout of the Playground (target {s.target:.0f}, seed {s.seed}), re-run with attention recorded. "
-    f"Each step the model reads the last {K} timesteps as {3 * K} tokens (R, s, a per timestep) and predicts the "
-    "action from the newest state token; rows are queries, columns keys (a causal model: upper triangle empty)."
+    f"The rollout of the Playground (target {s.target:,.0f}, seed {s.seed}), re-run with attention recorded. "
+    f"Each step the model reads the last {K} timesteps as {num_tokens(K)} tokens ({layout}, numbered by env "
+    "step) and predicts the action from the newest state token. Rows are queries (the token attending), columns "
+    "keys (the token attended to); the model is causal, so the upper triangle is empty."
 )
 cap = state.max_steps_cap()
 with st.spinner("Re-running the episode with attention recorded…"):
@@ -35,37 +39,28 @@ with st.spinner("Re-running the episode with attention recorded…"):
 
 T = data.length
 s.attention_step = min(s.attention_step, T - 1)
-st.slider("Timestep", 0, T - 1, help="Env step of the rollout", **state.bind("att.step", "attention_step", int))
+st.slider("Env step", 0, T - 1, help="Step of the rollout", **state.bind("att.step", "attention_step", int))
 step = s.attention_step
 
-QUERY = 3 * K - 2  # the newest state token: the action of this step is read from it
-
-
-def shares(attn: np.ndarray) -> np.ndarray:
-    """(..., 3K, 3K) -> (..., 3) share of the query state token's attention on R, s and a tokens."""
-    row = attn[..., QUERY, :].astype(np.float32)  # (..., 3K) keys
-    return np.stack([row[..., k::3].sum(-1) for k in range(3)], axis=-1)
-
-
-labels = charts.token_labels(data.timesteps[step], data.mask[step])
-sh = shares(data.attn[step])  # (L, H, 3)
+labels = token_labels(data.timesteps[step], data.mask[step])
+sh = kind_shares(data.attn[step], QUERY)  # (L, H, 3)
 mean = sh.mean(axis=(0, 1))
 c1, c2, c3 = st.columns(3)
 c1.metric("On return tokens", f"{mean[0]:.0%}")
 c2.metric("On state tokens", f"{mean[1]:.0%}")
 c3.metric("On action tokens", f"{mean[2]:.0%}")
-st.caption(
-    f"Attention of the action-predicting state token s{int(data.timesteps[step][-1])}, averaged over layers and heads."
-)
+st.caption(f"Attention of the action-predicting token {labels[QUERY]}, averaged over layers and heads.")
 
-tab_maps, tab_summary, tab_compare = st.tabs(["Heatmaps", "Summary over the episode", "Compare two targets"])
-with tab_maps:
+VIEWS = ["Heatmaps", "Summary over the episode", "Compare two targets", "Attention vs target"]
+view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="att.view") or VIEWS[0]
+if view == "Heatmaps":
     st.plotly_chart(charts.attention_heatmaps(data.attn[step], labels, data.mask[step]), key="att.maps")
-with tab_summary:
-    st.plotly_chart(charts.attention_shares_bar(sh, f"Step {step}: per layer and head"), key="att.bar")
-    over_time = shares(data.attn).mean(axis=(1, 2))  # (T, 3)
+elif view == "Summary over the episode":
+    st.markdown(f"**Step {step}: share of attention per layer and head**")
+    st.plotly_chart(charts.attention_shares_bar(sh), key="att.bar")
+    over_time = kind_shares(data.attn, QUERY).mean(axis=(1, 2))  # (T, 3)
     st.plotly_chart(charts.attention_shares_over_time(over_time, step), key="att.time")
-with tab_compare:
+elif view == "Compare two targets":
     spec = get_env(ck.env_name)
     lo, hi = state.target_range(ck)
     other_default = next((t for t in spec.targets if t != s.target), spec.targets[-1])
@@ -79,23 +74,48 @@ with tab_compare:
         other = state.attention_data(s.checkpoint, state.mtime(s.checkpoint), s.compare_target, int(s.seed), cap)
     if step >= other.length:
         st.warning(
-            f"The episode with target {s.compare_target:.0f} ended after {other.length} steps; "
-            "pick an earlier timestep."
+            f"The episode with target {s.compare_target:,.0f} ended after {other.length:,} steps; pick an earlier step."
         )
     else:
-        sh2 = shares(other.attn[step])
+        last = ck.config.n_layer - 1
         a, b = st.columns(2)
-        for i, (col, tgt, d, shr) in enumerate(((a, s.target, data, sh), (b, s.compare_target, other, sh2))):
+        for i, (col, tgt, d) in enumerate(((a, s.target, data), (b, s.compare_target, other))):
             with col:
+                shr = kind_shares(d.attn[step], QUERY)
                 m = shr.mean(axis=(0, 1))
                 st.markdown(
-                    f"**Target {tgt:.0f}** · return {d.total_return:.0f} · R {m[0]:.0%} / s {m[1]:.0%} / a {m[2]:.0%}"
+                    f"**Target {tgt:,.0f}** · achieved {d.total_return:,.0f} · "
+                    f"return tokens {m[0]:.0%}, state {m[1]:.0%}, action {m[2]:.0%}"
                 )
                 st.plotly_chart(charts.attention_shares_bar(shr), key=f"att.cmpbar.{i}")
-                last = d.attn[step][-1:]  # last layer: (1, H, 3K, 3K)
                 st.plotly_chart(
                     charts.attention_heatmaps(
-                        last, charts.token_labels(d.timesteps[step], d.mask[step]), d.mask[step], "last layer"
+                        d.attn[step][last:],
+                        token_labels(d.timesteps[step], d.mask[step]),
+                        d.mask[step],
+                        title=f"Last layer ({last + 1} of {ck.config.n_layer})",
+                        layers=[last],
                     ),
                     key=f"att.cmpmap.{i}",
                 )
+else:
+    lo, hi = state.target_range(ck)
+    targets = tuple(round_targets(lo, hi, 7))
+    steps = min(cap or ck.max_ep_len, 100)
+    st.caption(
+        f"One episode per target ({len(targets)} targets from {targets[0]:,.0f} to {targets[-1]:,.0f}, seed "
+        f"{s.seed}, first {steps} env steps each): how much of the action-predicting token's attention goes to "
+        "return-to-go tokens. This is where the target enters the computation: a model that ignores its target "
+        "gives the return tokens a flat, small share."
+    )
+    with st.spinner(f"Rolling out {len(targets)} targets with attention recorded…"):
+        sweep = analysis.return_attention(s.checkpoint, state.mtime(s.checkpoint), targets, int(s.seed), steps)
+    st.plotly_chart(
+        charts.return_attention_chart(sweep.targets, sweep.mean_share, sweep.return_share, ck.meta.get("dataset", {})),
+        key="att.sweep",
+    )
+    spread = sweep.mean_share.max() - sweep.mean_share.min()
+    st.caption(
+        f"Share on return tokens ranges from {sweep.mean_share.min():.1%} to {sweep.mean_share.max():.1%} "
+        f"(spread {spread * 100:.1f} percentage points) across targets."
+    )

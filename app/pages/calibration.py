@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, sidebar, state
+from app import analysis, charts, sidebar, state
+from dt.calibration import round_targets, spearman
 from dt.envs import get_env
 
 sidebar.draw()
@@ -30,19 +31,19 @@ with st.form("sweep"):
     c1, c2, c3, c4, c5 = st.columns(5)
     t_from = c1.number_input("From target", lo, hi, value=float(round(hi * 0.1, -2)), step=100.0, format="%.0f")
     t_to = c2.number_input("To target", lo, hi, value=float(hi), step=100.0, format="%.0f")
-    n = c3.number_input("Targets", 2, 30, value=8)
+    n = c3.number_input("Targets", 2, 30, value=8, help="About this many, at round, even steps")
     episodes = c4.number_input("Episodes each", 1, 100, value=3)
     seed = c5.number_input("Seed", 0, 2**31 - 1, value=0)
     go = st.form_submit_button("Run sweep", type="primary")
 
 if go:
-    targets = tuple(float(round(t)) for t in np.linspace(t_from, t_to, int(n)))
+    targets = tuple(round_targets(t_from, t_to, int(n)))
     s.sweep_args = (s.checkpoint, targets, int(episodes), int(seed))
 
 if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
     st.info(
-        f"Set the range and press **Run sweep**. {int(n)} targets × {int(episodes)} episodes run as one batch; "
-        "on a CPU laptop expect about a minute for full 1000-step episodes."
+        f"Set the range and press **Run sweep**. About {int(n)} targets × {int(episodes)} episodes run as one batch; "
+        "on 2 CPU cores expect about a minute for 24 full 1,000-step episodes."
     )
     st.stop()
 
@@ -50,20 +51,48 @@ path, targets, episodes, seed = s.sweep_args
 with st.spinner(f"Evaluating {len(targets)} targets × {episodes} episodes…"):
     results = state.sweep_data(path, state.mtime(path), targets, episodes, seed, cap)
 
+returns = np.array([v for r in results for v in r["returns"]])
+asked = np.array([r["target"] for r in results for _ in r["returns"]])
+rho = spearman(asked, returns)
+step = targets[1] - targets[0] if len(targets) > 1 else 0.0
+m1, m2, m3 = st.columns(3)
+m1.metric(
+    "Spearman rank correlation",
+    "–" if np.isnan(rho) else f"{rho:+.2f}",
+    help="Between target and achieved return over all episodes: +1 when a higher target always gives a higher "
+    "return, 0 when the target does not matter.",
+)
+m2.metric(
+    "Targets", f"{len(targets)} × {episodes} episodes", f"{targets[0]:,.0f} to {targets[-1]:,.0f}, step {step:,.0f}"
+)
+m3.metric("Achieved return", f"{returns.min():,.0f} to {returns.max():,.0f}", "min to max of all episodes")
+
+ds = ck.meta.get("dataset", {})
+data_returns = analysis.dataset_returns(ds["source"]) if ds.get("source") else None
 st.plotly_chart(
     charts.calibration(
-        results, ck.meta.get("dataset", {}), spec.targets, f"{state.checkpoint_name(path)}: achieved vs target return"
+        results, ds, spec.targets, f"{state.checkpoint_name(path)}: achieved vs target return", data_returns
     ),
     key="cal.chart",
 )
+if data_returns is None:
+    st.caption(
+        f"The training data ({ds.get('name', 'unknown')}) is not on this machine, so its return histogram is not "
+        "drawn; the grey band is its return range from the checkpoint's metadata."
+    )
+else:
+    st.caption(
+        "Right: the training data's episode returns on the same axis. The model can only imitate returns the data "
+        "holds, so the curve levels off where the histogram ends."
+    )
 st.dataframe(
     [
         {
-            "target": r["target"],
-            "return mean": round(r["return_mean"], 1),
-            "return std": round(r["return_std"], 1),
-            "normalized": round(r["normalized_mean"], 1),
-            "length": round(r["length_mean"], 1),
+            "target": f"{r['target']:,.0f}",
+            "return mean": round(r["return_mean"]),
+            "return std": round(r["return_std"]),
+            "normalized score": round(r["normalized_mean"], 1),
+            "length (steps)": round(r["length_mean"]),
         }
         for r in results
     ],

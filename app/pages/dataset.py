@@ -46,17 +46,22 @@ except DatasetError as e:
 
 st_ = ds.stats()
 rets = ds.episode_returns()
-c = st.columns(5)
+c = st.columns(4)
 c[0].metric("Episodes", f"{st_.episodes:,}")
 c[1].metric("Transitions", f"{st_.transitions:,}")
-c[2].metric("Return min / mean / max", f"{st_.return_min:.0f} / {st_.return_mean:.0f} / {st_.return_max:.0f}")
-c[3].metric("Length mean", f"{st_.length_mean:.0f}")
-c[4].metric("Normalized mean", f"{st_.normalized_mean:.1f}" if st_.normalized_mean is not None else "–")
+c[2].metric("Mean episode length", f"{st_.length_mean:,.0f} steps")
+c[3].metric("Normalized mean", f"{st_.normalized_mean:.1f}" if st_.normalized_mean is not None else "–")
+r = st.columns(4)
+r[0].metric("Return min", f"{st_.return_min:,.0f}")
+r[1].metric("Return mean", f"{st_.return_mean:,.0f}")
+r[2].metric("Return max", f"{st_.return_max:,.0f}")
+r[3].metric("Return std", f"{float(rets.std()):,.0f}")
 st.caption(f"{ds.kind} · {ds.source}")
 
 h1, h2 = st.columns(2)
-h1.plotly_chart(charts.histogram(rets, "Episode returns", "return", {"mean": float(rets.mean())}), key="ds.ret")
-h2.plotly_chart(charts.histogram(ds.episode_lengths, "Episode lengths", "steps"), key="ds.len")
+mean_mark = {f"mean {rets.mean():,.0f}": float(rets.mean())}
+h1.plotly_chart(charts.histogram(rets, "Episode returns", "return (sum of rewards)", mean_mark), key="ds.ret")
+h2.plotly_chart(charts.histogram(ds.episode_lengths, "Episode lengths", "env steps"), key="ds.len")
 
 st.subheader("Replay an episode")
 order = np.argsort(rets)
@@ -74,7 +79,7 @@ b[0].number_input("Episode", 0, ds.num_episodes - 1, **state.bind("ds.ep", "data
 idx = s.dataset_episode
 for col, which in zip(b[1:], picks):
     col.button(which, on_click=_pick, args=(which,), key=f"ds.{which}", width="stretch")
-st.caption(f"Episode {idx}: return {rets[idx]:.1f}, {int(ds.episode_lengths[idx])} steps.")
+st.caption(f"Episode {idx:,}: return {rets[idx]:,.0f}, {int(ds.episode_lengths[idx]):,} steps.")
 try:
     with st.spinner("Rendering the stored states…"):
         mp4 = state.dataset_episode_mp4(source, idx)

@@ -1,28 +1,39 @@
-"""Playground: set the target return, watch the rollout, download the video."""
+"""Playground: set the target return (or a schedule of targets), watch the rollout, download the video."""
 
 from __future__ import annotations
 
-import functools
-
 import streamlit as st
 
-from app import charts, sidebar, state
-from dt.envs import get_env
+from app import first_video
 
-sidebar.draw()
 st.title("Decision Transformer playground")
 st.caption(
     "A Decision Transformer reads (return-to-go, state, action) tokens and acts to reach the return you ask for. "
     "Drag the target, release, and watch the Hopper."
 )
+# Slots in page order, filled out of order: a new session's stored first video plays before the model loads.
+controls = st.container()
+steer_box = st.container()
+left, right = st.columns([1, 1])
+video_slot = left.empty()
+first_video.show(video_slot)
 
+import functools  # noqa: E402
+
+from app import analysis, charts, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
+from dt.envs import get_env  # noqa: E402
+from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
+
+sidebar.draw()
 s = state.session()
 if s.checkpoint is None:
-    state.no_checkpoint_message()
+    with controls:
+        state.no_checkpoint_message()
     st.stop()
-ck = state.current_checkpoint()
+with controls:
+    ck = state.current_checkpoint()
 if ck is None:
-    st.info("Pick a checkpoint for this environment in the sidebar.")
+    controls.info("Pick a checkpoint for this environment in the sidebar.")
     st.stop()
 
 spec = get_env(ck.env_name)
@@ -31,73 +42,157 @@ lo, hi = state.target_range(ck)
 if s.target_for != s.checkpoint or s.target is None:
     s.target, s.target_for = state.default_target(ck), s.checkpoint
 s.target = float(min(max(s.target, lo), hi))
+follows_target = ck.config.model_type == "dt"
+cap = state.max_steps_cap() or ck.max_ep_len
 
-c_target, c_seed = st.columns([5, 1], vertical_alignment="bottom")
-with c_target:
-    st.slider(
-        f"Target return-to-go ({spec.gym_id()})",
-        lo,
-        hi,
-        step=10.0,
-        format="%.0f",
-        **state.bind("pg.target", "target", float),
-        help="R₀, the return the model is asked to achieve. The paper uses "
-        + " and ".join(f"{t:.0f}" for t in spec.targets)
-        + f" for {spec.name}.",
-    )
-    marks = {f"paper {t:.0f}": t for t in spec.targets}
-    if ds.get("return_min") is not None:
-        marks |= {"data min": ds["return_min"], "data mean": ds["return_mean"], "data max": ds["return_max"]}
-    st.plotly_chart(charts.target_ruler(lo, hi, s.target, marks), config={"displayModeBar": False}, key="pg.ruler")
-with c_seed:
-    st.number_input("Seed", 0, 2**31 - 1, step=1, **state.bind("pg.seed", "seed", int))
-    st.button("New seed", icon=":material/casino:", on_click=s.new_seed, width="stretch")
+with controls:
+    c_target, c_seed = st.columns([5, 1], vertical_alignment="bottom")
+    with c_target:
+        st.slider(
+            f"Target return ({spec.gym_id()}, sum of rewards)",
+            lo,
+            hi,
+            step=10.0,
+            format="%.0f",
+            disabled=not follows_target,
+            **state.bind("pg.target", "target", float),
+            help="R₀, the return the model is asked to achieve. The paper uses "
+            + " and ".join(f"{t:,.0f}" for t in spec.targets)
+            + f" for {spec.name}.",
+        )
+        marks = {f"paper {t:,.0f}": t for t in spec.targets}
+        if ds.get("return_min") is not None:
+            marks |= {"data min": ds["return_min"], "data mean": ds["return_mean"], "data max": ds["return_max"]}
+        st.plotly_chart(charts.target_ruler(lo, hi, s.target, marks), config={"displayModeBar": False}, key="pg.ruler")
+    with c_seed:
+        st.number_input("Seed", 0, 2**31 - 1, step=1, **state.bind("pg.seed", "seed", int))
+        st.button("New seed", icon=":material/casino:", on_click=s.new_seed, width="stretch")
+    if not follows_target:
+        st.info(
+            f"This is a {ck.config.model_type.upper()} checkpoint (behaviour cloning): it never reads the target, "
+            "so every target gives the same episode. Pick a DT checkpoint to steer by return."
+        )
 
+schedule: TargetSchedule | None = None
+if follows_target:
+    with steer_box:
+        st.toggle(
+            "Steer: change the target during the episode",
+            help="Target A until step N, then B: the return-to-go jumps by B - A at step N and counts down from there.",
+            **state.bind("pg.steer", "steer", bool),
+        )
+        if s.steer:
+            if s.schedule is None:
+                switch = max(1, min(150, cap // 3))
+                s.schedule = str(TargetSchedule(s.target, ((switch, round(s.target / 4, -2)),)))
+            st.text_input(
+                "Schedule: first target; step: target; …",
+                placeholder="3600; 150: 900",
+                help=f"Targets from {lo:,.0f} to {hi:,.0f}; steps from 1 to {cap - 1:,} (env steps).",
+                **state.bind("pg.schedule", "schedule", str),
+            )
+            try:
+                schedule = parse_schedule(s.schedule)
+                schedule.validate(lo, hi, cap)
+            except ScheduleError as e:
+                st.warning(f"Schedule not run: {e}.", icon=":material/warning:")
+                schedule = None
+
+plain_target = schedule.initial if schedule is not None else s.target
 try:
-    with st.spinner(f"Rolling out target {s.target:.0f}, seed {s.seed}, and rendering…"):
-        ep = state.episode(s.checkpoint, s.target, s.seed)
+    with st.spinner(f"Rolling out target {plain_target:,.0f}, seed {s.seed}, and rendering…"):
+        ep = state.episode(s.checkpoint, plain_target, s.seed)
+        steered = analysis.steered_episode(s.checkpoint, schedule, s.seed) if schedule is not None else None
 except RuntimeError as e:  # rendering failed (no GL): say so, keep the page
     st.error(f"Rendering failed: {str(e).splitlines()[0]}")
     st.stop()
 
-r = ep.rollout
-left, right = st.columns([1, 1])
-with left:
-    st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
-    stem = f"{state.checkpoint_name(s.checkpoint)}-target{s.target:.0f}-seed{s.seed}"
+
+def downloads(e: state.Episode, stem: str, key: str) -> None:
+    """MP4 and GIF download buttons for one episode."""
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download MP4",
-        ep.mp4,
+        e.mp4,
         file_name=f"{stem}.mp4",
         mime="video/mp4",
         on_click="ignore",
         width="stretch",
-        key="pg.dl_mp4",
+        key=f"{key}.dl_mp4",
         icon=":material/download:",
     )
     d2.download_button(
         "Download GIF",
-        functools.partial(state.video_gif, ep.env, r.qpos, r.qvel),
+        functools.partial(state.video_gif, e.env, e.rollout.qpos, e.rollout.qvel),
         file_name=f"{stem}.gif",
         mime="image/gif",
         on_click="ignore",
         width="stretch",
-        key="pg.dl_gif",
+        key=f"{key}.dl_gif",
         icon=":material/download:",
         help=f"Made when you click (a few seconds): {state.GIF_SIZE} px, at most {state.GIF_FPS:.0f} fps.",
     )
-with right:
+
+
+def metrics(e: state.Episode, target: float | None) -> None:
+    r = e.rollout
     m1, m2, m3 = st.columns(3)
-    m1.metric(
-        "Achieved return", f"{r.total_return:.0f}", f"{r.total_return - s.target:+.0f} vs target", delta_color="off"
+    delta = f"{r.total_return - target:+,.0f} vs target" if target is not None else None
+    m1.metric("Achieved return", f"{r.total_return:,.0f}", delta, delta_color="off")
+    m2.metric("D4RL normalized score", f"{e.normalized:.1f}")
+    m3.metric("Episode length", f"{r.length:,} steps", "fell over" if r.terminated else "time limit", delta_color="off")
+
+
+def timing(e: state.Episode) -> str:
+    took = e.rollout_s + e.render_s
+    how = "stored or cached" if took < 0.05 else f"rollout {e.rollout_s:.1f} s, render + encode {e.render_s:.1f} s"
+    return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {state.VIDEO_SIZE} px"
+
+
+name = state.checkpoint_name(s.checkpoint)
+r = ep.rollout
+if steered is None:
+    video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+    with left:
+        downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
+    with right:
+        metrics(ep, plain_target if follows_target else None)
+        st.plotly_chart(charts.rollout_chart(r.returns_to_go, r.rewards), key="pg.chart")
+        st.caption(timing(ep) + ", real time.")
+else:
+    sr = steered.rollout
+    with left:
+        st.markdown(f"**Steered: {schedule}**")
+    video_slot.video(steered.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+    with left:
+        metrics(steered, schedule.target_at(sr.length - 1))
+        downloads(steered, f"{name}-schedule-seed{s.seed}", "pg.steered")
+    with right:
+        st.markdown(f"**Unsteered: {schedule.initial:,.0f} throughout**")
+        st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        metrics(ep, schedule.initial)
+        downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
+    first_switch = schedule.switches[0][0]
+    if sr.length <= first_switch:
+        st.info(
+            f"The steered episode ended at step {sr.length:,}, before the first switch at step {first_switch:,}: "
+            "pick an earlier step to see the change.",
+            icon=":material/info:",
+        )
+    gain = sr.total_return - r.total_return
+    digits = 1 if abs(gain) < 10 else 0  # small differences would otherwise read as +0
+    st.markdown(
+        f"Same seed, same start: the schedule changed the achieved return by **{gain:+,.{digits}f}** "
+        f"({sr.total_return:,.{digits}f} against {r.total_return:,.{digits}f})."
     )
-    m2.metric("D4RL normalized score", f"{ep.normalized:.1f}")
-    m3.metric("Episode length", f"{r.length}", "fell over" if r.terminated else "time limit", delta_color="off")
-    st.plotly_chart(charts.rollout_chart(r.returns_to_go, r.rewards), key="pg.chart")
-    took = ep.rollout_s + ep.render_s
-    timing = "from the cache" if took < 0.05 else f"rollout {ep.rollout_s:.1f} s, render + encode {ep.render_s:.1f} s"
-    st.caption(
-        f"{r.length} steps, seed {s.seed}: {timing}. Video {len(ep.mp4) / 1e6:.2f} MB H.264, "
-        f"{state.VIDEO_SIZE} px, real time."
+    st.plotly_chart(
+        charts.rollout_chart(
+            sr.returns_to_go,
+            sr.rewards,
+            compare=("unsteered", r.returns_to_go, r.rewards),
+            switches=schedule.switches,
+            name="steered",
+        ),
+        key="pg.chart",
     )
+    st.caption(f"Steered: {timing(steered)}. Unsteered: {timing(ep)}.")

@@ -65,10 +65,10 @@ for i, (col, (path, target)) in enumerate(zip(cols, runs)):
         except RuntimeError as e:
             st.error(f"Rendering failed: {str(e).splitlines()[0]}")
             continue
-        st.markdown(f"**{'AB'[i]}: {name}, target {target:.0f}**")
+        st.markdown(f"**{'AB'[i]}: {name}, target {target:,.0f}**")
         st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
         m1, m2, m3 = st.columns(3)
-        m1.metric("Return", f"{ep.rollout.total_return:.0f}")
+        m1.metric("Return", f"{ep.rollout.total_return:,.0f}")
         m2.metric("Normalized", f"{ep.normalized:.1f}")
-        m3.metric("Length", f"{ep.rollout.length}")
+        m3.metric("Length", f"{ep.rollout.length:,} steps")
         st.plotly_chart(charts.rollout_chart(ep.rollout.returns_to_go, ep.rollout.rewards), key=f"sbs.chart.{i}")

@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 import streamlit as st
 
 from app import charts, sidebar, state
-from app.jobs import TrainJob
+from app.jobs import GenerateJob, TrainJob, generation_estimate
 from dt.data import DatasetError, locate
 from dt.train import PRESETS, TrainConfig, apply_preset
 
@@ -35,8 +35,80 @@ def start(cfg: TrainConfig) -> None:
         st.rerun()
 
 
+GENERATABLE = ("hopper-medium", "hopper-random", "hopper-expert")
+
+
+def generate_panel(found: list) -> None:
+    """Generate a dataset here (dt.generate through its CLI), with progress, cancel, size and time stated."""
+    job = s.generate_job
+    if job is None or not job.view().active:
+        if not found:
+            st.info(
+                "No dataset on disk yet, and training needs one. Generate one here: the shipped behaviour "
+                "policies roll out the Hopper and record a D4RL-style file (the same as "
+                "`python -m dt data generate hopper-medium --steps N`).",
+                icon=":material/dataset:",
+            )
+        with st.form("train.generate"):
+            c1, c2 = st.columns([2, 1])
+            name = c1.selectbox(
+                "Dataset to generate",
+                GENERATABLE,
+                help="medium: SAC stopped at about a third of expert return; random: uniform actions; "
+                "expert: a linear ARS policy (see dt/behaviour/README.md)",
+                key="tr.gen_name",
+            )
+            n = c2.number_input(
+                "Transitions", 2_000, 1_000_000, value=50_000, step=10_000, key="tr.gen_n", help="Env steps recorded"
+            )
+            secs, mb = generation_estimate(int(n))
+            st.caption(
+                f"About {mb:,.1f} MB on disk and about {secs:,.0f} s on this machine's 2 cores (more when busy). "
+                f"50,000 transitions are enough for the quick preset; the paper used 1,000,000."
+            )
+            go = st.form_submit_button("Generate dataset", icon=":material/add_circle:", key="tr.gen_go")
+        if go:
+            s.generate_job = GenerateJob(name, int(n))
+            st.rerun()
+        return
+    st.fragment(generation_progress, run_every=1.0)()
+
+
+def generation_result() -> None:
+    """How the session's last generation ended (outside any expander, so it is seen)."""
+    v = s.generate_job.view() if s.generate_job else None
+    if v is None or v.active:
+        return
+    if v.status == "finished":
+        st.success(f"Generated {v.name} ({v.transitions:,} transitions) in {v.elapsed_s:.0f} s.")
+    elif v.status == "failed":
+        st.error(f"Generating {v.name} failed: {v.error}")
+    elif v.status == "cancelled":
+        st.warning(f"Generation of {v.name} cancelled after {v.elapsed_s:.0f} s; nothing was written.")
+
+
+def generation_progress() -> None:
+    """Live progress of the session's generation; redraws the page when it ends (the picker lists the file)."""
+    v = s.generate_job.view()
+    if not v.active:
+        state.available_datasets.clear()
+        st.rerun()
+    left = max(0.0, v.estimate_s - v.elapsed_s)
+    st.progress(
+        v.fraction,
+        text=f"Generating {v.name}: {v.transitions:,} transitions · {v.elapsed_s:.0f} s elapsed, "
+        f"about {left:.0f} s left (estimated)",
+    )
+    st.caption(f"Generator: {v.line or 'starting (loading the behaviour policy)…'}")
+    st.button("Cancel generation", icon=":material/cancel:", on_click=s.generate_job.cancel, key="tr.gen_cancel")
+
+
 def new_run_form() -> None:
     found = state.available_datasets()
+    generating = s.generate_job is not None and s.generate_job.view().active
+    if not found or generating:
+        generate_panel(found)
+        return
     names = [f"{n}  ({kind})" for n, kind, _ in found]
     with st.form("train.new"):
         c1, c2 = st.columns([2, 1])
@@ -44,7 +116,7 @@ def new_run_form() -> None:
             "Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path", key="tr.dataset"
         )
         path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5", key="tr.path")
-        c3, c4, c5, c6, c7 = st.columns(5)
+        c3, c4, c5, c6, c7, c8 = st.columns(6)
         model = c3.radio(
             "Model",
             ["DT", "BC"],
@@ -66,6 +138,16 @@ def new_run_form() -> None:
         eval_eps = c7.number_input(
             "Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation", key="tr.evals"
         )
+        eval_every = c8.number_input(
+            "Evaluate every",
+            0,
+            1_000_000,
+            value=250,
+            step=50,
+            key="tr.eval_every",
+            help="Training steps between evaluations (0: only at the end). The quick preset at 250 shows its "
+            "first evaluation within about a minute on 2 cores; the paper evaluates every 10,000.",
+        )
         go = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", key="tr.start")
     if not go:
         return
@@ -86,6 +168,7 @@ def new_run_form() -> None:
         max_steps=int(steps),
         seed=int(seed),
         eval_episodes=int(eval_eps),
+        eval_every=int(eval_every),
         out_dir=str(out),
         tensorboard=False,
         log_every=min(cfg.log_every, max(1, int(steps) // 20)),
@@ -142,10 +225,15 @@ def progress_panel() -> None:
     st.progress(min(1.0, v.step / max(v.max_steps, 1)), text=f"step {v.step:,} / {v.max_steps:,}")
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Loss", f"{last['loss']:.4f}" if "loss" in last else "–")
-    m2.metric("Steps/s", f"{last['steps_per_s']:.1f}" if "steps_per_s" in last else "–")
-    m3.metric("ETA", f"{last['eta_s'] / 60:.1f} min" if v.active and "eta_s" in last else "–")
-    score = v.evals[-1]["results"][0]["normalized_mean"] if v.evals else None
-    m4.metric("Score (first target)", f"{score:.1f}" if score is not None else "–")
+    m2.metric("Speed", f"{last['steps_per_s']:.1f} steps/s" if "steps_per_s" in last else "–")
+    m3.metric("Time left", f"{last['eta_s'] / 60:.1f} min" if v.active and "eta_s" in last else "–")
+    first = v.evals[-1]["results"][0] if v.evals else None
+    m4.metric(
+        f"Normalized score at {first['target']:,.0f}" if first else "Normalized score",
+        f"{first['normalized_mean']:.1f}" if first else "–",
+        f"at step {v.evals[-1]['step']:,}" if first else None,
+        delta_color="off",
+    )
     if v.records:
         c1, c2 = st.columns(2)
         c1.plotly_chart(charts.loss_chart(v.records), key="tr.loss")
@@ -183,6 +271,10 @@ if view is not None:
 
 if view is None or not view.active:
     st.subheader("New run")
+    generation_result()
     new_run_form()
     with st.expander("Resume a run from disk"):
         resume_form()
+    if state.available_datasets() and not (s.generate_job and s.generate_job.view().active):
+        with st.expander("Generate another dataset"):
+            generate_panel(state.available_datasets())
