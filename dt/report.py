@@ -16,6 +16,7 @@ import numpy as np
 
 from dt.checkpoint import Checkpoint, load_checkpoint, update_meta
 from dt.envs import get_env
+from dt.calibration import spearman
 from dt.evaluate import EvalResult, evaluate, target_sweep
 
 PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
@@ -45,23 +46,6 @@ def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
     top = max(1.2 * best, get_env(ck.env_name).targets[0])
     step = 10 ** max(1, int(np.log10(top / (n - 1))))  # round to 100 for Hopper's ranges
     return np.linspace(0.0, np.ceil(top / (n - 1) / step) * step * (n - 1), n)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (average ranks for ties), without scipy."""
-
-    def ranks(a: np.ndarray) -> np.ndarray:
-        order = np.argsort(a, kind="stable")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a), dtype=float)
-        for v in np.unique(a):  # ties share their mean rank
-            r[a == v] = r[a == v].mean()
-        return r
-
-    rx, ry = ranks(np.asarray(x, float)), ranks(np.asarray(y, float))
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, float]:
