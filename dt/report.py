@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dt.calibration import spearman
 from dt.checkpoint import Checkpoint, load_checkpoint, update_meta
 from dt.envs import get_env
-from dt.calibration import spearman
 from dt.evaluate import EvalResult, evaluate, target_sweep
 
 PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
