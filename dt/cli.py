@@ -239,7 +239,7 @@ class _LazyParser(argparse.ArgumentParser):
             fn, self.populate = self.populate, None
             fn(self)
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+    def parse_known_args(self, args=None, namespace=None):
         self._populate()
         return super().parse_known_args(args, namespace)
 

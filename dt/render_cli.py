@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     data = render_mp4(args.env, qpos, qvel, stride=stride, width=args.width, height=args.height, fast=fast)
     total, cpu = time.perf_counter() - t0, [b - a for a, b in zip(cpu0, _cpu_seconds())]
-    write_atomic(data, args.out)
+    write_atomic(args.out, data)
     print(
         f"states -> MP4 bytes: {total:.2f} s for {args.steps} steps ({n_frames} frames, stride {stride}, "
         f"{fps:g} fps, {args.width}x{args.height}, fast={fast}); {len(data) / 1e6:.2f} MB -> {args.out}\n"
@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.png:
             import imageio.v3 as iio
 
-            write_atomic(iio.imwrite("<bytes>", frames[len(frames) // 2], extension=".png"), args.png)
+            write_atomic(args.png, iio.imwrite("<bytes>", frames[len(frames) // 2], extension=".png"))
             print(f"PNG: {args.png}")
         if args.gif:
             t0 = time.perf_counter()
             gif = gif_bytes(frames, fps)
-            write_atomic(gif, args.gif)
+            write_atomic(args.gif, gif)
             print(f"GIF: {time.perf_counter() - t0:.2f} s, {len(gif) / 1e6:.2f} MB -> {args.gif}")
 
     if args.bench:

@@ -193,8 +193,7 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             lines.append(f"| target {r0.target:.0f} | " + " | ".join(row) + " |")
         lines += [
             "",
-            f"Periodic evaluations during training ({_episodes(hist)} episodes per "
-            "target, normalized score).",
+            f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
             "",
         ]
     lines += [

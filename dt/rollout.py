@@ -157,7 +157,7 @@ def collect(
                 episodes[next_k] = {k: [] for k in KEYS}
                 next_k += 1
         live = [i for i in range(num_envs) if slot_ep[i] >= 0]
-        acts, logp = policy.act_rows(obs[live], [rngs[i] for i in live])
+        acts, logp = policy.act_rows(obs[live], [rngs[i] for i in live])  # type: ignore[misc]  # live: set
         for j, i in enumerate(live):
             e, ep = envs[i], episodes[slot_ep[i]]
             ep["qpos"].append(e.data.qpos.copy())
@@ -201,5 +201,3 @@ def collect(
 def to_d4rl_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """:data:`DTYPES` keys and dtypes from collected lists (``logp`` becomes ``action_log_probs``)."""
     return {k: arrays["logp" if k == "action_log_probs" else k].astype(dtype) for k, dtype in DTYPES.items()}
-
-

@@ -74,7 +74,6 @@ CAMERAS: dict[str, CameraSpec] = {
 }
 
 
-
 # --------------------------------------------------------------------------- #
 # Timing: which states to draw so that playback is real time
 # --------------------------------------------------------------------------- #
@@ -268,7 +267,7 @@ class SceneRenderer:
         if np.shape(qpos) != (self.model.nq,) or (qvel is not None and np.shape(qvel) != (self.model.nv,)):
             raise ValueError(
                 f"{self.env_name} needs qpos ({self.model.nq},) and qvel ({self.model.nv},), "
-                f"got {np.shape(qpos)} and {np.shape(qvel)}"
+                f"got {np.shape(qpos)} and {np.shape(qvel)}"  # type: ignore[arg-type]  # None: shape ()
             )
         self.data.qpos[:] = qpos
         self.data.qvel[:] = 0.0 if qvel is None else qvel

@@ -162,7 +162,7 @@ class BehaviourPolicy:
             mean = ((obs - p["obs_mean"]) / p["obs_std"]) @ p["weight"].T
             if eps is None:
                 return np.clip(mean, -1.0, 1.0).astype(np.float32), np.full(n, np.nan, np.float32)
-            std = self.actor.noise_std
+            std: float = self.actor.noise_std  # type: ignore[assignment]  # LinearActor's, a float
             log_prob = (-0.5 * eps**2 - math.log(std) - _HALF_LOG_2PI).sum(-1)
             return np.clip(mean + std * eps, -1.0, 1.0).astype(np.float32), log_prob.astype(np.float32)
         h = np.maximum(obs @ p["l1.weight"].T + p["l1.bias"], 0.0)
@@ -204,7 +204,7 @@ class BehaviourPolicy:
         return self.sample(obs, np.stack([r.standard_normal(self.act_dim) for r in rngs]))
 
 
-def save_snapshot(directory: str | Path, actor: Actor, meta: dict) -> None:
+def save_snapshot(directory: str | Path, actor: Actor | LinearActor, meta: dict) -> None:
     """Write ``actor.safetensors`` (fp32) and ``policy.json``, each atomically."""
     directory = Path(directory)
     tensors = {k: v.detach().float().contiguous() for k, v in actor.state_dict().items()}
