@@ -1,8 +1,9 @@
 """Soft Actor-Critic (Haarnoja et al. 2018) for the behaviour policies of the generated datasets.
 
 Reads top to bottom: config, twin critic, replay buffer, agent (update, CUDA graphs), checkpoint, training loop,
-background evaluation, CLI. Standard hyperparameters (256x256 MLPs, Adam 3e-4, gamma 0.99, tau 0.005, batch 256,
-automatic entropy tuning towards -act_dim, 1 update per env step). Built to be fast:
+background evaluation, CLI. One file on purpose (CleanRL's single-file style): it does one thing, train the SAC
+behaviour policy, and every part of it serves only that run. Standard hyperparameters (256x256 MLPs, Adam 3e-4,
+gamma 0.99, tau 0.005, batch 256, automatic entropy tuning towards -act_dim, 1 update per env step). Built to be fast:
 
 - both critics live in one stacked weight tensor and run as a single batched matmul (``torch.baddbmm``), and the
   actor's loss reads the critics through detached weights, so no critic weight gradients are computed for it;
