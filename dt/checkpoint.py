@@ -30,7 +30,6 @@ import os
 import shutil
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +86,12 @@ class Checkpoint:
     meta: dict = field(default_factory=dict)
     path: Path | None = None
 
-    @cached_property
+    @property
     def info(self) -> CheckpointMeta:
-        """The typed metadata (:class:`dt.checkpoint_meta.CheckpointMeta`)."""
+        """The typed metadata (:class:`dt.checkpoint_meta.CheckpointMeta`), read from ``meta`` on each call.
+
+        Not cached: ``meta`` is a plain dict that its owner may change (the trainer's live checkpoint, tests).
+        """
         # A trainer's in-memory checkpoint has no "model" entry yet (save_checkpoint adds it): use the live config.
         return CheckpointMeta.from_dict({"model": self.config.to_dict(), **self.meta})
 
@@ -328,9 +330,7 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise CheckpointError(f"{path}: weights hold NaN or inf; the checkpoint is damaged")
     model.to(device).eval()
-    ck = Checkpoint(model=model, config=config, meta=meta, path=path)
-    ck.info = info  # parsed above: the cached property need not parse it again
-    return ck
+    return Checkpoint(model=model, config=config, meta=meta, path=path)
 
 
 def load_trainer_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
