@@ -21,7 +21,6 @@ the app at temporary directories):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -34,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from dt.checkpoint import META_FILE, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint
+from dt.checkpoint import META_FILE, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, read_meta
 from dt.data import KNOWN_DATASETS, DatasetError, OfflineDataset, load_dataset, locate
+from dt.data.names import normalise
 from dt.envs import get_env
 from dt.preview import VideoSettings, load_preview
 from dt.tokens import context_slots
@@ -124,10 +124,7 @@ class CheckpointEntry:
     return_mean: float | None = None
     return_max: float | None = None
     delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
-
-    @property
-    def method(self) -> str:
-        return self.model_type.upper() + (" (delayed reward)" if self.delayed else "")
+    method: str = ""  # for people: "DT", "DT (delayed reward)", "BC", "BC10" (CheckpointMeta.method_title)
 
     @property
     def name(self) -> str:
@@ -142,26 +139,25 @@ class CheckpointEntry:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
     try:
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        ds = meta.get("dataset") or {}
-        ev = meta.get("eval") or []
-        first = ev[0] if ev else None
-        return CheckpointEntry(
-            path=path,
-            source=source,
-            env=str(meta["env"]),
-            model_type=str((meta.get("model") or {}).get("model_type", "dt")),
-            dataset=str(ds.get("name", "?")),
-            step=int(meta.get("step", 0)),
-            score=float(first["normalized_mean"]) if first else None,
-            score_target=float(first["target"]) if first else None,
-            return_min=ds.get("return_min"),
-            return_mean=ds.get("return_mean"),
-            return_max=ds.get("return_max"),
-            delayed=bool((meta.get("train") or {}).get("delayed", False)),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        m = read_meta(path)
+    except CheckpointError:
         return None  # unreadable: not offered (loading it would fail with a clear message anyway)
+    ds = m.dataset
+    return CheckpointEntry(
+        path=path,
+        source=source,
+        env=m.env,
+        model_type=m.model_type,
+        dataset=ds.name,
+        step=m.step,
+        score=m.score.normalized_mean if m.score else None,
+        score_target=m.score.target if m.score else None,
+        return_min=ds.return_min,
+        return_mean=ds.return_mean,
+        return_max=ds.return_max,
+        delayed=m.delayed,
+        method=m.method_title,
+    )
 
 
 def discover_checkpoints() -> list[CheckpointEntry]:
@@ -293,9 +289,8 @@ def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps
         return None
     r = rollout(ck, float(target), seed=int(seed), max_steps=max_steps, record_attention=True)
     attn = np.stack([np.stack(step) for step in r.attentions]).astype(np.float16)  # (T, L, H, 3K, 3K)
-    # Which timestep sits in each context slot follows from t and K alone. Computed rather than read
-    # from r.contexts, whose arrays alias the policy's live buffers (see the report on
-    # dt.policy.DTPolicy.context), so every recorded step shows the last window.
+    # Which timestep sits in each context slot follows from t and K alone (the window holds steps t-K+1..t,
+    # left-padded at the start), so no context arrays are kept per step.
     timesteps, mask = context_slots(np.arange(r.length), ck.config.context_len, ck.max_ep_len)  # (T, K) each
     return AttentionData(
         attn=attn,
@@ -344,7 +339,7 @@ def dataset_episode_mp4(name_or_path: str, index: int) -> bytes:
     if "qpos" not in ep:
         raise DatasetError(f"{ds.source}: has no infos/qpos and infos/qvel, so its episodes cannot be replayed")
     try:
-        env = get_env(ds.name.replace("_", "-")).name
+        env = get_env(normalise(ds.name)).name
     except KeyError:
         raise DatasetError(f"{ds.source}: cannot tell which env {ds.name!r} is for, so it cannot be replayed") from None
     return video_mp4(env, np.asarray(ep["qpos"]), np.asarray(ep["qvel"]))
@@ -436,7 +431,7 @@ def current_checkpoint(show_errors: bool = True) -> Checkpoint | None:
 def target_range(ck: Checkpoint) -> tuple[float, float]:
     """Slider bounds: 0 to a round number above the paper's targets and the dataset's best return."""
     spec = get_env(ck.env_name)
-    hi = max([*spec.targets, float(ck.meta.get("dataset", {}).get("return_max") or 0.0)]) * 1.25
+    hi = max([*spec.targets, ck.info.dataset.return_max or 0.0]) * 1.25
     step = 10 ** max(2, int(np.log10(max(hi, 1))) - 1)
     return 0.0, float(np.ceil(hi / step) * step)
 

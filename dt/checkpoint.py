@@ -25,12 +25,9 @@ plus a ``normalization.json`` (``state_mean``, ``state_std``, optional ``env``,
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,20 +37,30 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dt.atomic import atomic_dir, write_atomic
+from dt.checkpoint_meta import (
+    FORMAT_VERSION,
+    HF_CONFIG_FILE,
+    META_FILE,
+    WEIGHTS_FILE,
+    CheckpointMeta,
+    parse_meta,
+    read_json,
+    read_meta,
+    read_meta_dict,
+)
 from dt.envs import get_env
 from dt.errors import CheckpointError, RecoveryWarning, first_line
 from dt.model import MLPBC, DecisionTransformer, ModelConfig, build_model
-from dt.validate import check_checkpoint_meta
 
-FORMAT_VERSION = 1
-META_FILE = "checkpoint.json"
-WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.safetensors"
 STATE_META_FILE = "trainer_state.json"
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "CheckpointMeta",
+    "read_meta",
     "list_checkpoints",
     "load_checkpoint",
     "load_trainer_state",
@@ -80,44 +87,41 @@ class Checkpoint:
     path: Path | None = None
 
     @property
+    def info(self) -> CheckpointMeta:
+        """The typed metadata (:class:`dt.checkpoint_meta.CheckpointMeta`), read from ``meta`` on each call.
+
+        Not cached: ``meta`` is a plain dict that its owner may change (the trainer's live checkpoint, tests).
+        """
+        # A trainer's in-memory checkpoint has no "model" entry yet (save_checkpoint adds it): use the live config.
+        return CheckpointMeta.from_dict({"model": self.config.to_dict(), **self.meta})
+
+    @property
     def env_name(self) -> str:
-        return self.meta["env"]
+        return self.info.env
 
     @property
     def state_mean(self) -> np.ndarray:
-        return np.asarray(self.meta["state_mean"], dtype=np.float32)
+        return np.asarray(self.info.state_mean, dtype=np.float32)
 
     @property
     def state_std(self) -> np.ndarray:
-        return np.asarray(self.meta["state_std"], dtype=np.float32)
+        return np.asarray(self.info.state_std, dtype=np.float32)
 
     @property
     def scale(self) -> float:
-        return float(self.meta.get("scale", get_env(self.env_name).scale))
+        return self.info.scale
 
     @property
     def max_ep_len(self) -> int:
-        return int(self.meta.get("max_ep_len", get_env(self.env_name).max_ep_len))
+        return self.info.max_ep_len
 
     @property
     def delayed(self) -> bool:
-        return bool(self.meta.get("train", {}).get("delayed", False))
+        return self.info.delayed
 
     @property
     def step(self) -> int:
-        return int(self.meta.get("step", 0))
-
-    @property
-    def label(self) -> str:
-        """Short description for pickers: name, env, dataset, steps, score."""
-        ds = self.meta.get("dataset", {}).get("name", "?")
-        score = ""
-        ev = self.meta.get("eval") or []
-        if ev:
-            first = ev[0]  # the env's first paper target (3600 for hopper)
-            score = f", score {first['normalized_mean']:.1f} @ {first['target']:.0f}"
-        name = self.path.name if self.path else "unsaved"
-        return f"{name} ({self.config.model_type.upper()}, {self.env_name}, {ds}, {self.step} steps{score})"
+        return self.info.step
 
 
 def _leftover_pid(d: Path, name: str) -> int | None:
@@ -173,10 +177,10 @@ def recover_checkpoint(path: str | Path) -> Path | None:
     if not path.exists():
         complete = [d for d in leftovers if _complete(d)]
         if complete:
-            used = max(complete, key=lambda d: (_read_json(d / META_FILE).get("step", 0), d.stat().st_mtime))
+            used = max(complete, key=lambda d: (read_json(d / META_FILE).get("step", 0), d.stat().st_mtime))
             os.replace(used, path)
             warnings.warn(
-                f"{path}: restored the checkpoint of step {_read_json(path / META_FILE).get('step', 0)} "
+                f"{path}: restored the checkpoint of step {read_json(path / META_FILE).get('step', 0)} "
                 f"that an interrupted save left as {used.name}",
                 RecoveryWarning,
                 stacklevel=2,
@@ -187,72 +191,12 @@ def recover_checkpoint(path: str | Path) -> Path | None:
     return used
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directories in one atomic step (Linux ``renameat2``); False where the system cannot."""
-    fn = getattr(_libc, "renameat2", None)
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # filesystem or kernel without the flag
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_dir(final: Path):
-    """Context: yields a temp dir beside ``final``; on success it replaces ``final`` (see the module doc)."""
-
-    class _Ctx:
-        def __enter__(self) -> Path:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            recover_checkpoint(final)  # a previous save of this run may have died: repair before writing
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
-            return self.tmp
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            if exc_type is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                return
-            try:
-                # mkdtemp makes a private (0700) directory; a checkpoint is ordinary data.
-                os.chmod(self.tmp, 0o755)
-                for f in self.tmp.iterdir():
-                    os.chmod(f, 0o644)
-                    _fsync(f)  # on disk before the swap, so a power cut cannot leave empty files under the name
-                _fsync(self.tmp)
-                if not final.exists():
-                    os.replace(self.tmp, final)
-                elif _exchange(self.tmp, final):
-                    shutil.rmtree(self.tmp)  # now holds the previous checkpoint
-                else:
-                    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-                    shutil.rmtree(old, ignore_errors=True)
-                    os.replace(final, old)  # a crash here leaves two complete copies: recover_checkpoint
-                    os.replace(self.tmp, final)
-                    shutil.rmtree(old, ignore_errors=True)
-                _fsync(final.parent)
-            except BaseException:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                raise
-
-    return _Ctx()
+def _json_text(obj: dict) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    path.write_text(_json_text(obj))
 
 
 def _json_default(o):
@@ -301,10 +245,12 @@ def save_checkpoint(
 def _write_checkpoint(
     path: Path, model: DecisionTransformer | MLPBC, meta: dict, trainer_state: tuple[dict, dict] | None
 ) -> None:
-    with _atomic_dir(path) as tmp:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(path)  # a previous save of this run may have died: repair before writing
+    with atomic_dir(path) as tmp:
         save_file(_model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if isinstance(model, DecisionTransformer):
-            model.hf.config.to_json_file(str(tmp / "config.json"))
+            model.hf.config.to_json_file(str(tmp / HF_CONFIG_FILE))
         if trainer_state is not None:
             tensors, state_meta = trainer_state
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / STATE_FILE))
@@ -318,27 +264,10 @@ def update_meta(path: str | Path, **fields) -> dict:
     The weights are untouched; the model card uses it to record its evaluation where the app reads scores.
     """
     path = Path(path)
-    meta = _read_json(path / META_FILE)
+    meta = read_json(path / META_FILE)
     meta.update(fields)
-    tmp = path / f".{META_FILE}.tmp-{os.getpid()}"
-    _write_json(tmp, meta)
-    os.replace(tmp, path / META_FILE)
+    write_atomic(path / META_FILE, _json_text(meta))
     return meta
-
-
-def _read_json(path: Path) -> dict:
-    """A JSON object from a file; anything else (missing, not JSON, a list) is a one-line CheckpointError."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{path}: invalid JSON ({str(e).splitlines()[0][:120]})") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: unreadable ({e.strerror})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -350,68 +279,11 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: unreadable safetensors file ({first_line(e)})") from None
 
 
-def _meta_from_hf_dir(path: Path) -> dict:
-    """Metadata for a ``save_pretrained`` directory, from its ``normalization.json``."""
-    hf_cfg = _read_json(path / "config.json")
-    if hf_cfg.get("model_type") != "decision_transformer":
-        raise CheckpointError(f"{path}: config.json is not a decision_transformer config")
-    norm_file = path / "normalization.json"
-    if not norm_file.exists():
-        raise CheckpointError(f"{path}: a save_pretrained directory needs normalization.json (state_mean, state_std)")
-    norm = _read_json(norm_file)
-    try:
-        spec = get_env(str(norm.get("env", "hopper")))
-        hidden = hf_cfg["hidden_size"]
-        model = {
-            "model_type": "dt",
-            "state_dim": hf_cfg["state_dim"],
-            "act_dim": hf_cfg["act_dim"],
-            "context_len": norm.get("context_len", 20),
-            "embed_dim": hidden,
-            "n_layer": hf_cfg["n_layer"],
-            "n_head": hf_cfg["n_head"],
-            "n_inner": hf_cfg.get("n_inner") or (4 * hidden if isinstance(hidden, int) else hidden),
-            "activation": hf_cfg.get("activation_function", "relu"),
-            "dropout": hf_cfg.get("resid_pdrop", 0.1),
-            "max_ep_len": hf_cfg.get("max_ep_len", spec.max_ep_len),
-            "action_tanh": hf_cfg.get("action_tanh", True),
-        }
-    except KeyError as e:
-        raise CheckpointError(f"{path}: config.json or normalization.json lacks {e.args[0]}") from None
-    return {
-        "format_version": FORMAT_VERSION,
-        "env": spec.name,
-        "state_mean": norm.get("state_mean"),
-        "state_std": norm.get("state_std"),
-        "scale": norm.get("scale", spec.scale),
-        "max_ep_len": model["max_ep_len"],
-        "model": model,
-        "dataset": {"name": str(norm.get("dataset", "unknown"))},
-        "source": "save_pretrained",
-    }
-
-
 def _read_meta(path: Path) -> dict:
-    """The checkpoint's metadata, checked for types and ranges (raises a one-line CheckpointError)."""
+    """The checkpoint's metadata dict, checked; a missing directory that a dead save left is restored first."""
     if not path.is_dir():
         recover_checkpoint(path)
-    if not path.is_dir():
-        hint = ""
-        if path.is_file():
-            hint = "; pass the checkpoint directory that holds it"
-        raise CheckpointError(f"{path}: not a checkpoint directory{hint}")
-    if (path / META_FILE).exists():
-        meta, where = _read_json(path / META_FILE), path / META_FILE
-    elif (path / "checkpoint" / META_FILE).exists():
-        raise CheckpointError(f"{path}: a run directory, not a checkpoint; pass {path / 'checkpoint'}")
-    elif (path / "config.json").exists():
-        meta, where = _meta_from_hf_dir(path), path
-    else:
-        raise CheckpointError(f"{path}: no {META_FILE} (nor a save_pretrained config.json); not a checkpoint")
-    check_checkpoint_meta(meta, where)
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this code reads")
-    return meta
+    return read_meta_dict(path)
 
 
 def load_checkpoint(path: str | Path, env: str | None = None, device: str | torch.device = "cpu") -> Checkpoint:
@@ -431,13 +303,12 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
     """
     path = Path(path)
     meta = _read_meta(path)
+    info = parse_meta(meta, path)
+    config, spec = info.model, get_env(info.env)
     try:
-        config = ModelConfig.from_dict(meta["model"])
-        spec = get_env(meta["env"])
         want = get_env(env) if env is not None else spec
-    except (KeyError, TypeError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        raise CheckpointError(f"{path}: invalid checkpoint metadata ({msg})") from None
+    except KeyError as e:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({e.args[0] if e.args else e})") from None
     if want.name != spec.name:
         raise CheckpointError(f"{path}: checkpoint is for {spec.name}, not {want.name}")
     if config.state_dim != spec.state_dim or config.act_dim != spec.act_dim:
@@ -445,7 +316,7 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
             f"{path}: model has state/action size {config.state_dim}/{config.act_dim}, "
             f"{spec.name} needs {spec.state_dim}/{spec.act_dim}"
         )
-    if len(meta["state_mean"]) != config.state_dim or len(meta["state_std"]) != config.state_dim:
+    if len(info.state_mean) != config.state_dim or len(info.state_std) != config.state_dim:
         raise CheckpointError(f"{path}: state_mean/state_std do not have {config.state_dim} entries")
     model = build_model(config)
     tensors = _read_tensors(path / WEIGHTS_FILE)
@@ -467,7 +338,7 @@ def load_trainer_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     path = Path(path)
     if not (path / STATE_FILE).exists():
         return None
-    return _read_tensors(path / STATE_FILE), _read_json(path / STATE_META_FILE)
+    return _read_tensors(path / STATE_FILE), read_json(path / STATE_META_FILE)
 
 
 def list_checkpoints(*roots: str | Path) -> list[Path]:

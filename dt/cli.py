@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -138,8 +139,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from dt.data import KNOWN_DATASETS, load_dataset, locate
-    from dt.data.locate import d4rl_dir, download, generated_dir, minari_dir
+    # Not `from dt.data import ...`: the package also loads the window sampler, which imports torch.
+    from dt.data.locate import d4rl_dir, download, generated_dir, load_dataset, locate, minari_dir
+    from dt.data.names import KNOWN_DATASETS
 
     if args.data_cmd == "list":
         print(f"search order: D4RL {d4rl_dir()}, Minari {minari_dir()}, generated {generated_dir()}")
@@ -242,18 +244,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _LazyParser(argparse.ArgumentParser):
+    """A (sub)command parser whose arguments are added only when it is used.
+
+    ``train``'s flags come from ``dt.train.TrainConfig``, and importing ``dt.train`` imports torch (seconds);
+    deferring them keeps ``python -m dt --help`` and the light commands (``data list``) free of torch.
+    """
+
+    populate: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _populate(self) -> None:
+        if self.populate is not None:
+            fn, self.populate = self.populate, None
+            fn(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._populate()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._populate()
+        return super().format_help()
+
+
+def _train_args(t: argparse.ArgumentParser) -> None:
     from dt.train import PRESETS, TrainConfig
 
-    p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    # Each dataclass flag's help already ends with its real default (its argparse default is a None sentinel).
-    t = sub.add_parser("train", help="train a DT or BC model")
     t.add_argument("--preset", default="paper", choices=list(PRESETS), help="starting configuration (default: paper)")
     t.add_argument("--force", action="store_true", help="replace an existing checkpoint in out_dir")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    # Each dataclass flag's help already ends with its real default (its argparse default is a None sentinel).
     _add_dataclass_args(t, TrainConfig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
+
+    t = sub.add_parser("train", help="train a DT or BC model")
+    t.populate = _train_args
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint with batched rollouts")

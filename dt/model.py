@@ -125,28 +125,6 @@ class DecisionTransformer(nn.Module):
         self._attn_lock = threading.Lock()
         self.fast = True  # use the lean forward for actions; False runs transformers' forward
 
-    @classmethod
-    def from_hf(cls, hf_model: DecisionTransformerModel, context_len: int = 20) -> DecisionTransformer:
-        """Wrap a ``DecisionTransformerModel`` (e.g. from ``from_pretrained``)."""
-        c = hf_model.config
-        cfg = ModelConfig(
-            model_type="dt",
-            state_dim=c.state_dim,
-            act_dim=c.act_dim,
-            context_len=context_len,
-            embed_dim=c.hidden_size,
-            n_layer=c.n_layer,
-            n_head=c.n_head,
-            n_inner=c.n_inner or 4 * c.hidden_size,
-            activation=c.activation_function,
-            dropout=c.resid_pdrop,
-            max_ep_len=c.max_ep_len,
-            action_tanh=c.action_tanh,
-        )
-        m = cls(cfg)
-        m.hf.load_state_dict(hf_model.state_dict())
-        return m
-
     def unused_in_training(self) -> list[str]:
         """Parameters the lean forward never reads (no gradient; DDP must not wait for them)."""
         if not self.fast:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from dt.calibration import spearman
-from dt.checkpoint import Checkpoint, load_checkpoint, update_meta
+from dt.checkpoint import Checkpoint, load_checkpoint, read_meta, update_meta
+from dt.checkpoint_meta import EvalPoint
 from dt.envs import get_env
 from dt.evaluate import EvalResult, evaluate, target_sweep
 
@@ -29,14 +30,6 @@ PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
     ("bc", "hopper-medium-replay"): "27.6",
     ("bc", "hopper-medium-expert"): "79.6",
 }
-
-
-def method_name(ck: Checkpoint) -> str:
-    train = ck.meta.get("train", {})
-    if ck.config.model_type == "bc":
-        pct = float(train.get("pct_traj", 1.0))
-        return "bc" if pct >= 1.0 else f"bc{round(pct * 100)}"
-    return "dt-delayed" if train.get("delayed") else "dt"
 
 
 def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
@@ -68,11 +61,11 @@ def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Pat
     mean = np.array([r.return_mean for r in sweep])
     std = np.array([r.return_std for r in sweep])
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ds = ck.meta.get("dataset", {})
-    if "return_min" in ds:
-        ax.axhspan(ds["return_min"], ds["return_max"], color="tab:gray", alpha=0.15, label="dataset return range")
+    ds = ck.info.dataset
+    if ds.return_min is not None and ds.return_max is not None:
+        ax.axhspan(ds.return_min, ds.return_max, color="tab:gray", alpha=0.15, label="dataset return range")
     ax.plot(t, t, "--", color="k", lw=1, label="target = achieved")
-    ax.plot(t, mean, "o-", color="tab:blue", label=f"{method_name(ck).upper()} achieved")
+    ax.plot(t, mean, "o-", color="tab:blue", label=f"{ck.info.method.upper()} achieved")
     ax.fill_between(t, mean - std, mean + std, color="tab:blue", alpha=0.2)
     ax.set_xlabel("target return")
     ax.set_ylabel("achieved return")
@@ -84,19 +77,19 @@ def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Pat
     return path
 
 
-def _curve(hist: list[dict], target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _curve(hist: tuple[EvalPoint, ...], target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, normalized means and stds at ``target`` from an ``eval_history``."""
-    pts = [(e["step"], r) for e in hist for r in e["results"] if r["target"] == target]
+    pts = [(e.step, r) for e in hist for r in e.results if r.target == target]
     return (
         np.array([s for s, _ in pts]),
-        np.array([r["normalized_mean"] for _, r in pts]),
-        np.array([r["normalized_std"] for _, r in pts]),
+        np.array([r.normalized_mean for _, r in pts]),
+        np.array([np.nan if r.normalized_std is None else r.normalized_std for _, r in pts]),
     )
 
 
 def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
     """Normalized score against training step from the run's periodic evaluations (``eval_history``)."""
-    hist = ck.meta.get("eval_history") or []
+    hist = ck.info.eval_history
     if not hist:
         return None
     import matplotlib
@@ -105,11 +98,11 @@ def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for target in sorted({r["target"] for e in hist for r in e["results"]}, reverse=True):
+    for target in sorted({r.target for e in hist for r in e.results}, reverse=True):
         steps, mean, std = _curve(hist, target)
         ax.plot(steps, mean, "o-", label=f"target {target:.0f}")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
-    n = hist[-1]["results"][0].get("episodes", "?")
+    n = _episodes(hist)
     ax.set_xlabel("training step")
     ax.set_ylabel("D4RL normalized score")
     ax.set_title(f"{path.parent.name}\nlearning curve, {n} episodes per point", fontsize=11)
@@ -150,17 +143,26 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     return ckpt_dir / "README.md"
 
 
+def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
+    """Episodes per point of the last periodic evaluation ("?" where it was not recorded)."""
+    last = hist[-1].results
+    return last[0].episodes if last and last[0].episodes is not None else "?"
+
+
+def _f(x: float | None) -> float:
+    return 0.0 if x is None else x
+
+
 def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult], episodes: int, seed: int) -> str:
-    m, ds, tr = ck.meta, ck.meta.get("dataset", {}), ck.meta.get("train", {})
+    m = ck.info
+    ds, tr, mach = m.dataset, m.train, m.machine
     name = ck.path.name if ck.path else "checkpoint"
-    method = method_name(ck)
-    pub = PUBLISHED.get((method, ds.get("name", "")), "n/a")
-    mach = m.get("machine", {})
+    method = m.method
+    pub = PUBLISHED.get((method, ds.name), "n/a")
     lines = [
         f"# {name}",
         "",
-        f"{method.upper()} on `{ds.get('name', '?')}` ({ds.get('kind', '?')} data), "
-        f"env `{m.get('gym_id', ck.env_name)}`.",
+        f"{method.upper()} on `{ds.name}` ({ds.kind or '?'} data), env `{m.gym_id or m.env}`.",
         "",
         "## Scores",
         "",
@@ -198,38 +200,37 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             f"(up to {float(ds.get('return_max') or 0):.0f}).",
             "",
         ]
-    hist = m.get("eval_history") or []
+    hist = m.eval_history
     if hist:
         lines += [
             "## Learning curve",
             "",
             "![learning curve](learning.png)",
             "",
-            "| step | " + " | ".join(f"{e['step']:,}" for e in hist) + " |",
+            "| step | " + " | ".join(f"{e.step:,}" for e in hist) + " |",
             "|---|" + "---|" * len(hist),
         ]
-        for i, r0 in enumerate(hist[-1]["results"]):
-            row = [f"{e['results'][i]['normalized_mean']:.1f}" for e in hist if len(e["results"]) > i]
-            lines.append(f"| target {r0['target']:.0f} | " + " | ".join(row) + " |")
+        for i, r0 in enumerate(hist[-1].results):
+            row = [f"{e.results[i].normalized_mean:.1f}" for e in hist if len(e.results) > i]
+            lines.append(f"| target {r0.target:.0f} | " + " | ".join(row) + " |")
         lines += [
             "",
-            f"Periodic evaluations during training ({hist[-1]['results'][0].get('episodes', '?')} episodes per "
-            "target, normalized score).",
+            f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
             "",
         ]
     lines += [
         "## Data",
         "",
-        f"- dataset: `{ds.get('name')}` ({ds.get('kind')}), {ds.get('episodes')} episodes, "
-        f"{ds.get('transitions')} transitions, returns {ds.get('return_min', 0):.0f} / "
-        f"{ds.get('return_mean', 0):.0f} / {ds.get('return_max', 0):.0f} (min / mean / max)",
-        f"- content sha256: `{ds.get('sha256', '?')}`",
+        f"- dataset: `{ds.name}` ({ds.kind}), {ds.episodes} episodes, "
+        f"{ds.transitions} transitions, returns {_f(ds.return_min):.0f} / "
+        f"{_f(ds.return_mean):.0f} / {_f(ds.return_max):.0f} (min / mean / max)",
+        f"- content sha256: `{ds.sha256 or '?'}`",
         "",
         "## Training",
         "",
-        f"- steps: {ck.step} of {tr.get('max_steps', '?')}; wall time {m.get('wall_time_s', 0) / 60:.0f} min on "
+        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_f(m.wall_time_s) / 60:.0f} min on "
         f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
-        f"- model: {json.dumps(m.get('model', {}))}",
+        f"- model: {json.dumps(m.model.to_dict())}",
         f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
         "",
     ]
@@ -245,7 +246,7 @@ def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for d in ckpt_dirs:
-        steps, mean, _ = _curve(load_checkpoint(d).meta.get("eval_history") or [], target)
+        steps, mean, _ = _curve(read_meta(d).eval_history, target)
         if len(steps):
             ax.plot(steps, mean, "o-", ms=3, label=Path(d).name)
     ax.set_xlabel("training step")
@@ -269,19 +270,18 @@ def results_table(ckpt_dirs: list[Path]) -> str:
         ev_file = Path(d) / "evaluation.json"
         if not ev_file.exists():
             continue
-        ck = load_checkpoint(d)
+        m = read_meta(d)
         ev = json.loads(ev_file.read_text())
         res = {r["target"]: r for r in ev["results"]}
         cells = []
         for t in (3600.0, 1800.0):
             r = res.get(t)
             cells.append(f"{r['normalized_mean']:.1f} +- {r['normalized_std']:.1f}" if r else "n/a")
-        method = method_name(ck)
-        ds = ck.meta.get("dataset", {}).get("name", "?")
-        pub = PUBLISHED.get((method, ds), "n/a")
-        max_steps = ck.meta.get("train", {}).get("max_steps", "?")
+        ds = m.dataset.name
+        pub = PUBLISHED.get((m.method, ds), "n/a")
+        max_steps = m.train.get("max_steps", "?")
         rows.append(
-            f"| `{Path(d).name}` | {method.upper()} | {ds} | {ck.step:,} / {max_steps:,} | {cells[0]} | {cells[1]} "
+            f"| `{Path(d).name}` | {m.method.upper()} | {ds} | {m.step:,} / {max_steps:,} | {cells[0]} | {cells[1]} "
             f"| {pub} |"
         )
     return "\n".join(rows)

@@ -14,13 +14,12 @@ CLI prints a progress bar and the app runs it step by step in a thread::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from dt import distributed
+from dt.atomic import write_atomic
 from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.windows import Batch
@@ -554,16 +554,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue  # a line cut by a kill mid-write
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(kept))
 
 
 def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return replace(cfg, **PRESETS[preset])
-
-
-def config_fields() -> list:
-    return list(fields(TrainConfig))

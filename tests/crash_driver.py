@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import dt.atomic as A  # noqa: E402
 import dt.checkpoint as C  # noqa: E402
 from dt.train import TrainConfig, Trainer  # noqa: E402
 
@@ -71,10 +72,10 @@ def arm(point: str) -> None:
     elif point == "save-before-swap":  # save 2's checkpoint.json (written last) is complete, not yet swapped in
         after_call(C, "_write_json", lambda n, a: n == 4)
     elif point == "save-after-swap":  # save 2 swapped in, the previous copy not yet deleted
-        after_call(C, "_exchange", lambda n, a: n == 1)
+        after_call(A, "exchange", lambda n, a: n == 1)
     elif point == "save-between-renames":  # systems without renameat2: old copy moved aside, new one not in
-        C._exchange = lambda a, b: False
-        after_call(C.os, "replace", lambda n, a: Path(a[1]).name.startswith(".checkpoint.old-"))
+        A.exchange = lambda a, b: False
+        after_call(A.os, "replace", lambda n, a: Path(a[1]).name.startswith(".checkpoint.old-"))
     elif point == "metrics-line":  # half a metrics line written at step 25
         original = Trainer._log
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dt import render as R
+from dt.envs import make_env
 
 W, H = 128, 96  # unequal on purpose, so a swapped width/height shows up
 
@@ -176,7 +177,7 @@ def test_realtime_stride():
 
 
 def test_record_state_copies(hopper_states):
-    env = R.make_env("hopper")
+    env = make_env("hopper")
     try:
         env.reset(seed=1)
         qpos, qvel = R.record_state(env)

@@ -21,58 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from dt.atomic import write_atomic
+from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, LinearActor, evaluate_modes, save_snapshot
 from dt.envs import get_env, make_env
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class LinearActor(nn.Module):
-    """ARS's linear policy with a fixed Gaussian action noise for data collection.
-
-    Deterministic action: ``clip(W (s - mu) / sigma, -1, 1)``. Stochastic action (what the datasets use, as D4RL
-    collected with stochastic policies): ``clip(mean + noise_std * eps, -1, 1)``; its log density is that of the
-    Gaussian before clipping.
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, noise_std: float = 0.1) -> None:
-        super().__init__()
-        self.obs_dim, self.act_dim, self.noise_std = obs_dim, act_dim, float(noise_std)
-        self.weight = nn.Parameter(torch.zeros(act_dim, obs_dim), requires_grad=False)
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Unclipped mean action (B, act_dim) for obs (B, obs_dim)."""
-        return ((obs - self.obs_mean) / self.obs_std) @ self.weight.T
-
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        return self(obs).clamp(-1.0, 1.0)
-
-    def sample(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stochastic action in [-1, 1] and the pre-clip Gaussian log density, (B, act_dim) and (B,)."""
-        u = self(obs) + self.noise_std * eps
-        log_prob = (-0.5 * eps.pow(2) - math.log(self.noise_std) - _HALF_LOG_2PI).sum(-1)
-        return u.clamp(-1.0, 1.0), log_prob
-
-    def architecture(self) -> dict:
-        return {
-            "class": "LinearActor",
-            "obs_dim": self.obs_dim,
-            "act_dim": self.act_dim,
-            "noise_std": self.noise_std,
-            "layers": "a = weight @ ((obs - obs_mean) / obs_std)",
-            "action": "clip(a + noise_std * eps, -1, 1); deterministic: clip(a, -1, 1)",
-        }
 
 
 class RunningStat:
@@ -131,9 +89,7 @@ def evaluate_linear(weight, mean, std, episodes: int, seed: int) -> np.ndarray:
 
 
 def save_state(run_dir: Path, state: dict) -> None:
-    tmp = run_dir / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, run_dir / "state.json")
+    write_atomic(run_dir / "state.json", json.dumps(state))
 
 
 def train(args: argparse.Namespace) -> None:
@@ -213,8 +169,6 @@ def train(args: argparse.Namespace) -> None:
 
 def ship(args: argparse.Namespace) -> None:
     """Evaluate the run's policy over 20+ episodes in both modes and write ``policies/hopper-expert``."""
-    from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, evaluate_modes, save_snapshot
-
     run_dir = Path(args.run_dir)
     st = json.loads((run_dir / "state.json").read_text())
     stat = RunningStat.from_state(st)

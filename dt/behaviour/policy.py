@@ -17,7 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from dt.atomic import atomic_file, write_atomic
 from dt.envs import get_env, make_env
+from dt.rollout import lockstep_episodes
 
 POLICY_DIR = Path(__file__).parent / "policies"
 NAMES = ("random", "medium", "expert")
@@ -76,6 +78,45 @@ class Actor(nn.Module):
         }
 
 
+class LinearActor(nn.Module):
+    """ARS's linear policy with a fixed Gaussian action noise for data collection.
+
+    Deterministic action: ``clip(W (s - mu) / sigma, -1, 1)``. Stochastic action (what the datasets use, as D4RL
+    collected with stochastic policies): ``clip(mean + noise_std * eps, -1, 1)``; its log density is that of the
+    Gaussian before clipping.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, noise_std: float = 0.1) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.noise_std = obs_dim, act_dim, float(noise_std)
+        self.weight = nn.Parameter(torch.zeros(act_dim, obs_dim), requires_grad=False)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Unclipped mean action (B, act_dim) for obs (B, obs_dim)."""
+        return ((obs - self.obs_mean) / self.obs_std) @ self.weight.T
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs).clamp(-1.0, 1.0)
+
+    def sample(self, obs: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stochastic action in [-1, 1] and the pre-clip Gaussian log density, (B, act_dim) and (B,)."""
+        u = self(obs) + self.noise_std * eps
+        log_prob = (-0.5 * eps.pow(2) - math.log(self.noise_std) - _HALF_LOG_2PI).sum(-1)
+        return u.clamp(-1.0, 1.0), log_prob
+
+    def architecture(self) -> dict:
+        return {
+            "class": "LinearActor",
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "noise_std": self.noise_std,
+            "layers": "a = weight @ ((obs - obs_mean) / obs_std)",
+            "action": "clip(a + noise_std * eps, -1, 1); deterministic: clip(a, -1, 1)",
+        }
+
+
 def squash_log_std(x: np.ndarray) -> np.ndarray:
     """``Actor.forward``'s log-std squashing, in numpy."""
     return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(x) + 1.0)
@@ -127,7 +168,7 @@ class BehaviourPolicy:
             mean = ((obs - p["obs_mean"]) / p["obs_std"]) @ p["weight"].T
             if eps is None:
                 return np.clip(mean, -1.0, 1.0).astype(np.float32), np.full(n, np.nan, np.float32)
-            std = self.actor.noise_std
+            std: float = self.actor.noise_std  # type: ignore[assignment]  # LinearActor's, a float
             log_prob = (-0.5 * eps**2 - math.log(std) - _HALF_LOG_2PI).sum(-1)
             return np.clip(mean + std * eps, -1.0, 1.0).astype(np.float32), log_prob.astype(np.float32)
         h = np.maximum(obs @ p["l1.weight"].T + p["l1.bias"], 0.0)
@@ -169,18 +210,13 @@ class BehaviourPolicy:
         return self.sample(obs, np.stack([r.standard_normal(self.act_dim) for r in rngs]))
 
 
-def save_snapshot(directory: str | Path, actor: Actor, meta: dict) -> None:
-    """Write ``actor.safetensors`` (fp32) and ``policy.json``; each via a temp name and os.replace."""
+def save_snapshot(directory: str | Path, actor: Actor | LinearActor, meta: dict) -> None:
+    """Write ``actor.safetensors`` (fp32) and ``policy.json``, each atomically."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().float().contiguous() for k, v in actor.state_dict().items()}
-    tmp = directory / "actor.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(directory / "actor.safetensors")
-    meta = {**meta, "architecture": actor.architecture()}
-    tmp = directory / "policy.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(directory / "policy.json")
+    with atomic_file(directory / "actor.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    write_atomic(directory / "policy.json", json.dumps({**meta, "architecture": actor.architecture()}, indent=2) + "\n")
 
 
 def load_snapshot(directory: str | Path, name: str | None = None) -> BehaviourPolicy:
@@ -189,8 +225,6 @@ def load_snapshot(directory: str | Path, name: str | None = None) -> BehaviourPo
     meta = json.loads((directory / "policy.json").read_text())
     arch = meta["architecture"]
     if arch["class"] == "LinearActor":
-        from dt.behaviour.ars import LinearActor
-
         actor: nn.Module = LinearActor(arch["obs_dim"], arch["act_dim"], arch["noise_std"])
     else:
         actor = Actor(arch["obs_dim"], arch["act_dim"], arch["hidden"])
@@ -248,18 +282,11 @@ def evaluate(
         Undiscounted returns and lengths, each (n_episodes,).
     """
     envs = [make_env(env, version) for _ in range(n_episodes)]
-    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
     rng = np.random.default_rng(seed)
-    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
-    active = np.ones(n_episodes, dtype=bool)
-    while active.any():
-        idx = np.flatnonzero(active)
-        actions = policy.act(obs[idx], rng, deterministic)
-        for j, i in enumerate(idx):
-            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[j])
-            returns[i] += reward
-            lengths[i] += 1
-            active[i] = not (terminated or truncated)
-    for e in envs:
-        e.close()
-    return returns, lengths
+    try:
+        return lockstep_episodes(
+            envs, [seed + i for i in range(n_episodes)], lambda _idx, obs: policy.act(obs, rng, deterministic)
+        )
+    finally:
+        for e in envs:
+            e.close()

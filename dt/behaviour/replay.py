@@ -5,7 +5,7 @@ get it here:
 
 - **Shipped snapshots** (any machine; the default). ``policies/<env>-replay-snapshots/`` holds the actor every
   10k env steps before the medium one, and ``snapshots.json`` says which buffer rows each collected (the first
-  ``learning_starts`` rows were uniform random actions). Each part is rolled out with ``dt.generate.collect`` for
+  ``learning_starts`` rows were uniform random actions). Each part is rolled out with ``dt.rollout.collect`` for
   the same number of transitions, with that snapshot's stochastic policy, and the parts are concatenated in
   buffer order, so the dataset has the buffer's mix of policy qualities. Approximate: the real actor changed at
   every step within a segment, and each part's last episode is cut there and marked as a timeout.
@@ -17,7 +17,7 @@ get it here:
 
   The dataset's metadata then says ``"algorithm": "SAC (replay buffer)"`` (else ``"SAC (replay snapshots)"``).
 
-Both give the keys and dtypes of ``dt.generate.collect``, with episodes ending exactly at ``terminals |
+Both give the keys and dtypes of ``dt.rollout.collect``, with episodes ending exactly at ``terminals |
 timeouts``.
 """
 
@@ -34,19 +34,7 @@ from safetensors.torch import load_file
 from dt.behaviour.policy import POLICY_DIR, Actor, BehaviourPolicy, load_behaviour_policy
 from dt.data import DatasetError
 from dt.envs import get_env
-
-# Keys and dtypes of dt.generate.collect's arrays.
-DTYPES = {
-    "observations": np.float32,
-    "next_observations": np.float32,
-    "actions": np.float32,
-    "rewards": np.float32,
-    "terminals": bool,
-    "timeouts": bool,
-    "qpos": np.float64,
-    "qvel": np.float64,
-    "action_log_probs": np.float32,
-}
+from dt.rollout import DTYPES, collect
 
 
 def snapshots_dir(env: str = "hopper", policy_dir: str | Path | None = None) -> Path:
@@ -124,7 +112,7 @@ def collect_replay(
     policy_dir: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], float, str]:
-    """Medium-replay arrays in the layout of ``dt.generate.collect``, how long it took, and a policy id.
+    """Medium-replay arrays in the layout of ``dt.rollout.collect``, how long it took, and a policy id.
 
     Args:
         env: Env registry name, e.g. ``hopper``.
@@ -147,8 +135,6 @@ def collect_replay(
         stop = medium_step_of(run_dir, env, policy_dir)
         arrays = read_buffer(run_dir, stop)
         return arrays, time.perf_counter() - t0, f"{spec.name}-replay-buffer({Path(run_dir).name} rows 0..{stop})"
-
-    from dt.generate import collect  # dt.generate imports this module lazily
 
     meta = read_snapshots_meta(env, policy_dir)
     parts = plan(meta, scale)
@@ -199,7 +185,7 @@ def medium_step_of(run_dir: str | Path, env: str = "hopper", policy_dir: str | P
 def read_buffer(run_dir: str | Path, stop: int) -> dict[str, np.ndarray]:
     """Rows ``[0, stop)`` of an SAC run's replay buffer (``buffer/rows_START_END.npz``), in collect's layout.
 
-    The buffer keeps every key of ``dt.generate.collect`` (its ``qpos``/``qvel`` are the state before each step);
+    The buffer keeps every key of ``dt.rollout.collect`` (its ``qpos``/``qvel`` are the state before each step);
     episodes continue across files, and the last row is marked as a timeout if its episode goes on past ``stop``.
 
     Raises:

@@ -1,8 +1,9 @@
 """Soft Actor-Critic (Haarnoja et al. 2018) for the behaviour policies of the generated datasets.
 
 Reads top to bottom: config, twin critic, replay buffer, agent (update, CUDA graphs), checkpoint, training loop,
-background evaluation, CLI. Standard hyperparameters (256x256 MLPs, Adam 3e-4, gamma 0.99, tau 0.005, batch 256,
-automatic entropy tuning towards -act_dim, 1 update per env step). Built to be fast:
+background evaluation, CLI. One file on purpose (CleanRL's single-file style): it does one thing, train the SAC
+behaviour policy, and every part of it serves only that run. Standard hyperparameters (256x256 MLPs, Adam 3e-4,
+gamma 0.99, tau 0.005, batch 256, automatic entropy tuning towards -act_dim, 1 update per env step). Built to be fast:
 
 - both critics live in one stacked weight tensor and run as a single batched matmul (``torch.baddbmm``), and the
   actor's loss reads the critics through detached weights, so no critic weight gradients are computed for it;
@@ -26,8 +27,6 @@ import argparse
 import copy
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,6 +38,7 @@ import torch
 from gymnasium.wrappers import TimeLimit
 from torch import nn
 
+from dt.atomic import atomic_dir, atomic_file
 from dt.behaviour.policy import Actor, evaluate, load_snapshot, save_snapshot, squash_log_std, tanh_gaussian
 from dt.envs import get_env, make_env
 
@@ -406,9 +406,8 @@ class Trainer:
         buf_dir.mkdir(parents=True, exist_ok=True)
         if self.buffer.size > self.saved_rows:
             name = f"rows_{self.saved_rows:07d}_{self.buffer.size:07d}.npz"
-            with open(buf_dir / (name + ".tmp"), "wb") as f:
+            with atomic_file(buf_dir / name) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **self.buffer.rows_of(self.saved_rows, self.buffer.size))
-            os.replace(buf_dir / (name + ".tmp"), buf_dir / name)
             self.saved_rows = self.buffer.size
         data, tl = self.env.unwrapped.data, _time_limit(self.env)
         state = {
@@ -436,23 +435,16 @@ class Trainer:
             "np_rng": self.rng.bit_generator.state,
             "train_returns": self.train_returns,
         }
-        # The new checkpoint is complete under checkpoint.tmp before the old one moves aside; load_checkpoint
-        # takes checkpoint.old when a crash fell between the two renames.
-        tmp, final, old = (self.run_dir / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.old"))
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=int))
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        # Swapped in whole (see dt.atomic.atomic_dir); load_checkpoint takes the old copy that the two-rename
+        # fallback leaves when a crash fell between its renames.
+        with atomic_dir(self.run_dir / "checkpoint") as tmp:
+            torch.save(state, tmp / "state.pt")
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=int))
 
     def load_checkpoint(self) -> None:
         ckpt = self.run_dir / "checkpoint"
-        if not ckpt.exists() and (self.run_dir / "checkpoint.old").exists():
-            ckpt = self.run_dir / "checkpoint.old"  # a crash between the two renames in save_checkpoint
+        if not ckpt.exists():  # a crash between the two renames of atomic_dir's fallback left the old copy
+            ckpt = next(iter(sorted(self.run_dir.glob(".checkpoint.old-*"))), ckpt)
         if not (ckpt / "meta.json").exists():
             raise SystemExit(f"--resume: no checkpoint in {self.run_dir}; start without --resume")
         meta = json.loads((ckpt / "meta.json").read_text())

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dt.behaviour.policy import POLICY_DIR, evaluate_modes, load_snapshot, save_snapshot
+from dt.atomic import atomic_dir
+from dt.behaviour.policy import POLICY_DIR, Actor, LinearActor, evaluate_modes, load_snapshot, save_snapshot
 
 REPLAY_LIMIT_BYTES = 8 * 1024 * 1024
 _ARGV: list[str] = []  # the select arguments, recorded in the shipped policy.json
@@ -67,11 +68,9 @@ def ship(run_dir: Path, step: int, dest: Path, evaluation: dict, selected_by: st
     meta.update(extra)  # training_eval: the run's own evaluation of this snapshot
     meta["source"] = f"{run_dir.name}/snapshots/{src.name}"
     meta["select_command"] = "python -m dt.behaviour.sac select " + " ".join(_ARGV)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_snapshot(tmp, policy.actor, meta)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.replace(dest)
+    with atomic_dir(dest) as tmp:
+        assert isinstance(policy.actor, (Actor, LinearActor))  # a snapshot, never the random policy
+        save_snapshot(tmp, policy.actor, meta)
     print(f"shipped {dest} <- {src}", flush=True)
 
 

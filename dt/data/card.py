@@ -8,14 +8,14 @@ than a number from memory.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from dt.atomic import write_atomic
 from dt.data.dataset import DatasetError, DatasetStats, OfflineDataset
+from dt.data.names import known_or_none
 
 DEFAULT_CARD_DIR = Path("docs/datasets")
 
@@ -46,15 +46,6 @@ def _env_name(ds: OfflineDataset) -> str | None:
     return None
 
 
-def _canonical(name: str) -> str | None:
-    from dt.data.locate import canonical_name
-
-    try:
-        return canonical_name(name)
-    except DatasetError:
-        return None
-
-
 def _fmt(x: float | int | None, digits: int = 1) -> str:
     if x is None:
         return "n/a"
@@ -65,17 +56,6 @@ def _fmt(x: float | int | None, digits: int = 1) -> str:
 
 def _approx(x: float | None, digits: int = 0) -> str:
     return "n/a" if x is None else f"about {x:,.{digits}f}"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plot_returns(ds: OfflineDataset, env: str | None, ref: dict | None) -> bytes:
@@ -156,7 +136,7 @@ def render_card(ds: OfflineDataset, png_name: str, stats: DatasetStats | None = 
     """Markdown text of a dataset card (the histogram is referenced by ``png_name``)."""
     env = _env_name(ds)
     st = stats or ds.stats(env)
-    canon = _canonical(ds.name)
+    canon = known_or_none(ds.name)
     ref = D4RL_FIGURES.get(canon or "")
     ref_norm = None
     if ref and env and "return_mean" in ref:
@@ -222,7 +202,7 @@ def write_card(ds: OfflineDataset, out_dir: str | Path = DEFAULT_CARD_DIR) -> Pa
     stem = card_stem(ds.name)
     png, md = out_dir / f"{stem}-returns.png", out_dir / f"{stem}.md"
     env = _env_name(ds)
-    ref = D4RL_FIGURES.get(_canonical(ds.name) or "")
-    _atomic_write(png, _plot_returns(ds, env, ref))
-    _atomic_write(md, render_card(ds, png.name).encode())
+    ref = D4RL_FIGURES.get(known_or_none(ds.name) or "")
+    write_atomic(png, _plot_returns(ds, env, ref))
+    write_atomic(md, render_card(ds, png.name))
     return md

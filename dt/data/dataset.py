@@ -190,20 +190,20 @@ def validate_arrays(source: str | Path, arrays: dict[str, np.ndarray]) -> None:
     if obs.shape[1] == 0 or act.shape[1] == 0:
         raise DatasetError(f"{source}: observations or actions have no columns ({obs.shape}, {act.shape})")
     for key in ("actions", "rewards", "terminals", "timeouts", "qpos", "qvel"):
-        a = arrays.get(key)
-        if a is not None and a.ndim == 0:
+        col = arrays.get(key)
+        if col is not None and col.ndim == 0:
             raise DatasetError(f"{source}: {key} is a scalar, expected one row per transition")
-        if a is not None and a.shape[0] != n:
-            raise DatasetError(f"{source}: {key} has {a.shape[0]} rows but observations has {n}")
+        if col is not None and col.shape[0] != n:
+            raise DatasetError(f"{source}: {key} has {col.shape[0]} rows but observations has {n}")
     if rew.ndim != 1:
         raise DatasetError(f"{source}: rewards must be 1-D, got shape {rew.shape}")
     for key in ("terminals", "timeouts"):
-        a = arrays.get(key)
-        if a is not None and a.size != n:
-            raise DatasetError(f"{source}: {key} must hold one flag per transition, got shape {a.shape}")
+        col = arrays.get(key)
+        if col is not None and col.size != n:
+            raise DatasetError(f"{source}: {key} must hold one flag per transition, got shape {col.shape}")
     for key in ("observations", "actions", "rewards"):
-        a = arrays[key]
-        bad = ~np.isfinite(a)
+        col = arrays[key]
+        bad = ~np.isfinite(col)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
             raise DatasetError(f"{source}: {key} holds NaN or inf (first at row {row})")

@@ -10,15 +10,15 @@ episode whose ``observations`` hold T+1 rows (the final observation too).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from dt.atomic import atomic_file
 from dt.data.dataset import DatasetError, OfflineDataset, make_dataset, split_episodes
+from dt.data.names import normalise
 from dt.errors import DataWarning
 
 REQUIRED_D4RL = ("observations", "actions", "rewards")
@@ -94,7 +94,7 @@ def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
     if arrays["observations"].ndim >= 1:
         _complete_end_flags(path, arrays, has_timeouts)
     kind = "minari" if "imported_from" in meta else "generated" if "generator" in meta else "d4rl"
-    ds = make_dataset(name or dataset_name_from_file(path), path, kind, arrays, meta)
+    ds = make_dataset(name or normalise(path.name), path, kind, arrays, meta)
     want = meta.get("content_sha256")
     if want and ds.content_hash() != want:  # generated files carry their hash: catch a damaged cache
         raise DatasetError(f"{path}: content hash does not match its metadata; regenerate it (--force)")
@@ -140,19 +140,12 @@ def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict |
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k, v in arrays.items():
-                key = f"infos/{k}" if k in ("qpos", "qvel", "action_log_probs") else k
-                f.create_dataset(key, data=v)
-            for k, v in (metadata or {}).items():
-                f.create_dataset(f"metadata/{k}", data=v if not isinstance(v, (dict, list)) else json.dumps(v))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in arrays.items():
+            key = f"infos/{k}" if k in ("qpos", "qvel", "action_log_probs") else k
+            f.create_dataset(key, data=v)
+        for k, v in (metadata or {}).items():
+            f.create_dataset(f"metadata/{k}", data=v if not isinstance(v, (dict, list)) else json.dumps(v))
     return path
 
 
@@ -230,20 +223,5 @@ def read_minari(root: str | Path, name: str | None = None) -> OfflineDataset:
     lens = np.asarray(lengths, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
     ds_id = str(meta.get("dataset_id", ""))
-    nm = name or _minari_to_name(ds_id) or root.name
+    nm = name or (normalise(ds_id) if ds_id.count("/") == 2 else root.name)
     return make_dataset(nm, h5, "minari", arrays, meta, starts, lens)
-
-
-def _minari_to_name(dataset_id: str) -> str | None:
-    """``mujoco/hopper/medium-v0`` -> ``hopper-medium``."""
-    parts = dataset_id.split("/")
-    if len(parts) != 3:
-        return None
-    return f"{parts[1]}-{parts[2].rsplit('-v', 1)[0]}"
-
-
-def dataset_name_from_file(path: Path) -> str:
-    """``hopper_medium_replay-v2.hdf5`` -> ``hopper-medium-replay``."""
-    stem = path.name.removesuffix(".hdf5")
-    stem = stem.rsplit("-v", 1)[0]
-    return stem.replace("_", "-")

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from dt.data.dataset import DatasetError, OfflineDataset
 from dt.data.io import read_d4rl, read_minari
-from dt.envs import ENVS
+from dt.data.names import KNOWN_DATASETS, LEVELS, canonical_name, d4rl_filename
 
-LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert")
-KNOWN_DATASETS = tuple(f"{env}-{level}" for env in ENVS for level in LEVELS)
+__all__ = ["KNOWN_DATASETS", "LEVELS", "canonical_name", "d4rl_filename", "download", "load_dataset", "locate"]
 # namespace(s)/name-vN, Minari's dataset id grammar
 MINARI_ID = re.compile(r"[\w-]+(/[\w-]+)*/[\w.-]+-v\d+")
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/{file}"
@@ -35,23 +34,6 @@ class DatasetLocation:
     name: str
     path: Path
     kind: str
-
-
-def canonical_name(name: str) -> str:
-    """Normalise ``hopper_medium-v2`` / ``Hopper-Medium`` to ``hopper-medium``; reject unknown names."""
-    n = name.lower().replace("_", "-")
-    if n.endswith(".hdf5"):
-        n = n.removesuffix(".hdf5")
-    for suffix in ("-v0", "-v1", "-v2"):
-        n = n.removesuffix(suffix)
-    if n not in KNOWN_DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
-    return n
-
-
-def d4rl_filename(name: str) -> str:
-    """``hopper-medium-replay`` -> ``hopper_medium_replay-v2.hdf5``."""
-    return canonical_name(name).replace("-", "_") + "-v2.hdf5"
 
 
 def d4rl_url(name: str) -> str:

@@ -32,7 +32,8 @@ import h5py
 import numpy as np
 
 from dt.data.dataset import DatasetError, OfflineDataset, make_dataset
-from dt.data.io import _minari_to_name, write_d4rl
+from dt.data.io import write_d4rl
+from dt.data.names import canonical_name, normalise
 
 # The project's own provenance goes under this key of Minari's metadata.json.
 META_KEY = "dt_playground"
@@ -45,8 +46,6 @@ _FINAL_WORDS = {
 
 def default_dataset_id(name: str) -> str:
     """``hopper-medium`` -> ``mujoco/hopper/medium-v0`` (Minari's naming for the MuJoCo datasets)."""
-    from dt.data.locate import canonical_name
-
     env, level = canonical_name(name).split("-", 1)
     return f"mujoco/{env}/{level}-v0"
 
@@ -359,7 +358,7 @@ def import_minari(dataset_id: str, root: str | Path | None = None) -> OfflineDat
     """
     arrays, lens, meta, data_file = _read_episodes(dataset_id, root)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    name = _minari_to_name(dataset_id) or dataset_id.replace("/", "-")
+    name = normalise(dataset_id)
     arrays = {k: v for k, v in arrays.items() if k != "next_observations"}
     return make_dataset(name, data_file, "minari", arrays, meta, starts, lens)
 
@@ -380,7 +379,7 @@ def import_minari_to_d4rl(
     from dt.data.locate import d4rl_filename, generated_dir
 
     arrays, lens, meta, _ = _read_episodes(dataset_id, root)
-    name = _minari_to_name(dataset_id) or dataset_id.replace("/", "-")
+    name = normalise(dataset_id)
     if out is None:
         try:
             out = generated_dir() / d4rl_filename(name)
