@@ -125,6 +125,7 @@ class CheckpointEntry:
     return_max: float | None = None
     delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
     method: str = ""  # for people: "DT", "DT (delayed reward)", "BC", "BC10" (CheckpointMeta.method_title)
+    calibration_range: float | None = None  # how far the card's target sweep moved the achieved return
 
     @property
     def name(self) -> str:
@@ -157,11 +158,17 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
         return_max=ds.return_max,
         delayed=m.delayed,
         method=m.method_title,
+        calibration_range=m.calibration_range,
     )
 
 
 def discover_checkpoints() -> list[CheckpointEntry]:
-    """Shipped checkpoints first (DT before delayed-reward DT before BC), then runs (newest first), then uploads."""
+    """Shipped checkpoints first, then runs (newest first), then uploads.
+
+    Shipped DTs come first, the one whose behaviour follows its target most (the widest spread of achieved
+    returns over its card's target sweep) leading, so the app opens on a checkpoint where dragging the target
+    visibly changes the hop; then delayed-reward DTs, then BC (which ignores the target).
+    """
     found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
     runs = runs_dir()
     if runs.is_dir():
@@ -171,7 +178,7 @@ def discover_checkpoints() -> list[CheckpointEntry]:
     found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
     entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
     shipped = [e for e in entries if e is not None and e.source == "shipped"]
-    shipped.sort(key=lambda e: (e.model_type != "dt", e.delayed, e.name))
+    shipped.sort(key=lambda e: (e.model_type != "dt", e.delayed, -(e.calibration_range or 0.0), e.name))
     rest = [e for e in entries if e is not None and e.source != "shipped"]
     return shipped + rest
 

@@ -33,6 +33,11 @@ NORMALIZATION_FILE = "normalization.json"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def _calibration(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    c = d.get("calibration")
+    return c if isinstance(c, Mapping) else {}
+
+
 def _num(v: Any) -> float | None:
     """A JSON number as float; None for anything else (the schema reads optional fields leniently)."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
@@ -155,6 +160,10 @@ class CheckpointMeta:
         machine: Where it was trained (read-only).
         created: UTC time of the save, if recorded.
         source: ``save_pretrained`` for a directory read from transformers' files, else None.
+        calibration_rho: Spearman's rank correlation between target and achieved return over the model card's
+            calibration sweep (``python -m dt card``), if it was run: how well the behaviour follows the target.
+        calibration_range: The spread (max - min) of the sweep's mean achieved returns: how far the target
+            moves the behaviour.
     """
 
     env: str
@@ -174,6 +183,8 @@ class CheckpointMeta:
     machine: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     created: str | None = None
     source: str | None = None
+    calibration_rho: float | None = None
+    calibration_range: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckpointMeta:
@@ -207,6 +218,8 @@ class CheckpointMeta:
             machine=_frozen(d.get("machine")),
             created=_str(d.get("created")),
             source=_str(d.get("source")),
+            calibration_rho=_num(_calibration(d).get("spearman_rho")),
+            calibration_range=_num(_calibration(d).get("achieved_range")),
         )
 
     @property

@@ -35,7 +35,7 @@ PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
 def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
     """``n`` evenly spaced round targets from 0 to 20% above the dataset's best return (at least the paper's
     first target), for the calibration sweep."""
-    best = float(ck.meta.get("dataset", {}).get("return_max") or 0.0)
+    best = float(ck.info.dataset.return_max or 0.0)
     top = max(1.2 * best, get_env(ck.env_name).targets[0])
     step = 10 ** max(1, int(np.log10(top / (n - 1))))  # round to 100 for Hopper's ranges
     return np.linspace(0.0, np.ceil(top / (n - 1) / step) * step * (n - 1), n)
@@ -46,7 +46,7 @@ def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, flo
     inside the dataset's return range (where the data can show the policy what to do)."""
     t = np.array([r.target for r in sweep])
     mean = np.array([r.return_mean for r in sweep])
-    best = float(ck.meta.get("dataset", {}).get("return_max") or np.inf)
+    best = float(ck.info.dataset.return_max or np.inf)
     inside = t <= best
     return spearman(t, mean), spearman(t[inside], mean[inside]) if inside.sum() >= 3 else float("nan")
 
@@ -134,7 +134,12 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     }
     if sweep:
         rho_all, rho_in = calibration_rho(ck, sweep)
-        out["calibration"] = {"spearman_rho": round(rho_all, 3), "spearman_rho_in_data_range": round(rho_in, 3)}
+        out["calibration"] = {
+            "spearman_rho": None if np.isnan(rho_all) else round(rho_all, 3),
+            "spearman_rho_in_data_range": None if np.isnan(rho_in) else round(rho_in, 3),
+            # How far the target moves the behaviour: the spread of the sweep's mean achieved returns.
+            "achieved_range": round(float(np.ptp([r.return_mean for r in sweep])), 1),
+        }
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     plot_learning_curve(ck, ckpt_dir / "learning.png")
     # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
@@ -197,7 +202,8 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             f"{sweep[0].returns.shape[0]} episodes per target. Spearman's rank correlation between target and "
             f"achieved return: {calibration_rho(ck, sweep)[0]:.2f} over all targets, "
             f"{calibration_rho(ck, sweep)[1]:.2f} over the targets inside the data's returns "
-            f"(up to {float(ds.get('return_max') or 0):.0f}).",
+            f"(up to {float(ds.return_max or 0):.0f}); the mean achieved return spans "
+            f"{np.ptp([r.return_mean for r in sweep]):,.0f} over the sweep.",
             "",
         ]
     hist = m.eval_history

@@ -23,7 +23,7 @@ def test_shipped_checkpoints_read_as_typed_metadata(path):
     assert m.state_mean == tuple(raw["state_mean"]) and m.dataset.name == raw["dataset"]["name"]
     assert m.score is not None and m.score.target == raw["eval"][0]["target"]
     assert len(m.eval_history) == len(raw["eval_history"]) and m.train["max_steps"] == raw["train"]["max_steps"]
-    assert m.method == path.name.removesuffix("-hopper-medium")  # dt, dt-delayed, bc, bc10
+    assert m.method == path.name.split("-hopper")[0]  # dt, dt-delayed, bc, bc10
 
 
 def test_method_labels():

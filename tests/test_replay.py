@@ -119,8 +119,11 @@ def test_generate_records_the_replay_source(tmp_path, monkeypatch):
     monkeypatch.setattr(replay, "collect_replay", lambda env, **kw: real(env, **kw, scale=0.01))
     monkeypatch.delenv("DT_SAC_RUN_DIR", raising=False)
     ds = read_d4rl(generate_dataset("hopper-medium-replay", out_dir=tmp_path, progress=False))
-    assert ds.metadata["algorithm"] == "SAC (replay snapshots)" and ds.num_transitions == 1000
-    assert ds.metadata["policy"] == "hopper-replay(0..90k) x0.01"
+    meta = replay.read_snapshots_meta()
+    rows = sum(n for _, n in replay.plan(meta, 0.01))  # each part of the buffer at 1% of its size
+    last = int(meta["segments"][-1]["snapshot"].split("_")[1]) // 1000
+    assert ds.metadata["algorithm"] == "SAC (replay snapshots)" and ds.num_transitions == rows
+    assert ds.metadata["policy"] == f"hopper-replay(0..{last}k) x0.01"
     if (RUN_DIR / "buffer").is_dir():
         monkeypatch.setattr(replay, "collect_replay", real)
         monkeypatch.setenv("DT_SAC_RUN_DIR", str(RUN_DIR))
