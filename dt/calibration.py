@@ -51,10 +51,10 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (Pearson correlation of the ranks); NaN when either side is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
-    rx, ry = _ranks(x), _ranks(y)
-    if len(x) < 2 or rx.std() == 0 or ry.std() == 0:
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(xa) != len(ya):
+        raise ValueError(f"x and y differ in length: {len(xa)} and {len(ya)}")
+    rx, ry = _ranks(xa), _ranks(ya)
+    if len(xa) < 2 or rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])

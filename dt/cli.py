@@ -277,6 +277,12 @@ def _train_args(t: argparse.ArgumentParser) -> None:
     _add_dataclass_args(t, TrainConfig)
 
 
+def _bench_args(b: argparse.ArgumentParser) -> None:
+    from dt.bench import add_arguments
+
+    add_arguments(b)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
@@ -349,9 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_results)
 
     b = sub.add_parser("bench", help="training, sampling and evaluation speed against the reference design")
-    from dt.bench import add_arguments
-
-    add_arguments(b)
+    b.populate = _bench_args  # dt.bench imports torch: only when this parser is used
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -27,7 +27,7 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 @cache
 def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
     """The CPU's model name and feature flags (empty flags where /proc/cpuinfo is absent)."""
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:

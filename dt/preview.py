@@ -187,7 +187,8 @@ def make_preview(
     # states and actions in float32, plenty for pictures and charts.
     exact = ("rewards", "returns_to_go")
     arrays = {k: np.asarray(getattr(r, k), dtype=np.float64 if k in exact else np.float32) for k in ARRAYS}
-    np.savez_compressed(buf, terminated=np.asarray(r.terminated), **arrays)
+    arrays["terminated"] = np.asarray(r.terminated)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool flag
     _write_atomic(out / f"{stem}.npz", buf.getvalue())
     _write_atomic(out / f"{stem}.mp4", mp4)
     if prune:

@@ -48,7 +48,8 @@ def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, flo
     mean = np.array([r.return_mean for r in sweep])
     best = float(ck.info.dataset.return_max or np.inf)
     inside = t <= best
-    return spearman(t, mean), spearman(t[inside], mean[inside]) if inside.sum() >= 3 else float("nan")
+    rho_in = spearman(list(t[inside]), list(mean[inside])) if inside.sum() >= 3 else float("nan")
+    return spearman(list(t), list(mean)), rho_in
 
 
 def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Path:
