@@ -104,8 +104,12 @@ def generation_progress() -> None:
 
 
 def new_run_form() -> None:
-    found = state.available_datasets()
     generating = s.generate_job is not None and s.generate_job.view().active
+    if s.generate_job is not None and not generating:
+        # A generation that ended since the last listing may have written a file: list again (a few stat calls)
+        # rather than wait for the cache's ttl, which a fast generation beats.
+        state.available_datasets.clear()
+    found = state.available_datasets()
     if not found or generating:
         generate_panel(found)
         return
