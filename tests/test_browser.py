@@ -13,6 +13,7 @@ full-length episodes (for README screenshots in ``docs/screenshots/``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,6 @@ def server(assets, tmp_path_factory):
 
     if not os.environ.get("DT_BROWSER_SHIPPED"):
         make_preview(assets["shipped"] / "dt-tiny", max_steps=200)  # as `python -m dt.preview` does for shipped ones
-    port = _free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, **conftest_app.app_environ(assets, max_steps=200), "DT_TORCH_THREADS": "1"}
     # The app's own copy of the dataset folder: the generation test empties it (the original is shared).
@@ -78,27 +79,22 @@ def server(assets, tmp_path_factory):
     if os.environ.get("DT_BROWSER_SHIPPED"):
         # README screenshots: the repository's shipped checkpoints and full-length episodes.
         del env["DT_CHECKPOINT_DIRS"], env["DT_MAX_STEPS"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app/main.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    t0 = time.perf_counter()
+    with streamlit_server(env, log) as url:
+        print(f"\nstreamlit run to server ready: {time.perf_counter() - t0:.1f} s")
+        yield url
+
+
+@contextlib.contextmanager
+def streamlit_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``streamlit run app/main.py`` on a free local port with ``env``; yields its URL once healthy."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd += ["--server.fileWatcherType", "none"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    t0 = time.perf_counter()
     try:
         deadline = time.time() + 90
         while True:
@@ -110,7 +106,6 @@ def server(assets, tmp_path_factory):
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        print(f"\nstreamlit run to server ready: {time.perf_counter() - t0:.1f} s")
         yield url
     finally:
         proc.terminate()
@@ -357,6 +352,7 @@ def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     page.wait_for_timeout(10_500)
     _goto(page, "Train")
     page.get_by_text("No dataset on disk yet").wait_for()
+    page.get_by_text("MB on disk").first.wait_for()  # the size caption renders just after the message
     assert page.get_by_text("MB on disk").count() == 1
     page.get_by_role("spinbutton", name="Transitions").fill("2000")
     page.get_by_role("button", name="Generate dataset").click()

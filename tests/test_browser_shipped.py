@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, VIDEO_READY, _free_port, _settle
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, VIDEO_READY, _settle, streamlit_server
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,31 +24,8 @@ pytestmark = [
 def shipped_url(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("DT_CHECKPOINT_DIRS", "DT_MAX_STEPS")}
     env.update(DT_TORCH_THREADS="1", DT_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
-    port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit-shipped") / "server.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)]
-    cmd += ["--server.headless", "true", "--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with streamlit_server(env, tmp_path_factory.mktemp("streamlit-shipped") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _achieved(page) -> float:
