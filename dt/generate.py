@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from dt.data import DatasetError, canonical_name, generated_dir, write_d4rl
-from dt.data.io import read_d4rl
+from dt.data.io import read_arrays, read_d4rl
 from dt.data.locate import d4rl_filename
 from dt.envs import get_env
-from dt.rollout import Collected, collect
+from dt.rollout import DTYPES, Collected, collect
 
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
@@ -89,27 +89,6 @@ def collect_parallel(
     if not arrays["terminals"][-1]:
         arrays["timeouts"][-1] = True
     return Collected(arrays, time.perf_counter() - t0)
-
-
-_H5_KEYS = {
-    "observations": "observations",
-    "next_observations": "next_observations",
-    "actions": "actions",
-    "rewards": "rewards",
-    "terminals": "terminals",
-    "timeouts": "timeouts",
-    "qpos": "infos/qpos",
-    "qvel": "infos/qvel",
-    "action_log_probs": "infos/action_log_probs",
-}
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array ``collect`` makes, read back from a generated file."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return {k: f[key][()] for k, key in _H5_KEYS.items()}
 
 
 def _part_file(name: str, out_dir, steps: int, seed: int, num_envs: int, gym_version: str, progress: bool) -> Path:
@@ -178,7 +157,8 @@ def generate_dataset(
                 parts.append(collect(env, _policy_for(env, sub), None, episodes, seed, num_envs, gym_version, progress))
             else:  # the medium and expert files themselves, made first if missing or of another seed or size
                 sub_path = _part_file(f"{env}-{sub}", out_dir, steps, seed, num_envs, gym_version, progress)
-                parts.append(Collected(_read_arrays(sub_path), read_d4rl(sub_path).metadata.get("seconds", 0.0)))
+                arrays = read_arrays(sub_path, tuple(DTYPES))
+                parts.append(Collected(arrays, read_d4rl(sub_path).metadata.get("seconds", 0.0)))
         arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
         policy_id = "medium+expert"
         algorithm = " + ".join(

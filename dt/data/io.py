@@ -129,6 +129,20 @@ def _complete_end_flags(path: Path, arrays: dict[str, np.ndarray], has_timeouts:
         )
 
 
+INFOS = ("qpos", "qvel", "action_log_probs")  # arrays D4RL stores under infos/
+
+
+def _h5_key(name: str) -> str:
+    return f"infos/{name}" if name in INFOS else name
+
+
+def read_arrays(path: str | Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Raw arrays of a file written by :func:`write_d4rl` (``qpos`` reads ``infos/qpos``), unvalidated: for
+    re-using this project's own generated files, not for reading outside data."""
+    with h5py.File(path, "r") as f:
+        return {k: f[_h5_key(k)][()] for k in names}
+
+
 def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict | None = None) -> Path:
     """Write arrays in the D4RL layout, atomically (temp file, then rename).
 
@@ -142,7 +156,7 @@ def write_d4rl(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict |
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in arrays.items():
-            key = f"infos/{k}" if k in ("qpos", "qvel", "action_log_probs") else k
+            key = _h5_key(k)
             f.create_dataset(key, data=v)
         for k, v in (metadata or {}).items():
             f.create_dataset(f"metadata/{k}", data=v if not isinstance(v, (dict, list)) else json.dumps(v))
