@@ -6,7 +6,6 @@ path plus the mtime of its metadata.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,23 +16,23 @@ from dt.data import DatasetError
 from dt.steering import TargetSchedule, parse_schedule, steered_rollout
 
 if TYPE_CHECKING:
-    from dt.evaluate import Rollout
     from dt.tokens import ReturnAttentionSweep
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int | None) -> Rollout:
-    return steered_rollout(state.load(path), parse_schedule(schedule), seed=seed, max_steps=max_steps)
+def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int | None) -> state.Episode:
+    ck = state.load(path)
+    return state.rendered_rollout(
+        ck,
+        lambda on_state: steered_rollout(
+            ck, parse_schedule(schedule), seed=seed, max_steps=max_steps, on_state=on_state
+        ),
+    )
 
 
 def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> state.Episode:
-    """The episode that follows ``schedule``, with its video (rollout and render cached)."""
-    ck = state.load(path)
-    t0 = time.perf_counter()
-    r = _steered(str(path), state.mtime(path), str(schedule), int(seed), state.max_steps_cap())
-    t1 = time.perf_counter()
-    mp4 = state.video_mp4(ck.env_name, r.qpos, r.qvel)
-    return state.Episode(r, mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
+    """The episode that follows ``schedule``, with its video (rendered while it runs; cached)."""
+    return state.fresh(lambda: _steered(str(path), state.mtime(path), str(schedule), int(seed), state.max_steps_cap()))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

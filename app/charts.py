@@ -13,24 +13,46 @@ from dt.tokens import KIND_NAMES, KINDS, PER_STEP
 COLORS = {"R": "#d62728", "s": "#1f77b4", "a": "#2ca02c", "target": "#9467bd", "data": "#7f7f7f"}
 
 
+RULER_LEVELS = (0.8, -0.8, 1.6, -1.6)  # label rows: above, below, further above, further below the ruler
+
+
+def ruler_label_levels(marks: dict[str, float], lo: float, hi: float, width_px: float = 420) -> dict[str, float]:
+    """A label row for each mark so no two labels overlap at ``width_px`` (about 5.5 px per character).
+
+    Marks are placed left to right, each on the first row whose previous label ends far enough to the left.
+    """
+    scale = width_px / max(hi - lo, 1e-9)  # px per return unit
+
+    def half(name: str) -> float:
+        return 2.75 * len(name) + 3  # half a label's width in px, with a margin
+
+    right_edge = {level: -np.inf for level in RULER_LEVELS}
+    levels = {}
+    for name, x in sorted(marks.items(), key=lambda kv: kv[1]):
+        px = (x - lo) * scale
+        level = next((lv for lv in RULER_LEVELS if right_edge[lv] <= px - half(name)), RULER_LEVELS[-1])
+        right_edge[level] = px + half(name)
+        levels[name] = level
+    return levels
+
+
 def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -> go.Figure:
     """A thin numbered axis under the target slider marking the dataset's returns and the paper's targets."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[lo, hi], y=[0, 0], mode="lines", line=dict(color="#ddd", width=2), hoverinfo="skip"))
-    for i, (name, x) in enumerate(marks.items()):
+    levels = ruler_label_levels(marks, lo, hi)
+    for name, x in marks.items():
         color = COLORS["target"] if name.startswith("paper") else COLORS["data"]
         fig.add_trace(
             go.Scatter(
                 x=[x],
                 y=[0],
-                mode="markers+text",
+                mode="markers",
                 marker=dict(symbol="line-ns-open", size=16, color=color, line_width=2),
-                text=[name],
-                textposition="top center" if i % 2 == 0 else "bottom center",
-                textfont=dict(size=10, color=color),
                 hovertemplate=f"{name}: %{{x:,.0f}}<extra></extra>",
             )
         )
+        fig.add_annotation(x=x, y=levels[name], text=name, showarrow=False, font=dict(size=10, color=color))
     fig.add_trace(
         go.Scatter(
             x=[target],
@@ -40,8 +62,9 @@ def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -
             hovertemplate="target %{x:,.0f}<extra></extra>",
         )
     )
+    rows = max((abs(v) for v in levels.values()), default=0.8)
     fig.update_layout(
-        height=96,
+        height=96 if rows < 1.2 else 124,
         margin=dict(l=12, r=12, t=4, b=28),
         showlegend=False,
         plot_bgcolor="rgba(0,0,0,0)",
@@ -55,7 +78,7 @@ def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -
             nticks=8,
             tickfont=dict(size=10),
         ),
-        yaxis=dict(visible=False, range=[-1.4, 1.4]),
+        yaxis=dict(visible=False, range=[-rows - 0.6, rows + 0.6]),
     )
     return fig
 

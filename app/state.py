@@ -207,14 +207,6 @@ def load(path: str, env: str | None = None) -> Checkpoint:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def rollout_data(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> Rollout:
-    """One episode (no attention), cached per (checkpoint version, target, seed, cap)."""
-    from dt.evaluate import rollout
-
-    return rollout(load(path), float(target), seed=int(seed), max_steps=max_steps)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
 def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
     """Real-time H.264 MP4 of recorded states (rendered on dt.render's GL thread)."""
     from dt.render import render_mp4
@@ -234,7 +226,11 @@ def video_gif(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
 
 @dataclass
 class Episode:
-    """A rollout plus its video: what the Playground and Side-by-side pages show."""
+    """A rollout plus its video: what the Playground and Side-by-side pages show.
+
+    ``rollout_s`` is how long the episode ran and ``render_s`` how much longer the video took (it renders
+    while the episode runs); both 0 when it came from a stored preview or the cache.
+    """
 
     rollout: Rollout
     mp4: bytes
@@ -247,20 +243,44 @@ class Episode:
         return float(get_env(self.env).normalized_score(self.rollout.total_return))
 
 
+def rendered_rollout(ck: Checkpoint, run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout]) -> Episode:
+    """``run(on_state)`` rolls out an episode; its video renders while it runs (dt.render.Mp4Stream)."""
+    from dt.render import Mp4Stream
+
+    t0 = time.perf_counter()
+    with Mp4Stream(ck.env_name, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE) as video:
+        r = run(video.add)
+        t1 = time.perf_counter()
+    assert video.mp4 is not None  # finished by the with block
+    return Episode(r, video.mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _episode(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> Episode:
+    from dt.evaluate import rollout
+
+    ck = load(path)
+    return rendered_rollout(ck, lambda on_state: rollout(ck, target, seed=seed, max_steps=max_steps, on_state=on_state))
+
+
+def fresh(compute: Callable[[], Episode]) -> Episode:
+    """``compute()``, with its timings zeroed when it came from the cache (it returned at once)."""
+    t0 = time.perf_counter()
+    ep = compute()
+    if time.perf_counter() - t0 < 0.05:
+        return Episode(ep.rollout, ep.mp4, ep.env, 0.0, 0.0)
+    return ep
+
+
 def episode(path: str, target: float, seed: int, max_steps: int | None = None) -> Episode:
-    """Roll out and render (each step cached); timings are those of the first computation."""
+    """Roll out and render, cached per (checkpoint version, target, seed, cap)."""
     ck = load(path)
     cap = max_steps or max_steps_cap()
     # The default episode is usually stored beside the checkpoint (python -m dt.preview): no rollout, no render.
     stored = load_preview(path, target, seed, cap, VideoSettings(VIDEO_SIZE, VIDEO_SIZE, VIDEO_FPS))
     if stored is not None:
         return Episode(stored.rollout(), stored.mp4, ck.env_name, 0.0, 0.0)
-    t0 = time.perf_counter()
-    r = rollout_data(str(path), mtime(path), float(target), int(seed), cap)
-    t1 = time.perf_counter()
-    mp4 = video_mp4(ck.env_name, r.qpos, r.qvel)
-    t2 = time.perf_counter()
-    return Episode(r, mp4, ck.env_name, t1 - t0, t2 - t1)
+    return fresh(lambda: _episode(str(path), mtime(path), float(target), int(seed), cap))
 
 
 @dataclass

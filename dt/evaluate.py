@@ -8,6 +8,7 @@ reset with seed ``seed + j``, so targets are compared on the same starts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,12 +165,15 @@ def rollout(
     max_steps: int | None = None,
     record_attention: bool = False,
     jumps: tuple[tuple[int, float], ...] = (),
+    on_state: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> Rollout:
     """One episode, batch of one, recording everything needed to render and inspect it.
 
     With ``record_attention`` each step also keeps the attention maps and the
     context window the action was computed from; ``jumps`` moves the target
-    mid-episode (see :meth:`dt.policy.DTPolicy.reset` and :mod:`dt.steering`).
+    mid-episode (see :meth:`dt.policy.DTPolicy.reset` and :mod:`dt.steering`);
+    ``on_state(qpos, qvel)`` sees each step's state as it happens (e.g. :class:`dt.render.Mp4Stream.add`,
+    which renders the video while the episode runs).
     """
     env = make_env(ckpt.env_name, gym_version).unwrapped
     max_steps = max_steps or ckpt.max_ep_len
@@ -182,6 +186,8 @@ def rollout(
     for _ in range(max_steps):
         rec["qpos"].append(env.data.qpos.copy())
         rec["qvel"].append(env.data.qvel.copy())
+        if on_state is not None:
+            on_state(rec["qpos"][-1], rec["qvel"][-1])
         rec["obs"].append(o)
         a = policy.act(o, r, record_attention=record_attention)
         rec["rtg"].append(policy.returns_to_go[0])

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from dt.checkpoint import Checkpoint
     from dt.evaluate import Rollout
 
@@ -100,8 +104,15 @@ def parse_schedule(text: str) -> TargetSchedule:
     return TargetSchedule(_number(parts[0]), tuple(switches))
 
 
-def steered_rollout(ckpt: Checkpoint, schedule: TargetSchedule, seed: int = 0, max_steps: int | None = None) -> Rollout:
-    """One episode that follows ``schedule`` (``rollout.returns_to_go`` shows each jump)."""
+def steered_rollout(
+    ckpt: Checkpoint,
+    schedule: TargetSchedule,
+    seed: int = 0,
+    max_steps: int | None = None,
+    on_state: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> Rollout:
+    """One episode that follows ``schedule`` (``rollout.returns_to_go`` shows each jump); ``on_state`` as in
+    :func:`dt.evaluate.rollout`."""
     from dt.evaluate import rollout
 
-    return rollout(ckpt, schedule.initial, seed=seed, max_steps=max_steps, jumps=schedule.jumps())
+    return rollout(ckpt, schedule.initial, seed=seed, max_steps=max_steps, jumps=schedule.jumps(), on_state=on_state)

@@ -157,8 +157,11 @@ def test_first_video_plays_within_seconds_of_a_cold_start(page):
 def test_playground_slider_video_and_download(page, tmp_path):
     import imageio.v2 as imageio
 
-    page.screenshot(path=SHOTS / "playground.png", full_page=True)
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    slider.wait_for(state="attached")  # the whole page, not only the stored first video
+    _settle(page)
+    page.wait_for_function(VIDEO_READY, arg=1)
+    page.screenshot(path=SHOTS / "playground.png", full_page=True)
     thumb = slider.locator("xpath=../..")  # the positioned thumb around the (visually hidden) range input
     before = float(slider.input_value())
     old_src = page.locator("video").first.get_attribute("src")

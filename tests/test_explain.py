@@ -207,3 +207,20 @@ def test_shipped_previews_are_current():
         if not (meta.parent / "preview" / f"{key}.mp4").exists():
             stale.append(meta.parent.name)
     assert not stale, f"previews missing or stale for {stale}: run python -m dt.preview checkpoints/*"
+
+
+def test_ruler_labels_never_overlap():
+    from app.charts import RULER_LEVELS, ruler_label_levels
+
+    # The shipped medium-expert checkpoint's marks: data mean 1,768 sits beside paper 1,800.
+    marks = {"data min": 543, "data mean": 1768, "data max": 3297, "paper 1,800": 1800, "paper 3,600": 3600}
+    for width in (420, 250):
+        levels = ruler_label_levels(marks, 0, 4500, width_px=width)
+        assert set(levels) == set(marks) and set(levels.values()) <= set(RULER_LEVELS)
+        scale = width / 4500
+        for a in marks:
+            for b in marks:
+                if a < b and levels[a] == levels[b]:  # same row: their extents must not touch
+                    gap = abs(marks[a] - marks[b]) * scale
+                    assert gap >= 2.75 * (len(a) + len(b)) + 6, (a, b, width)
+    assert ruler_label_levels({"x": 1.0}, 0, 10) == {"x": RULER_LEVELS[0]}

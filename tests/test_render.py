@@ -132,6 +132,40 @@ def test_mp4_decodes_to_h264_frames(hopper_states, tmp_path):
     assert n == 10
 
 
+def test_mp4_stream_renders_while_states_arrive_and_matches_render_mp4(hopper_states):
+    qpos, qvel = hopper_states
+    whole = R.render_mp4("hopper", qpos, qvel, width=W, height=H, target_fps=25)
+    added: list[int] = []
+
+    def produce(stream: R.Mp4Stream) -> None:  # as a rollout does: one state per env step, from another thread
+        for i in range(len(qpos)):
+            stream.add(qpos[i], qvel[i])
+            added.append(i)
+
+    with R.Mp4Stream("hopper", target_fps=25, width=W, height=H) as stream:
+        worker = threading.Thread(target=produce, args=(stream,))
+        worker.start()
+        worker.join()
+    assert stream.stride == 5 and stream.steps == len(qpos) == len(added)
+    assert stream.mp4 == whole  # the same frames, encoded the same way
+
+
+def test_mp4_stream_cancel_frees_the_render_thread(hopper_states):
+    qpos, qvel = hopper_states
+    with pytest.raises(KeyError):
+        with R.Mp4Stream("hopper", width=W, height=H) as stream:
+            stream.add(qpos[0], qvel[0])
+            raise KeyError("rollout failed")  # the with block cancels the render job
+    assert stream.mp4 is None
+    # The shared render thread is free again: the next video renders.
+    assert len(R.render_frames("hopper", qpos[:2], qvel[:2], width=W, height=H)) == 2
+    with pytest.raises(ValueError, match="no frames"):
+        R.Mp4Stream("hopper", width=W, height=H).finish(timeout=30)
+    with pytest.raises(ValueError, match="needs qpos"):
+        with R.Mp4Stream("hopper", width=W, height=H) as bad:
+            bad.add(qpos[0][:3], qvel[0])
+
+
 def test_write_mp4_pads_odd_sizes_and_writes_atomically(tmp_path):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, size=(5, 33, 51, 3), dtype=np.uint8)

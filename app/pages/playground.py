@@ -140,12 +140,18 @@ def metrics(e: state.Episode, target: float | None) -> None:
     delta = f"{r.total_return - target:+,.0f} vs target" if target is not None else None
     m1.metric("Achieved return", f"{r.total_return:,.0f}", delta, delta_color="off")
     m2.metric("D4RL normalized score", f"{e.normalized:.1f}")
-    m3.metric("Episode length", f"{r.length:,} steps", "fell over" if r.terminated else "time limit", delta_color="off")
+    # The unit in the label: "1,000 steps" in the value was cut off in a third of the page at 1400 px.
+    ended = "fell over" if r.terminated else "time limit"
+    m3.metric("Episode length (steps)", f"{r.length:,}", ended, delta_color="off")
 
 
 def timing(e: state.Episode) -> str:
     took = e.rollout_s + e.render_s
-    how = "stored or cached" if took < 0.05 else f"rollout {e.rollout_s:.1f} s, render + encode {e.render_s:.1f} s"
+    how = (
+        "stored or cached"
+        if took < 0.05
+        else f"rollout {e.rollout_s:.1f} s (rendered while it ran), video done {e.render_s:.1f} s after it"
+    )
     return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {state.VIDEO_SIZE} px"
 
 
