@@ -18,11 +18,13 @@ transitions by default, as D4RL's).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from dt.atomic import atomic_file, write_atomic
 from dt.data import DatasetError, canonical_name, generated_dir, write_d4rl
 from dt.data.io import read_arrays, read_d4rl
 from dt.data.locate import d4rl_filename
@@ -52,43 +54,109 @@ def collect_parallel(
     gym_version: str = "v4",
     processes: int | None = None,
     progress: bool = False,
+    resume_dir: str | Path | None = None,
 ) -> Collected:
     """``collect`` with blocks of ``BLOCK_EPISODES`` episodes run in parallel processes.
 
     The result equals ``collect(env, policy, num_transitions, seed=seed)`` exactly, whatever ``processes`` and
     ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream, and the blocks are
     concatenated in order until they hold ``num_transitions`` steps.
+
+    With ``resume_dir`` each finished block is also saved there (atomically, one ``.npz`` per block), and a
+    later call with the same directory, env, level, policy weights, seed and gym version starts after the
+    blocks already saved: an interrupted generation loses at most the blocks in flight (about a minute). The
+    caller removes the directory once the dataset is written.
     """
     import multiprocessing as mp
 
     # Starting a process costs seconds (imports); small datasets stay in this one.
     processes = processes or (1 if num_transitions < 50_000 else os.cpu_count() or 1)
-    if processes <= 1:
+    if processes <= 1 and resume_dir is None:
         return collect(env, _policy_for(env, level), num_transitions, None, seed, num_envs, gym_version, progress)
     t0 = time.perf_counter()
-    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(10**9))
-    parts, total = [], 0
+    saved = _BlockStore(resume_dir, env, level, seed, gym_version) if resume_dir is not None else None
+    parts = saved.load() if saved else []
+    total = sum(len(p["rewards"]) for p in parts)
+    if parts and progress:
+        print(f"resuming from {len(parts)} saved blocks ({total:,} transitions) in {resume_dir}", flush=True)
+    first = len(parts)
+    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(first, 10**9))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=num_transitions, unit="step")
-    with mp.get_context("spawn").Pool(processes) as pool:
-        for part in pool.imap(_collect_block, jobs):
+        bar = tqdm(total=num_transitions, initial=min(total, num_transitions), unit="step")
+    pool = mp.get_context("spawn").Pool(processes) if processes > 1 else None
+    try:
+        results = pool.imap(_collect_block, jobs) if pool else map(_collect_block, jobs)
+        while total < num_transitions:
+            part = next(results)
+            if saved:
+                saved.save(len(parts), part.arrays)
             parts.append(part.arrays)
             n = len(part.arrays["rewards"])
             total += n
             if bar:
                 bar.update(min(n, num_transitions - total + n))
-            if total >= num_transitions:
-                pool.terminate()
-                break
+    finally:
+        if pool:
+            pool.terminate()
     if bar:
         bar.close()
     arrays = {k: np.concatenate([p[k] for p in parts])[:num_transitions] for k in parts[0]}
     if not arrays["terminals"][-1]:
         arrays["timeouts"][-1] = True
     return Collected(arrays, time.perf_counter() - t0)
+
+
+class _BlockStore:
+    """Finished blocks of one episode stream on disk, so an interrupted generation resumes (see collect_parallel).
+
+    A ``manifest.json`` names what the blocks are of; blocks of anything else (another seed, other weights, an
+    older generator) are removed rather than reused.
+    """
+
+    def __init__(self, directory: str | Path, env: str, level: str, seed: int, gym_version: str) -> None:
+        import json
+
+        self.dir = Path(directory)
+        self.manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "env": env,
+            "level": level,
+            "policy": _policy_for(env, level).fingerprint(),
+            "seed": seed,
+            "gym_version": gym_version,
+            "block_episodes": BLOCK_EPISODES,
+        }
+        path = self.dir / "manifest.json"
+        try:
+            same = json.loads(path.read_text()) == self.manifest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(self.manifest, indent=1))
+
+    def _file(self, b: int) -> Path:
+        return self.dir / f"block-{b:06d}.npz"
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        """The saved blocks 0, 1, ... up to the first one missing or unreadable."""
+        parts = []
+        while self._file(len(parts)).exists():
+            try:
+                with np.load(self._file(len(parts))) as z:
+                    parts.append({k: z[k] for k in z.files})
+            except (OSError, ValueError, EOFError):  # cut short by a kill before the rename cannot happen; be safe
+                break
+        return parts
+
+    def save(self, b: int, arrays: dict[str, np.ndarray]) -> None:
+        with atomic_file(self._file(b), suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
 
 
 def _part_file(name: str, out_dir, steps: int, seed: int, num_envs: int, gym_version: str, progress: bool) -> Path:
@@ -182,8 +250,10 @@ def generate_dataset(
             raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
         if steps is None:
             col = collect(env, pol, None, episodes, seed, num_envs, gym_version, progress)
-        else:
-            col = collect_parallel(env, level, steps, seed, num_envs, gym_version, progress=progress)
+        else:  # finished blocks are kept beside the file until it is written: a re-run resumes after them
+            col = collect_parallel(
+                env, level, steps, seed, num_envs, gym_version, progress=progress, resume_dir=_blocks_dir(path)
+            )
         arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
         algorithm = pol.meta.get("algorithm", algorithm)
     meta = {
@@ -202,7 +272,13 @@ def generate_dataset(
     ds = make_dataset(name, path, "generated", {k: v for k, v in arrays.items() if k != "action_log_probs"})
     meta["content_sha256"] = ds.content_hash()
     write_d4rl(path, arrays, meta)
+    shutil.rmtree(_blocks_dir(path), ignore_errors=True)
     return path
+
+
+def _blocks_dir(path: Path) -> Path:
+    """Where the finished blocks of a generation in progress wait (hidden, beside the file)."""
+    return path.parent / f".{path.name}.blocks"
 
 
 def verify(path: str | Path) -> str:

@@ -39,6 +39,41 @@ def test_parallel_collection_equals_one_stream():
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
 
 
+def test_interrupted_generation_resumes_after_its_saved_blocks(tmp_path, monkeypatch):
+    import dt.generate as G
+
+    fresh = collect_parallel("hopper", "random", 3000, seed=5, num_envs=4, processes=1).arrays
+    real, calls = G._collect_block, []
+
+    def dies_on_the_third_block(args):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a Ctrl-C or a kill in the middle of block 2
+        return real(args)
+
+    monkeypatch.setattr(G, "_collect_block", dies_on_the_third_block)
+    blocks = tmp_path / "blocks"
+    with pytest.raises(KeyboardInterrupt):
+        collect_parallel("hopper", "random", 3000, seed=5, num_envs=4, processes=1, resume_dir=blocks)
+    assert sorted(p.name for p in blocks.glob("block-*.npz")) == ["block-000000.npz", "block-000001.npz"]
+    monkeypatch.setattr(G, "_collect_block", real)
+    calls.clear()
+    resumed = collect_parallel("hopper", "random", 3000, seed=5, num_envs=4, processes=1, resume_dir=blocks).arrays
+    for k in fresh:
+        np.testing.assert_array_equal(resumed[k], fresh[k])
+    # Blocks of another seed are not reused: the store starts again.
+    other = collect_parallel("hopper", "random", 600, seed=6, num_envs=4, processes=1, resume_dir=blocks).arrays
+    np.testing.assert_array_equal(
+        other["observations"], collect_parallel("hopper", "random", 600, seed=6, processes=1).arrays["observations"]
+    )
+    assert len(list(blocks.glob("block-*.npz"))) == 1
+
+
+def test_generate_dataset_removes_its_blocks_when_done(tmp_path):
+    path = generate_dataset("hopper-random", out_dir=tmp_path, steps=1500, progress=False)
+    assert path.exists() and not any(p.name.endswith(".blocks") for p in tmp_path.iterdir())
+
+
 def _fixed_actor() -> BehaviourPolicy:
     """A small tanh-Gaussian actor with weights from a seeded numpy generator (no torch init involved)."""
     actor = Actor(11, 3, 32)

@@ -153,6 +153,17 @@ class BehaviourPolicy:
             self._cache = (key, {k: v.detach().cpu().double().numpy() for k, v in state.items()})
         return self._cache[1]
 
+    def fingerprint(self) -> str:
+        """A short hash of the weights (the name for random actions): what a resumed generation must match."""
+        import hashlib
+
+        if self.actor is None:
+            return self.name
+        h = hashlib.sha256()
+        for k, v in sorted(self._params().items()):
+            h.update(k.encode() + np.ascontiguousarray(v).tobytes())
+        return h.hexdigest()[:16]
+
     def sample(self, obs: np.ndarray, eps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Actions (n, act_dim) in [-1, 1] (float32) and log densities (n,) for observations (n, obs_dim).
 
