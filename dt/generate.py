@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dt.atomic import atomic_file, write_atomic
 from dt.data import DatasetError, canonical_name, generated_dir, write_d4rl
 from dt.data.io import read_arrays, read_d4rl
 from dt.data.locate import d4rl_filename
 from dt.envs import get_env
-from dt.rollout import DTYPES, Collected, collect
+from dt.rollout import DTYPES, BlockStore, Collected, blocks_dir, collect
 
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
@@ -74,7 +73,16 @@ def collect_parallel(
     if processes <= 1 and resume_dir is None:
         return collect(env, _policy_for(env, level), num_transitions, None, seed, num_envs, gym_version, progress)
     t0 = time.perf_counter()
-    saved = _BlockStore(resume_dir, env, level, seed, gym_version) if resume_dir is not None else None
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "env": env,
+        "level": level,
+        "policy": _policy_for(env, level).fingerprint(),
+        "seed": seed,
+        "gym_version": gym_version,
+        "block_episodes": BLOCK_EPISODES,
+    }
+    saved = BlockStore(resume_dir, manifest) if resume_dir is not None else None
     parts = saved.load() if saved else []
     total = sum(len(p["rewards"]) for p in parts)
     if parts and progress:
@@ -107,56 +115,6 @@ def collect_parallel(
     if not arrays["terminals"][-1]:
         arrays["timeouts"][-1] = True
     return Collected(arrays, time.perf_counter() - t0)
-
-
-class _BlockStore:
-    """Finished blocks of one episode stream on disk, so an interrupted generation resumes (see collect_parallel).
-
-    A ``manifest.json`` names what the blocks are of; blocks of anything else (another seed, other weights, an
-    older generator) are removed rather than reused.
-    """
-
-    def __init__(self, directory: str | Path, env: str, level: str, seed: int, gym_version: str) -> None:
-        import json
-
-        self.dir = Path(directory)
-        self.manifest = {
-            "generator_version": GENERATOR_VERSION,
-            "env": env,
-            "level": level,
-            "policy": _policy_for(env, level).fingerprint(),
-            "seed": seed,
-            "gym_version": gym_version,
-            "block_episodes": BLOCK_EPISODES,
-        }
-        path = self.dir / "manifest.json"
-        try:
-            same = json.loads(path.read_text()) == self.manifest
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(self.manifest, indent=1))
-
-    def _file(self, b: int) -> Path:
-        return self.dir / f"block-{b:06d}.npz"
-
-    def load(self) -> list[dict[str, np.ndarray]]:
-        """The saved blocks 0, 1, ... up to the first one missing or unreadable."""
-        parts = []
-        while self._file(len(parts)).exists():
-            try:
-                with np.load(self._file(len(parts))) as z:
-                    parts.append({k: z[k] for k in z.files})
-            except (OSError, ValueError, EOFError):  # cut short by a kill before the rename cannot happen; be safe
-                break
-        return parts
-
-    def save(self, b: int, arrays: dict[str, np.ndarray]) -> None:
-        with atomic_file(self._file(b), suffix=".npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
 
 
 def _part_file(name: str, out_dir, steps: int, seed: int, num_envs: int, gym_version: str, progress: bool) -> Path:
@@ -240,7 +198,13 @@ def generate_dataset(
         # DT_SAC_RUN_DIR (on the machine that ran SAC): read that run's exact buffer rows instead.
         run_dir = os.environ.get("DT_SAC_RUN_DIR") or None
         arrays, seconds, policy_id = collect_replay(
-            env, seed=seed, num_envs=num_envs, gym_version=gym_version, run_dir=run_dir, progress=progress
+            env,
+            seed=seed,
+            num_envs=num_envs,
+            gym_version=gym_version,
+            run_dir=run_dir,
+            progress=progress,
+            resume_dir=None if run_dir else blocks_dir(path),
         )
         algorithm = "SAC (replay buffer)" if run_dir else "SAC (replay snapshots)"
     else:
@@ -252,7 +216,7 @@ def generate_dataset(
             col = collect(env, pol, None, episodes, seed, num_envs, gym_version, progress)
         else:  # finished blocks are kept beside the file until it is written: a re-run resumes after them
             col = collect_parallel(
-                env, level, steps, seed, num_envs, gym_version, progress=progress, resume_dir=_blocks_dir(path)
+                env, level, steps, seed, num_envs, gym_version, progress=progress, resume_dir=blocks_dir(path)
             )
         arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
         algorithm = pol.meta.get("algorithm", algorithm)
@@ -272,13 +236,8 @@ def generate_dataset(
     ds = make_dataset(name, path, "generated", {k: v for k, v in arrays.items() if k != "action_log_probs"})
     meta["content_sha256"] = ds.content_hash()
     write_d4rl(path, arrays, meta)
-    shutil.rmtree(_blocks_dir(path), ignore_errors=True)
+    shutil.rmtree(blocks_dir(path), ignore_errors=True)
     return path
-
-
-def _blocks_dir(path: Path) -> Path:
-    """Where the finished blocks of a generation in progress wait (hidden, beside the file)."""
-    return path.parent / f".{path.name}.blocks"
 
 
 def verify(path: str | Path) -> str:

@@ -12,14 +12,66 @@ This module depends on :mod:`dt.envs` only, so the behaviour and generation modu
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from dt.atomic import atomic_file, write_atomic
 from dt.envs import get_env, make_env
+
+
+class BlockStore:
+    """Finished blocks of a long collection on disk, so an interrupted generation resumes where it stopped.
+
+    ``manifest`` says what the blocks are of (env, policy weights, seed, ...); a directory whose
+    ``manifest.json`` differs is emptied rather than reused. Each block is one ``.npz`` written atomically, so a
+    kill loses only the block in progress. Used by ``dt.generate.collect_parallel`` and
+    ``dt.behaviour.replay.collect_replay``; the caller removes the directory once the dataset is written.
+    """
+
+    def __init__(self, directory: str | Path, manifest: dict[str, Any]) -> None:
+        self.dir = Path(directory)
+        path = self.dir / "manifest.json"
+        try:
+            same = json.loads(path.read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(manifest, indent=1))
+
+    def _file(self, b: int) -> Path:
+        return self.dir / f"block-{b:06d}.npz"
+
+    def load(self) -> list[dict[str, np.ndarray]]:
+        """The saved blocks 0, 1, ... up to the first one missing or unreadable."""
+        parts = []
+        while self._file(len(parts)).exists():
+            try:
+                with np.load(self._file(len(parts))) as z:
+                    parts.append({k: z[k] for k in z.files})
+            except (OSError, ValueError, EOFError):  # damaged (e.g. by a disk error): collect it again
+                break
+        return parts
+
+    def save(self, b: int, arrays: dict[str, np.ndarray]) -> None:
+        """Block ``b``, atomically."""
+        with atomic_file(self._file(b), suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+
+def blocks_dir(path: str | Path) -> Path:
+    """Where the finished blocks of the dataset file ``path`` wait while it is generated (hidden, beside it)."""
+    path = Path(path)
+    return path.parent / f".{path.name}.blocks"
 
 
 def one_blas_thread(fn: Callable) -> Callable:

@@ -129,3 +129,26 @@ def test_generate_records_the_replay_source(tmp_path, monkeypatch):
         monkeypatch.setenv("DT_SAC_RUN_DIR", str(RUN_DIR))
         path = generate_dataset("hopper-medium-replay", out_dir=tmp_path / "exact", progress=False)
         assert read_d4rl(path).metadata["algorithm"] == "SAC (replay buffer)"
+
+
+def test_interrupted_replay_collection_resumes_after_its_saved_parts(tiny_replay, tmp_path, monkeypatch):
+    import dt.behaviour.replay as R
+
+    real, calls = R.collect, []
+
+    def dies_in_the_fifth_part(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(R, "collect", dies_in_the_fifth_part)
+    with pytest.raises(KeyboardInterrupt):
+        collect_replay("hopper", seed=1, scale=SCALE, resume_dir=tmp_path / "blocks")
+    assert len(list((tmp_path / "blocks").glob("block-*.npz"))) == 4
+    calls.clear()
+    monkeypatch.setattr(R, "collect", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    arrays, _, _ = collect_replay("hopper", seed=1, scale=SCALE, resume_dir=tmp_path / "blocks")
+    assert len(calls) == len(plan(read_snapshots_meta("hopper"), SCALE)) - 4  # only the parts not saved
+    for k in DTYPES:
+        np.testing.assert_array_equal(arrays[k], tiny_replay[0][k])

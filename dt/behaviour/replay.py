@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from dt.behaviour.policy import POLICY_DIR, Actor, BehaviourPolicy, load_behaviour_policy
 from dt.data import DatasetError
 from dt.envs import get_env
-from dt.rollout import DTYPES, collect
+from dt.rollout import DTYPES, BlockStore, collect
 
 
 def snapshots_dir(env: str = "hopper", policy_dir: str | Path | None = None) -> Path:
@@ -111,6 +111,7 @@ def collect_replay(
     run_dir: str | Path | None = None,
     policy_dir: str | Path | None = None,
     progress: bool = False,
+    resume_dir: str | Path | None = None,
 ) -> tuple[dict[str, np.ndarray], float, str]:
     """Medium-replay arrays in the layout of ``dt.rollout.collect``, how long it took, and a policy id.
 
@@ -123,6 +124,8 @@ def collect_replay(
         run_dir: An SAC run directory: read its exact buffer rows instead (``scale`` must be 1).
         policy_dir: Where the shipped policies are (default ``dt/behaviour/policies``).
         progress: Show a progress bar over transitions.
+        resume_dir: Save each finished part there and, on a later call with the same arguments, start after the
+            parts already saved (:class:`dt.rollout.BlockStore`); the caller removes it when done.
 
     Raises:
         DatasetError: the replay snapshots (or, with ``run_dir``, the medium policy or buffer) are missing.
@@ -145,11 +148,20 @@ def collect_replay(
         from tqdm import tqdm
 
         bar = tqdm(total=sum(n for _, n in parts), unit="step", desc=f"{spec.name}-medium-replay")
-    chunks = []
-    for j, (snap, n) in enumerate(parts):
+    store = None
+    if resume_dir is not None:
+        fingerprints = {name: p.fingerprint() for name, p in policies.items()}
+        manifest = {"replay": meta, "policies": fingerprints, "seed": seed, "scale": scale, "gym_version": gym_version}
+        store = BlockStore(resume_dir, manifest)
+    chunks = store.load()[: len(parts)] if store else []
+    if bar and chunks:
+        bar.update(sum(n for _, n in parts[: len(chunks)]))
+    for j, (snap, n) in enumerate(parts[len(chunks) :], start=len(chunks)):
         policy = random_policy if snap is None else policies[snap]
         # collect's content does not depend on num_envs (one seeded stream of episodes), only its speed does.
         chunks.append(collect(spec.name, policy, n, None, seed * len(parts) + j, num_envs, gym_version).arrays)
+        if store:
+            store.save(j, chunks[-1])
         if bar:
             bar.set_postfix_str(snap or "random")
             bar.update(n)
