@@ -49,9 +49,10 @@ from dt.checkpoint_meta import (
     read_meta,
     read_meta_dict,
 )
+from dt.config import ModelConfig
 from dt.envs import get_env
 from dt.errors import CheckpointError, RecoveryWarning, first_line
-from dt.model import MLPBC, DecisionTransformer, ModelConfig, build_model
+from dt.model import MLPBC, DecisionTransformer, build_model
 
 STATE_FILE = "trainer_state.safetensors"
 STATE_META_FILE = "trainer_state.json"

@@ -1,8 +1,8 @@
 """Training loop: AdamW, linear warm-up, grad-norm clip, masked action MSE.
 
-Reads top to bottom: config, set-up (data, model, optimiser), one step,
-evaluation, checkpointing/resume, then the loop as an iterator so that the
-CLI prints a progress bar and the app runs it step by step in a thread::
+Reads top to bottom: set-up (data, model, optimiser), one step, evaluation,
+checkpointing/resume, then the loop as an iterator so that the CLI prints a
+progress bar and the app runs it step by step in a thread (the config is :mod:`dt.config`)::
 
     trainer = Trainer(TrainConfig(dataset="hopper-medium", max_steps=1000))
     for progress in trainer.iterate():   # a dict every log_every steps
@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,101 +28,14 @@ import torch
 from dt import distributed
 from dt.atomic import write_atomic
 from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
+from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.windows import Batch
 from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
 from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
-from dt.model import ModelConfig, action_loss, build_model
+from dt.model import action_loss, build_model
 from dt.validate import check_train_config
-
-
-def opt(default: Any, help: str, **kw: Any) -> Any:
-    """A config field whose help text becomes the CLI's ``--help``."""
-    if isinstance(default, (list, tuple, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; defaults are the paper's Hopper settings."""
-
-    dataset: str = opt("hopper-medium", "dataset name (e.g. hopper-medium) or path to a D4RL .hdf5 / Minari dir")
-    env: str = opt("", "env name; empty: taken from the dataset name")
-    model_type: str = opt("dt", "dt (Decision Transformer) or bc (MLP behaviour cloning)")
-    context_len: int = opt(20, "K, timesteps of context")
-    embed_dim: int = opt(128, "hidden size")
-    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)")
-    n_head: int = opt(1, "attention heads")
-    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim")
-    activation: str = opt("relu", "feed-forward activation")
-    dropout: float = opt(0.1, "dropout")
-    batch_size: int = opt(64, "windows per step")
-    lr: float = opt(1e-4, "AdamW learning rate")
-    weight_decay: float = opt(1e-4, "AdamW weight decay")
-    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
-    grad_clip: float = opt(0.25, "gradient-norm clip")
-    max_steps: int = opt(100_000, "gradient steps in total")
-    pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
-    delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
-    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
-    bf16: bool | None = opt(
-        None,
-        "bf16 autocast; None: on where native (CUDA, CPUs with AMX or AVX512-BF16), off where emulated (slow)",
-    )
-    compile: str = opt(
-        "off", "torch.compile the forward/backward: off, default, reduce-overhead (CUDA graphs) or max-autotune"
-    )
-    seed: int = opt(0, "seed for sampling, dropout and initialisation")
-    num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
-    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
-    eval_episodes: int = opt(10, "episodes per target at each evaluation")
-    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets")
-    eval_max_steps: int = opt(0, "cap on episode length during training evaluations; 0: the env's")
-    log_every: int = opt(100, "report metrics every N steps")
-    save_every: int = opt(5_000, "save a resumable checkpoint every N steps")
-    out_dir: str = opt("runs/dt-hopper-medium", "run directory: checkpoint/, metrics.jsonl, tb/")
-    resume: bool = opt(False, "continue from out_dir/checkpoint (model, optimiser, RNG and step)")
-    gym_version: str = opt("v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)")
-    tensorboard: bool = opt(True, "write TensorBoard logs to out_dir/tb")
-
-    def model_config(self, state_dim: int, act_dim: int, max_ep_len: int) -> ModelConfig:
-        return ModelConfig(
-            model_type=self.model_type,
-            state_dim=state_dim,
-            act_dim=act_dim,
-            context_len=self.context_len,
-            embed_dim=self.embed_dim,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_inner=self.n_inner or 4 * self.embed_dim,
-            activation=self.activation,
-            dropout=self.dropout,
-            max_ep_len=max_ep_len,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# Named starting points; the app offers them, the CLI takes --preset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # A small DT that learns to hop within a few CPU minutes (not the paper's figures).
-    "quick": dict(
-        embed_dim=64,
-        n_layer=2,
-        context_len=10,
-        lr=1e-3,
-        warmup_steps=200,
-        max_steps=3000,
-        eval_every=1000,
-        eval_episodes=5,
-        save_every=500,
-    ),
-}
 
 
 class Trainer:
@@ -555,9 +467,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             continue  # a line cut by a kill mid-write
     write_atomic(path, "".join(kept))
-
-
-def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    return replace(cfg, **PRESETS[preset])

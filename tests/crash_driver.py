@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 import dt.atomic as A  # noqa: E402
 import dt.checkpoint as C  # noqa: E402
-from dt.train import TrainConfig, Trainer  # noqa: E402
+from dt.config import TrainConfig  # noqa: E402
+from dt.train import Trainer  # noqa: E402
 
 
 def config(out_dir: str, dataset: str, **kw) -> TrainConfig:

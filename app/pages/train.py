@@ -10,8 +10,8 @@ import streamlit as st
 
 from app import charts, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate
+from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
-from dt.train import PRESETS, TrainConfig, apply_preset
 
 sidebar.draw()
 st.title("Train a model")
