@@ -2,19 +2,23 @@
 
 Reads top to bottom: set-up (data, model, optimiser), one step, evaluation,
 checkpointing/resume, then the loop as an iterator so that the CLI prints a
-progress bar and the app runs it step by step in a thread (the config is :mod:`dt.config`)::
+progress bar and the app runs it step by step in a thread::
 
     trainer = Trainer(TrainConfig(dataset="hopper-medium", max_steps=1000))
     for progress in trainer.iterate():   # a dict every log_every steps
         ...
         if should_stop:
             trainer.request_stop()         # saves, then the iterator ends
+
+It is one class, :class:`Trainer`, a little over 400 lines: set-up, step, evaluation, save/resume and the loop
+all read and write the same state (model, optimiser, sampler, RNGs, step), so they stay together. What stands
+alone lives elsewhere: the run's config (:mod:`dt.config`), the metric log (:mod:`dt.metrics`) and the
+optimiser-state serialisation (:mod:`dt.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 import time
@@ -26,14 +30,22 @@ import numpy as np
 import torch
 
 from dt import distributed
-from dt.atomic import write_atomic
-from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
+from dt.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_trainer_state,
+    optimizer_state,
+    optimizer_tensors,
+    recover_checkpoint,
+    save_checkpoint,
+)
 from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.windows import Batch
 from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
 from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
+from dt.metrics import MetricsLog
 from dt.model import action_loss, build_model
 from dt.validate import check_train_config
 
@@ -269,17 +281,14 @@ class Trainer:
             if not self.dist.is_main:
                 distributed.barrier(self.dist)  # returns once rank 0 has written
                 return self.ckpt_dir
+        optim_tensors, param_groups = optimizer_tensors(self.optimizer)
+        tensors.update(optim_tensors)
         opt_json: dict[str, Any] = {
-            "param_groups": [],
+            "param_groups": param_groups,
             "step": self.step,
             "wall_time": self.wall_time,
             "world_size": self.dist.world_size,
         }
-        sd = self.optimizer.state_dict()
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        opt_json["param_groups"] = sd["param_groups"]
         if on_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         path = save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
@@ -326,12 +335,7 @@ class Trainer:
 
     def _restore_state(self, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
         """Optimiser, RNG (this rank's), step and wall time from a checkpoint's trainer state."""
-        sd = {"param_groups": js["param_groups"], "state": {}}
-        for key, v in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                sd["state"].setdefault(int(pid), {})[name] = v.to(self.device)  # fused AdamW keeps step on device
-        self.optimizer.load_state_dict(sd)
+        self.optimizer.load_state_dict(optimizer_state(tensors, js["param_groups"], self.device))
         own = f".rank{self.dist.rank}" if self.dist.rank else ""
         torch.set_rng_state(tensors["rng.torch" + own])
         self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
@@ -351,26 +355,16 @@ class Trainer:
 
         Progress dicts hold ``step``, ``max_steps``, ``loss``, ``lr``, ``grad_norm``,
         ``steps_per_s``, ``samples_per_s``, ``eta_s`` and, after an evaluation, ``eval``.
-        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (rank 0 only;
-        every rank yields the same records).
+        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (:class:`dt.metrics.MetricsLog`; rank 0
+        only; every rank yields the same records).
         """
         cfg = self.cfg
         main = self.dist.is_main
-        writer, log = None, None
+        log = None
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            metrics = self.out_dir / "metrics.jsonl"
-            if self.step == 0:  # a fresh run (also --force over an old one): old metrics and events go
-                metrics.unlink(missing_ok=True)
-                shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
-            else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
-                _truncate_metrics(metrics, self.step)
-            if cfg.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-            log = open(metrics, "a")
+            log = MetricsLog(self.out_dir, self.step, cfg.tensorboard)
         # Summed on the device and read once per log interval: no host sync per step.
         loss_sum, n_losses = torch.zeros((), device=self.device), 0
         t_last, s_last = time.perf_counter(), self.step
@@ -406,7 +400,7 @@ class Trainer:
                     t_last = time.perf_counter()  # evaluation time is not training speed
                 if rec is not None:
                     if log is not None:
-                        self._log(rec, log, writer)
+                        log.write(rec)
                     yield rec
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                     self.save()
@@ -415,20 +409,6 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-            if writer:
-                writer.close()
-
-    def _log(self, rec: dict[str, Any], log, writer) -> None:
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        if writer is None:
-            return
-        for k in ("loss", "lr", "grad_norm", "steps_per_s"):
-            if k in rec:
-                writer.add_scalar(f"train/{k}", rec[k], rec["step"])
-        for r in rec.get("eval", {}).get("results", []):
-            writer.add_scalar(f"eval/return_{r['target']:.0f}", r["return_mean"], rec["step"])
-            writer.add_scalar(f"eval/normalized_{r['target']:.0f}", r["normalized_mean"], rec["step"])
 
     def run(self, callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> Checkpoint:
         """Train to the end (or until stopped); returns the final checkpoint as saved."""
@@ -453,17 +433,3 @@ class Trainer:
         if bar:
             bar.close()
         return load_checkpoint(self.ckpt_dir, device=self.device)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the records of ``path`` up to ``step`` (atomic rewrite); a torn last line is dropped too."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut by a kill mid-write
-    write_atomic(path, "".join(kept))
