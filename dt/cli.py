@@ -19,12 +19,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from dt.cli_data import add_data_commands
 from dt.cliconfig import add_arguments, add_command, from_args, opt
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
-from dt.errors import DtError, first_line
+from dt.errors import ConfigError, DtError, first_line
 from dt.validate import check_args, check_output_file, integer, numbers
 
 # ---- train ------------------------------------------------------------------------------------------------
@@ -213,11 +214,13 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-class _LazyParser(argparse.ArgumentParser):
-    """A (sub)command parser whose arguments are added only when it is used.
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``python -m dt`` and each of its commands: usage errors in one line, arguments added lazily.
 
-    ``bench``'s flags live in ``dt.bench``, which imports torch (seconds); deferring them keeps
-    ``python -m dt --help`` and the other commands free of torch.
+    A usage error (an unknown flag, a value that is not one of the choices, a missing argument) raises
+    :class:`dt.errors.ConfigError`, so :func:`main` prints it in one line and returns 2, like every other error
+    in the input. ``bench``'s flags live in ``dt.bench``, which imports torch (seconds); they are added only when
+    that parser is used (``populate``), which keeps ``python -m dt --help`` and the other commands free of torch.
     """
 
     populate: Callable[[argparse.ArgumentParser], None] | None = None
@@ -235,6 +238,9 @@ class _LazyParser(argparse.ArgumentParser):
         self._populate()
         return super().format_help()
 
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see {self.prog} --help)")
+
 
 def _bench_args(b: argparse.ArgumentParser) -> None:
     from dt.bench import BenchArgs
@@ -243,8 +249,8 @@ def _bench_args(b: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dt", description="Decision Transformer playground")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_LazyParser)
+    p = _Parser(prog="python -m dt", description="Decision Transformer playground")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     add_command(sub, "train", "train a DT or BC model", cmd_train, TrainArgs, TrainConfig)
     add_command(sub, "evaluate", "evaluate a checkpoint with batched rollouts", cmd_evaluate, EvaluateArgs)
@@ -252,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(sub, "card", "evaluate a checkpoint, sweep targets and write its model card", cmd_card, CardArgs)
     add_command(sub, "results", "markdown table of the checkpoints' card evaluations", cmd_results, ResultsArgs)
     b = add_command(sub, "bench", "training, sampling and evaluation speed against the reference design", cmd_bench)
-    assert isinstance(b, _LazyParser)  # every subcommand parser is (parser_class above)
+    assert isinstance(b, _Parser)  # every subcommand parser is (parser_class above)
     b.populate = _bench_args  # dt.bench imports torch: only when this parser is used
     return p
 
@@ -262,11 +268,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     if os.environ.get("DT_DEBUG"):
+        args = build_parser().parse_args(argv)
         return args.func(args)
     warnings.showwarning = _one_line_warning
     try:
+        args = build_parser().parse_args(argv)  # --help exits here (SystemExit passes through)
         return args.func(args)
     except (DtError, KeyError, ValueError) as e:  # bad input: the message names the file or flag
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; one line is enough

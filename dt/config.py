@@ -9,6 +9,7 @@ imported only to build its config), so ``python -m dt train --help`` and reading
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +132,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """A run's saved config (its ``config.json``, or a checkpoint's ``train``); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # The architecture fields a run sets (the others come from the env: sizes and episode length; action_tanh is fixed).
