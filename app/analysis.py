@@ -1,6 +1,6 @@
 """Cached computations behind the explaining views: steered episodes, attention against the target, data returns.
 
-Same caching rules as :mod:`app.state`: plain data through ``st.cache_data``, keyed by the checkpoint
+Same caching rules as :mod:`app.cache`: plain data through ``st.cache_data``, keyed by the checkpoint
 path plus the mtime of its metadata.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from app import state
+from app import cache, paths
 from dt.data import DatasetError
 from dt.steering import TargetSchedule, parse_schedule, steered_rollout
 
@@ -23,17 +23,17 @@ if TYPE_CHECKING:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int | None) -> Rollout:
-    return steered_rollout(state.load(path), parse_schedule(schedule), seed=seed, max_steps=max_steps)
+    return steered_rollout(cache.load(path), parse_schedule(schedule), seed=seed, max_steps=max_steps)
 
 
-def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> state.Episode:
+def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> cache.Episode:
     """The episode that follows ``schedule``, with its video (rollout and render cached)."""
-    ck = state.load(path)
+    ck = cache.load(path)
     t0 = time.perf_counter()
-    r = _steered(str(path), state.mtime(path), str(schedule), int(seed), state.max_steps_cap())
+    r = _steered(str(path), paths.mtime(path), str(schedule), int(seed), paths.max_steps_cap())
     t1 = time.perf_counter()
-    mp4 = state.video_mp4(ck.env_name, r.qpos, r.qvel)
-    return state.Episode(r, mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
+    mp4 = cache.video_mp4(ck.env_name, r.qpos, r.qvel)
+    return cache.Episode(r, mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -43,13 +43,13 @@ def return_attention(
     """Attention of the action-predicting token on return tokens, one episode per target (dt.tokens)."""
     from dt.tokens import return_attention_sweep
 
-    return return_attention_sweep(state.load(path), targets, seed=seed, max_steps=max_steps)
+    return return_attention_sweep(cache.load(path), targets, seed=seed, max_steps=max_steps)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=60)
 def dataset_returns(source: str) -> np.ndarray | None:
     """Episode returns of a dataset file, or None when it is not on this machine."""
     try:
-        return state.dataset(source).episode_returns()
+        return cache.dataset(source).episode_returns()
     except DatasetError:
         return None

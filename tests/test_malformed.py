@@ -537,7 +537,7 @@ UPLOAD_CASES = [(c.id, _zipped_checkpoint_case(c), None) for c in CHECKPOINT_CAS
 
 @pytest.mark.parametrize("cid, make, expect", UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES])
 def test_upload_one_line_error(cid, make, expect, base, tmp_path, monkeypatch):
-    from app import state
+    from app import paths
     from app.upload import install_upload
     from dt.errors import CheckpointError
 
@@ -550,7 +550,7 @@ def test_upload_one_line_error(cid, make, expect, base, tmp_path, monkeypatch):
     assert "\n" not in msg and msg.startswith(f"{cid}.zip") and ".tmp" not in msg, msg
     if expect:
         assert expect in msg, msg
-    left = list(state.uploads_dir().iterdir()) if state.uploads_dir().exists() else []
+    left = list(paths.uploads_dir().iterdir()) if paths.uploads_dir().exists() else []
     assert left == [], left  # a refused upload leaves nothing, hidden or not
     assert not (tmp_path / "etc").exists() and not (tmp_path / "runs" / "checkpoint.json").exists()
 
