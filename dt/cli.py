@@ -1,12 +1,12 @@
 """Command line: ``python -m dt train | evaluate | data | card | results | bench`` (``data``: :mod:`dt.cli_data`).
 
 Every command's flags are the fields of a config dataclass (:mod:`dt.cliconfig`): training's are
-:class:`dt.config.TrainConfig`, the others' are the ``*Args`` classes here; each field's help text is its
-``--help`` line and choices are checked at parse time. Every value is checked before work starts
-(:mod:`dt.validate`). Errors in user input (a missing file, an unknown env, a
-bad checkpoint, a flag out of range) print one line and exit with status 2;
-an I/O failure (a full disk) prints one line and exits with 1. No traceback
-reaches the user unless ``DT_DEBUG=1`` asks for it.
+:class:`dt.config.TrainConfig`'s, the others' the ``*Args`` classes here, in :mod:`dt.cli_data` and
+:class:`dt.bench.BenchArgs`; each field's help text is its ``--help`` line and choices are checked at parse
+time. Every value is checked before work starts (:mod:`dt.validate`). Errors in user input (a bad flag, a
+missing file, an unknown env, a bad checkpoint, a value out of range) print one line and exit with status 2;
+an I/O failure (a full disk) prints one line and exits with 1. No traceback reaches the user unless
+``DT_DEBUG=1`` asks for it.
 """
 
 from __future__ import annotations
