@@ -1,6 +1,6 @@
 """Cached computations behind the explaining views: steered episodes, attention against the target, data returns.
 
-Same caching rules as :mod:`app.state`: plain data through ``st.cache_data``, keyed by the checkpoint
+Same caching rules as :mod:`app.cache`: plain data through ``st.cache_data``, keyed by the checkpoint
 path plus the mtime of its metadata.
 """
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from app import state
+from app import cache, paths
 from dt.data import DatasetError
 from dt.steering import TargetSchedule, parse_schedule, steered_rollout
 
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int | None) -> state.Episode:
-    ck = state.load(path)
-    return state.rendered_rollout(
+def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int | None) -> cache.Episode:
+    ck = cache.load(path)
+    return cache.rendered_rollout(
         ck,
         lambda on_state: steered_rollout(
             ck, parse_schedule(schedule), seed=seed, max_steps=max_steps, on_state=on_state
@@ -30,9 +30,9 @@ def _steered(path: str, _mtime: float, schedule: str, seed: int, max_steps: int 
     )
 
 
-def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> state.Episode:
+def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> cache.Episode:
     """The episode that follows ``schedule``, with its video (rendered while it runs; cached)."""
-    return state.fresh(lambda: _steered(str(path), state.mtime(path), str(schedule), int(seed), state.max_steps_cap()))
+    return cache.fresh(lambda: _steered(str(path), paths.mtime(path), str(schedule), int(seed), paths.max_steps_cap()))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -42,13 +42,13 @@ def return_attention(
     """Attention of the action-predicting token on return tokens, one episode per target (dt.tokens)."""
     from dt.tokens import return_attention_sweep
 
-    return return_attention_sweep(state.load(path), targets, seed=seed, max_steps=max_steps)
+    return return_attention_sweep(cache.load(path), targets, seed=seed, max_steps=max_steps)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=60)
 def dataset_returns(source: str) -> np.ndarray | None:
     """Episode returns of a dataset file, or None when it is not on this machine."""
     try:
-        return state.dataset(source).episode_returns()
+        return cache.dataset(source).episode_returns()
     except DatasetError:
         return None

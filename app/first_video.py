@@ -1,10 +1,10 @@
 """The first video of a new session, shown before the app imports torch.
 
 On a cold server the Playground's imports alone (torch, transformers) take several seconds on 2 cores.
-A new session opens on the default checkpoint (the first shipped DT, as :func:`app.state.discover_checkpoints`
+A new session opens on the default checkpoint (the first shipped DT, as :func:`app.catalog.discover_checkpoints`
 orders them) at its first paper target and seed 0, and that episode's video is usually stored beside the
 checkpoint (:mod:`dt.preview`). This module finds it with plain file reads, so the page can play it at once
-and load the model afterwards. It reads the same environment variables as :mod:`app.state`.
+and load the model afterwards. It reads the same environment variables as :mod:`app.paths`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dt.checkpoint import CheckpointError
+from dt.config import TrainConfig
 from dt.data import DatasetError
-from dt.train import TrainConfig, Trainer
+from dt.train import Trainer
 from dt.validate import check_train_config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state, upload
+from app import catalog, state, upload
 from dt.checkpoint import CheckpointError
 from dt.envs import ENVS
 
@@ -25,7 +25,7 @@ def _apply_runtime_defaults() -> None:
 def draw() -> None:
     _apply_runtime_defaults()
     s = state.session()
-    entries = state.discover_checkpoints()
+    entries = catalog.discover_checkpoints()
     with st.sidebar:
         # Only envs that some checkpoint serves; the rest are explained, not offered as a dead end.
         envs = sorted({e.env for e in entries} & set(ENVS)) or ["hopper"]

@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from app.state import safe_name, uploads_dir
+from app.paths import safe_name, uploads_dir
 from dt.checkpoint import META_FILE, load_checkpoint
 from dt.errors import CheckpointError, first_line
 

@@ -20,11 +20,13 @@ CUDA it also measures the card's bf16 rate on a large square GEMM, and
 
 The dataset is synthetic with D4RL hopper-medium's size and episode lengths
 (1M transitions, mean length ~460): sampling cost depends on lengths, not values.
+
+One module of about 450 lines on purpose: it does one thing, this benchmark, and each baseline sits beside the
+figure it is the baseline of, so a reader can check that both sides time the same work.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import statistics
@@ -32,14 +34,32 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dt.cliconfig import opt
+from dt.config import ModelConfig
 from dt.data import WindowSampler, make_dataset
 from dt.hardware import machine_info, native_bf16
-from dt.model import ModelConfig, action_loss, build_model
+from dt.model import action_loss, build_model
+
+
+@dataclass
+class BenchArgs:
+    """Flags of ``python -m dt bench``."""
+
+    quick: bool = opt(False, "fewer repetitions, short episodes, no compile on CPU")
+    json: str = opt("", "also write the figures to this JSON file")
+    eval_episodes: int = opt(100, "episodes of the batched evaluation figure")
+    num_threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    checkpoint: str = opt("", "DT for the evaluation figure (default: the shipped one)")
+    device: str = opt("cpu", "cpu, cuda or cuda:N")
+    compile: str = opt("", "torch.compile mode for the compiled row (default: default; --quick on CPU: off)")
+    batch_sizes: list[int] = opt([], "also sweep training over these batch sizes", nargs="*")
+    scaling_steps: int = opt(200, "timed steps per batch size in the sweep")
 
 
 def synthetic_dataset(n: int = 1_000_000, seed: int = 0):
@@ -196,7 +216,8 @@ def step_flops(cfg: ModelConfig, batch_size: int, device: torch.device) -> float
 
 
 def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: str, out_dir: str):
-    from dt.train import TrainConfig, Trainer
+    from dt.config import TrainConfig
+    from dt.train import Trainer
 
     cfg = TrainConfig(
         dataset=ds.source,
@@ -335,7 +356,7 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: to
     return out
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: BenchArgs) -> int:
     from dt.distributed import _single_device
 
     if args.num_threads:
@@ -424,26 +445,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m dt bench", description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    return ap
+if __name__ == "__main__":  # python -m dt.bench: the same as python -m dt bench
+    from dt.cli import main as cli_main
 
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The bench's flags (shared by ``python -m dt bench`` and ``python -m dt.bench``)."""
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, short episodes, no compile on CPU")
-    ap.add_argument("--json", default="", help="also write the figures to this JSON file")
-    ap.add_argument("--eval-episodes", type=int, default=100)
-    ap.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0: default)")
-    ap.add_argument("--checkpoint", default="", help="DT for the evaluation figure (default: the shipped one)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    ap.add_argument(
-        "--compile", default="", help="torch.compile mode for the compiled row (default: default; --quick on CPU: off)"
-    )
-    ap.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="also sweep training over these batch sizes")
-    ap.add_argument("--scaling-steps", type=int, default=200, help="timed steps per batch size in the sweep")
-
-
-if __name__ == "__main__":
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(cli_main(["bench", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ the JSON by hand. The file format is unchanged (``FORMAT_VERSION`` 1): the train
 before, and :meth:`CheckpointMeta.from_dict` reads it. Saving and loading weights is :mod:`dt.checkpoint`'s job.
 
 Also here, written once: the mapping from transformers' ``DecisionTransformerConfig`` to
-:class:`dt.model.ModelConfig` (:func:`model_config_from_hf`; the other direction is
+:class:`dt.config.ModelConfig` (:func:`model_config_from_hf`; the other direction is
 ``ModelConfig.hf_config``) and the method label (:attr:`CheckpointMeta.method`).
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dt.config import ModelConfig
 from dt.envs import get_env
 from dt.errors import CheckpointError
-from dt.model import ModelConfig
 from dt.validate import check_checkpoint_meta
 
 FORMAT_VERSION = 1
@@ -153,7 +153,7 @@ class CheckpointMeta:
         gym_id: The gymnasium id it was trained with, if recorded.
         dataset: What it was trained on.
         step: Training steps done.
-        train: The training config as saved (``dt.train.TrainConfig`` fields; read-only).
+        train: The training config as saved (``dt.config.TrainConfig`` fields; read-only).
         eval: The last evaluation, one entry per target (the first is the env's first paper target).
         eval_history: Periodic evaluations during training.
         wall_time_s: Training wall time, if recorded.

@@ -7,12 +7,14 @@ evaluation targets, the return-to-go scale and the episode length cap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 # The D4RL versions of these tasks are gym v3; gymnasium's v4 reproduces the
 # v3 dynamics on the maintained `mujoco` bindings. v5 is selectable.
-GYM_VERSIONS = ("v4", "v5")
+GymVersion = Literal["v4", "v5"]
+GYM_VERSIONS: tuple[str, ...] = get_args(GymVersion)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
+from dt.validate import COMPILE_MODES
+
 # CPU flags that mean bf16 matrix products run natively (Linux /proc/cpuinfo names).
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # Flags worth reporting beside a speed figure.
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 @cache

@@ -1,4 +1,5 @@
-"""Decision Transformer (on HuggingFace's implementation) and the MLP BC baseline.
+"""Decision Transformer (on HuggingFace's implementation) and the MLP BC baseline (built from a
+:class:`dt.config.ModelConfig`).
 
 Both models share one call signature so the trainer, the policy and the
 evaluator never branch on the model type::
@@ -11,82 +12,17 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DecisionTransformerConfig, DecisionTransformerModel
+from transformers import DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
-from dt.validate import MODEL_TYPES
+from dt.config import ModelConfig
 
 hf_logging.set_verbosity_error()  # the DT config inherits GPT-2 token ids that warn for vocab_size=1
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a model; defaults are the paper's Hopper settings.
-
-    Attributes:
-        model_type: ``dt`` (Decision Transformer) or ``bc`` (MLP behaviour cloning).
-        state_dim: Observation size.
-        act_dim: Action size.
-        context_len: K, timesteps of context (DT: 3K tokens; BC: K states).
-        embed_dim: Hidden size.
-        n_layer: Transformer blocks (DT) or hidden layers (BC).
-        n_head: Attention heads.
-        n_inner: Feed-forward width of a transformer block.
-        activation: Feed-forward activation.
-        dropout: Dropout on embeddings, attention and residuals.
-        max_ep_len: Size of the timestep embedding table.
-        action_tanh: Squash predicted actions into [-1, 1].
-    """
-
-    model_type: str = "dt"
-    state_dim: int = 11
-    act_dim: int = 3
-    context_len: int = 20
-    embed_dim: int = 128
-    n_layer: int = 3
-    n_head: int = 1
-    n_inner: int = 512
-    activation: str = "relu"
-    dropout: float = 0.1
-    max_ep_len: int = 1000
-    action_tanh: bool = True
-
-    def __post_init__(self) -> None:
-        if self.model_type not in MODEL_TYPES:
-            raise ValueError(f"unknown model_type {self.model_type!r}; known: {', '.join(MODEL_TYPES)}")
-        if self.embed_dim % self.n_head:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_head {self.n_head}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def hf_config(self) -> DecisionTransformerConfig:
-        return DecisionTransformerConfig(
-            state_dim=self.state_dim,
-            act_dim=self.act_dim,
-            hidden_size=self.embed_dim,
-            max_ep_len=self.max_ep_len,
-            action_tanh=self.action_tanh,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_inner=self.n_inner,
-            activation_function=self.activation,
-            n_positions=1024,
-            resid_pdrop=self.dropout,
-            embd_pdrop=self.dropout,
-            attn_pdrop=self.dropout,
-            attn_implementation="sdpa",
-        )
 
 
 @dataclass

@@ -15,11 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,13 +25,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dt.atomic import write_atomic
+from dt.checkpoint_meta import META_FILE, WEIGHTS_FILE
+from dt.cliconfig import from_args, opt, parser_for
+
 if TYPE_CHECKING:
     from dt.evaluate import Rollout
 
 PREVIEW_VERSION = 1
 PREVIEW_DIR = "preview"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "checkpoint.json"
 # The metadata fields that change what a rollout does (evaluation results and dates do not).
 _ROLLOUT_FIELDS = ("env", "state_mean", "state_std", "scale", "max_ep_len", "model")
 ARRAYS = ("observations", "actions", "rewards", "returns_to_go", "qpos", "qvel")
@@ -140,12 +140,6 @@ def load_preview(
     return Preview(mp4, arrays, float(target), int(seed), terminated)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def make_preview(
     ckpt_dir: str | Path,
     target: float | None = None,
@@ -189,8 +183,8 @@ def make_preview(
     arrays = {k: np.asarray(getattr(r, k), dtype=np.float64 if k in exact else np.float32) for k in ARRAYS}
     arrays["terminated"] = np.asarray(r.terminated)
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its bool flag
-    _write_atomic(out / f"{stem}.npz", buf.getvalue())
-    _write_atomic(out / f"{stem}.mp4", mp4)
+    write_atomic(out / f"{stem}.npz", buf.getvalue())
+    write_atomic(out / f"{stem}.mp4", mp4)
     if prune:
         for f in out.iterdir():
             if f.suffix in (".mp4", ".npz") and f.stem != stem:
@@ -198,14 +192,20 @@ def make_preview(
     return out / f"{stem}.mp4"
 
 
+@dataclass
+class PreviewArgs:
+    """Flags of ``python -m dt.preview``."""
+
+    checkpoints: list[str] = opt(help="checkpoint directories", positional=True)
+    target: float | None = opt(None, "target return (default: the env's first paper target)")
+    seed: int = opt(0, "env seed (the app opens with 0)")
+    max_steps: int | None = opt(None, "episode cap (the app's DT_MAX_STEPS)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write the default episode's preview (MP4 + arrays) beside each checkpoint, for a fast first video."""
-    p = argparse.ArgumentParser(prog="python -m dt.preview", description=main.__doc__)
-    p.add_argument("checkpoints", nargs="+", help="checkpoint directories")
-    p.add_argument("--target", type=float, default=None, help="target return (default: the env's first paper target)")
-    p.add_argument("--seed", type=int, default=0, help="env seed (the app opens with 0)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode cap (the app's DT_MAX_STEPS)")
-    args = p.parse_args(argv)
+    parser = parser_for(PreviewArgs, "python -m dt.preview", main.__doc__ or "")
+    args = from_args(PreviewArgs, parser.parse_args(argv))
     for d in args.checkpoints:
         t0 = time.perf_counter()
         path = make_preview(d, args.target, args.seed, args.max_steps)

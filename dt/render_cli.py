@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from dt.atomic import write_atomic
+from dt.cliconfig import from_args, opt, parser_for
 from dt.render import get_render_worker, render_frames, render_mp4
 from dt.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.video import gif_bytes
+
+
+@dataclass
+class RenderArgs:
+    """Flags of ``python -m dt.render``."""
+
+    env: str = opt("hopper", "env short name or gym id")
+    steps: int = opt(1000, "rollout length in env steps")
+    seed: int = opt(0, "seed for reset and random actions")
+    fps: float = opt(DEFAULT_FPS, "target video fps (real-time stride is derived)")
+    width: int = opt(DEFAULT_WIDTH, "frame width in pixels")
+    height: int = opt(DEFAULT_HEIGHT, "frame height in pixels")
+    slow: bool = opt(False, "keep shadows, reflections and anti-aliasing")
+    out: str = opt("render.mp4", "MP4 output path")
+    gif: str | None = opt(None, "also write a small GIF here")
+    png: str | None = opt(None, "also write the middle frame as PNG here")
+    bench: bool = opt(False, "also measure fps with default vs fast settings")
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -47,19 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     Example:
         ``python -m dt.render --env hopper --steps 1000 --out /tmp/x.mp4 --bench``
     """
-    p = argparse.ArgumentParser(prog="python -m dt.render", description=main.__doc__.splitlines()[0])
-    p.add_argument("--env", default="hopper", help="env short name or gym id")
-    p.add_argument("--steps", type=int, default=1000, help="rollout length in env steps")
-    p.add_argument("--seed", type=int, default=0, help="seed for reset and random actions")
-    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help="target video fps (real-time stride is derived)")
-    p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="frame width in pixels")
-    p.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="frame height in pixels")
-    p.add_argument("--slow", action="store_true", help="keep shadows, reflections and anti-aliasing")
-    p.add_argument("--out", default="render.mp4", help="MP4 output path")
-    p.add_argument("--gif", default=None, help="also write a small GIF here")
-    p.add_argument("--png", default=None, help="also write the middle frame as PNG here")
-    p.add_argument("--bench", action="store_true", help="also measure fps with default vs fast settings")
-    args = p.parse_args(argv)
+    parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
+    args = from_args(RenderArgs, parser.parse_args(argv))
     fast = not args.slow
 
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ class BlockStore:
 
     def load(self) -> list[dict[str, np.ndarray]]:
         """The saved blocks 0, 1, ... up to the first one missing or unreadable."""
-        parts = []
+        parts: list[dict[str, np.ndarray]] = []
         while self._file(len(parts)).exists():
             try:
                 with np.load(self._file(len(parts))) as z:
@@ -65,7 +65,7 @@ class BlockStore:
         """Block ``b``, atomically."""
         with atomic_file(self._file(b), suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle as a keyword
 
 
 def blocks_dir(path: str | Path) -> Path:

@@ -1,25 +1,28 @@
 """Training loop: AdamW, linear warm-up, grad-norm clip, masked action MSE.
 
-Reads top to bottom: config, set-up (data, model, optimiser), one step,
-evaluation, checkpointing/resume, then the loop as an iterator so that the
-CLI prints a progress bar and the app runs it step by step in a thread::
+Reads top to bottom: set-up (data, model, optimiser), one step, evaluation,
+checkpointing/resume, then the loop as an iterator so that the CLI prints a
+progress bar and the app runs it step by step in a thread::
 
     trainer = Trainer(TrainConfig(dataset="hopper-medium", max_steps=1000))
     for progress in trainer.iterate():   # a dict every log_every steps
         ...
         if should_stop:
             trainer.request_stop()         # saves, then the iterator ends
+
+It is one class, :class:`Trainer`, a little over 400 lines: set-up, step, evaluation, save/resume and the loop
+all read and write the same state (model, optimiser, sampler, RNGs, step), so they stay together. What stands
+alone lives elsewhere: the run's config (:mod:`dt.config`), the metric log (:mod:`dt.metrics`) and the
+optimiser-state serialisation (:mod:`dt.checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,103 +30,24 @@ import numpy as np
 import torch
 
 from dt import distributed
-from dt.atomic import write_atomic
-from dt.checkpoint import Checkpoint, load_checkpoint, load_trainer_state, recover_checkpoint, save_checkpoint
+from dt.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_trainer_state,
+    optimizer_state,
+    optimizer_tensors,
+    recover_checkpoint,
+    save_checkpoint,
+)
+from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.windows import Batch
 from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
 from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
-from dt.model import ModelConfig, action_loss, build_model
+from dt.metrics import MetricsLog
+from dt.model import action_loss, build_model
 from dt.validate import check_train_config
-
-
-def opt(default: Any, help: str, **kw: Any) -> Any:
-    """A config field whose help text becomes the CLI's ``--help``."""
-    if isinstance(default, (list, tuple, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; defaults are the paper's Hopper settings."""
-
-    dataset: str = opt("hopper-medium", "dataset name (e.g. hopper-medium) or path to a D4RL .hdf5 / Minari dir")
-    env: str = opt("", "env name; empty: taken from the dataset name")
-    model_type: str = opt("dt", "dt (Decision Transformer) or bc (MLP behaviour cloning)")
-    context_len: int = opt(20, "K, timesteps of context")
-    embed_dim: int = opt(128, "hidden size")
-    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)")
-    n_head: int = opt(1, "attention heads")
-    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim")
-    activation: str = opt("relu", "feed-forward activation")
-    dropout: float = opt(0.1, "dropout")
-    batch_size: int = opt(64, "windows per step")
-    lr: float = opt(1e-4, "AdamW learning rate")
-    weight_decay: float = opt(1e-4, "AdamW weight decay")
-    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
-    grad_clip: float = opt(0.25, "gradient-norm clip")
-    max_steps: int = opt(100_000, "gradient steps in total")
-    pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
-    delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
-    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
-    bf16: bool | None = opt(
-        None,
-        "bf16 autocast; None: on where native (CUDA, CPUs with AMX or AVX512-BF16), off where emulated (slow)",
-    )
-    compile: str = opt(
-        "off", "torch.compile the forward/backward: off, default, reduce-overhead (CUDA graphs) or max-autotune"
-    )
-    seed: int = opt(0, "seed for sampling, dropout and initialisation")
-    num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
-    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
-    eval_episodes: int = opt(10, "episodes per target at each evaluation")
-    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets")
-    eval_max_steps: int = opt(0, "cap on episode length during training evaluations; 0: the env's")
-    log_every: int = opt(100, "report metrics every N steps")
-    save_every: int = opt(5_000, "save a resumable checkpoint every N steps")
-    out_dir: str = opt("runs/dt-hopper-medium", "run directory: checkpoint/, metrics.jsonl, tb/")
-    resume: bool = opt(False, "continue from out_dir/checkpoint (model, optimiser, RNG and step)")
-    gym_version: str = opt("v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)")
-    tensorboard: bool = opt(True, "write TensorBoard logs to out_dir/tb")
-
-    def model_config(self, state_dim: int, act_dim: int, max_ep_len: int) -> ModelConfig:
-        return ModelConfig(
-            model_type=self.model_type,
-            state_dim=state_dim,
-            act_dim=act_dim,
-            context_len=self.context_len,
-            embed_dim=self.embed_dim,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_inner=self.n_inner or 4 * self.embed_dim,
-            activation=self.activation,
-            dropout=self.dropout,
-            max_ep_len=max_ep_len,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# Named starting points; the app offers them, the CLI takes --preset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # A small DT that learns to hop within a few CPU minutes (not the paper's figures).
-    "quick": dict(
-        embed_dim=64,
-        n_layer=2,
-        context_len=10,
-        lr=1e-3,
-        warmup_steps=200,
-        max_steps=3000,
-        eval_every=1000,
-        eval_episodes=5,
-        save_every=500,
-    ),
-}
 
 
 class Trainer:
@@ -357,17 +281,14 @@ class Trainer:
             if not self.dist.is_main:
                 distributed.barrier(self.dist)  # returns once rank 0 has written
                 return self.ckpt_dir
+        optim_tensors, param_groups = optimizer_tensors(self.optimizer)
+        tensors.update(optim_tensors)
         opt_json: dict[str, Any] = {
-            "param_groups": [],
+            "param_groups": param_groups,
             "step": self.step,
             "wall_time": self.wall_time,
             "world_size": self.dist.world_size,
         }
-        sd = self.optimizer.state_dict()
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        opt_json["param_groups"] = sd["param_groups"]
         if on_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         path = save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
@@ -414,12 +335,7 @@ class Trainer:
 
     def _restore_state(self, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
         """Optimiser, RNG (this rank's), step and wall time from a checkpoint's trainer state."""
-        sd = {"param_groups": js["param_groups"], "state": {}}
-        for key, v in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                sd["state"].setdefault(int(pid), {})[name] = v.to(self.device)  # fused AdamW keeps step on device
-        self.optimizer.load_state_dict(sd)
+        self.optimizer.load_state_dict(optimizer_state(tensors, js["param_groups"], self.device))
         own = f".rank{self.dist.rank}" if self.dist.rank else ""
         torch.set_rng_state(tensors["rng.torch" + own])
         self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
@@ -439,26 +355,16 @@ class Trainer:
 
         Progress dicts hold ``step``, ``max_steps``, ``loss``, ``lr``, ``grad_norm``,
         ``steps_per_s``, ``samples_per_s``, ``eta_s`` and, after an evaluation, ``eval``.
-        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (rank 0 only;
-        every rank yields the same records).
+        Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (:class:`dt.metrics.MetricsLog`; rank 0
+        only; every rank yields the same records).
         """
         cfg = self.cfg
         main = self.dist.is_main
-        writer, log = None, None
+        log = None
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-            metrics = self.out_dir / "metrics.jsonl"
-            if self.step == 0:  # a fresh run (also --force over an old one): old metrics and events go
-                metrics.unlink(missing_ok=True)
-                shutil.rmtree(self.out_dir / "tb", ignore_errors=True)
-            else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
-                _truncate_metrics(metrics, self.step)
-            if cfg.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step or None)
-            log = open(metrics, "a")
+            log = MetricsLog(self.out_dir, self.step, cfg.tensorboard)
         # Summed on the device and read once per log interval: no host sync per step.
         loss_sum, n_losses = torch.zeros((), device=self.device), 0
         t_last, s_last = time.perf_counter(), self.step
@@ -494,7 +400,7 @@ class Trainer:
                     t_last = time.perf_counter()  # evaluation time is not training speed
                 if rec is not None:
                     if log is not None:
-                        self._log(rec, log, writer)
+                        log.write(rec)
                     yield rec
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                     self.save()
@@ -503,20 +409,6 @@ class Trainer:
         finally:
             if log is not None:
                 log.close()
-            if writer:
-                writer.close()
-
-    def _log(self, rec: dict[str, Any], log, writer) -> None:
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        if writer is None:
-            return
-        for k in ("loss", "lr", "grad_norm", "steps_per_s"):
-            if k in rec:
-                writer.add_scalar(f"train/{k}", rec[k], rec["step"])
-        for r in rec.get("eval", {}).get("results", []):
-            writer.add_scalar(f"eval/return_{r['target']:.0f}", r["return_mean"], rec["step"])
-            writer.add_scalar(f"eval/normalized_{r['target']:.0f}", r["normalized_mean"], rec["step"])
 
     def run(self, callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> Checkpoint:
         """Train to the end (or until stopped); returns the final checkpoint as saved."""
@@ -541,23 +433,3 @@ class Trainer:
         if bar:
             bar.close()
         return load_checkpoint(self.ckpt_dir, device=self.device)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the records of ``path`` up to ``step`` (atomic rewrite); a torn last line is dropped too."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut by a kill mid-write
-    write_atomic(path, "".join(kept))
-
-
-def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    return replace(cfg, **PRESETS[preset])

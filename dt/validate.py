@@ -12,16 +12,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from dt.envs import GYM_VERSIONS
 from dt.errors import CheckpointError, ConfigError
 
 Rule = Callable[[Any], str | None]
 
-MODEL_TYPES = ("dt", "bc")
+ModelType = Literal["dt", "bc"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 # Activations the transformers GPT-2 block (transformers.activations.ACT2FN) and this project's models accept.
-ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "tanh")
+Activation = Literal["relu", "gelu", "gelu_new", "silu", "tanh"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+# torch.compile modes of the training step and the evaluation forward ("off": eager).
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 def _is_int(v: Any) -> bool:
@@ -118,7 +123,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "gym_version": one_of(*GYM_VERSIONS),
 }
 
-# checkpoint.json's "model" (dt.model.ModelConfig), as written by this project or built from config.json.
+# checkpoint.json's "model" (dt.config.ModelConfig), as written by this project or built from config.json.
 MODEL_RULES: dict[str, Rule] = {
     **ARCH_RULES,
     "state_dim": integer(1),
@@ -134,7 +139,7 @@ def flag(name: str) -> str:
 
 
 def check_train_config(cfg: Any) -> None:
-    """Check every field of a :class:`dt.train.TrainConfig` before a run starts.
+    """Check every field of a :class:`dt.config.TrainConfig` before a run starts.
 
     Raises:
         ConfigError: the first bad setting, named by its flag, with the accepted range.

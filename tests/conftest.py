@@ -38,7 +38,8 @@ def tiny_dataset(tiny_d4rl):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
     """A small DT trained for a few steps on the tiny dataset (its weights are not random)."""
-    from dt.train import TrainConfig, Trainer
+    from dt.config import TrainConfig
+    from dt.train import Trainer
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(

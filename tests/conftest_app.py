@@ -17,7 +17,8 @@ import pytest
 def _walker_checkpoint(path: Path) -> Path:
     """A tiny untrained walker2d DT: a checkpoint for another env."""
     from dt.checkpoint import save_checkpoint
-    from dt.model import ModelConfig, build_model
+    from dt.config import ModelConfig
+    from dt.model import build_model
 
     cfg = ModelConfig(model_type="dt", state_dim=17, act_dim=6, context_len=5, embed_dim=32, n_layer=1, n_inner=64)
     meta = {
@@ -32,7 +33,8 @@ def _walker_checkpoint(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[str, Path]:
     """Shipped-checkpoint dir (a DT, a BC, a walker2d DT), an empty runs dir, and a dataset dir."""
-    from dt.train import TrainConfig, Trainer
+    from dt.config import TrainConfig
+    from dt.train import Trainer
 
     root = tmp_path_factory.mktemp("app")
     shipped = root / "checkpoints"

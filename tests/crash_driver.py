@@ -17,7 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 import dt.atomic as A  # noqa: E402
 import dt.checkpoint as C  # noqa: E402
-from dt.train import TrainConfig, Trainer  # noqa: E402
+from dt.config import TrainConfig  # noqa: E402
+from dt.metrics import MetricsLog  # noqa: E402
+from dt.train import Trainer  # noqa: E402
 
 
 def config(out_dir: str, dataset: str, **kw) -> TrainConfig:
@@ -77,16 +79,16 @@ def arm(point: str) -> None:
         A.exchange = lambda a, b: False
         after_call(A.os, "replace", lambda n, a: Path(a[1]).name.startswith(".checkpoint.old-"))
     elif point == "metrics-line":  # half a metrics line written at step 25
-        original = Trainer._log
+        original = MetricsLog.write
 
-        def torn(self, rec, log, writer):
+        def torn(self, rec):
             if rec["step"] == 25:
-                log.write(json.dumps(rec)[:20])
-                log.flush()
+                self.file.write(json.dumps(rec)[:20])
+                self.file.flush()
                 die()
-            original(self, rec, log, writer)
+            original(self, rec)
 
-        Trainer._log = torn
+        MetricsLog.write = torn
     elif point == "final-evaluation":
         after_call(Trainer, "evaluate", lambda n, a: True)
     else:

@@ -110,9 +110,9 @@ def test_checkpoint_for_other_env_shows_error(app_env):
 
 
 def test_picker_lists_runs_and_uploads(app_env, tmp_path):
-    from app import state
+    from app import catalog
 
-    entries = state.discover_checkpoints()
+    entries = catalog.discover_checkpoints()
     assert [e.source for e in entries[:3]] == ["shipped"] * 3
     assert entries[0].name == "dt-tiny" and entries[0].model_type == "dt"
     assert entries[0].dataset and entries[0].step == 20
@@ -120,7 +120,7 @@ def test_picker_lists_runs_and_uploads(app_env, tmp_path):
 
 
 def test_delayed_reward_dt_is_labelled_and_not_the_default(app_env, tiny_checkpoint, tmp_path, monkeypatch):
-    from app import state
+    from app import catalog
 
     shipped = tmp_path / "checkpoints"
     shutil.copytree(tiny_checkpoint, shipped / "dt-a-delayed")  # sorts first by name
@@ -130,19 +130,19 @@ def test_delayed_reward_dt_is_labelled_and_not_the_default(app_env, tiny_checkpo
     meta.setdefault("train", {})["delayed"] = True
     meta_path.write_text(json.dumps(meta))
     monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(shipped))
-    entries = [e for e in state.discover_checkpoints() if e.source == "shipped"]
+    entries = [e for e in catalog.discover_checkpoints() if e.source == "shipped"]
     assert [e.name for e in entries] == ["dt-b", "dt-a-delayed"]
     assert "DT (delayed reward)" in entries[1].label and "delayed" not in entries[0].label
 
 
 def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
-    from app import state
+    from app import catalog, paths
 
-    repo_ckpts = Path(state.ROOT) / "checkpoints"
+    repo_ckpts = Path(paths.ROOT) / "checkpoints"
     if not any(repo_ckpts.glob("*/checkpoint.json")):
         pytest.skip("no shipped checkpoints in checkpoints/ yet")
     monkeypatch.delenv("DT_CHECKPOINT_DIRS", raising=False)
-    entries = state.discover_checkpoints()
+    entries = catalog.discover_checkpoints()
     assert entries[0].source == "shipped"
     assert entries[0].model_type == "dt" and not entries[0].delayed  # the standard DT, not the delayed-reward one
 
@@ -162,17 +162,17 @@ def _zip_dir(d: Path, prefix: str = "") -> bytes:
 
 
 def test_upload_good_bad_and_other_env(app_env):
-    from app import state
+    from app import catalog, paths
     from app.upload import install_upload
     from dt.checkpoint import CheckpointError, load_checkpoint
 
     data = _zip_dir(app_env["shipped"] / "dt-tiny", prefix="dt-tiny/")
     dest = install_upload("dt-tiny.zip", data, env="hopper")
     assert load_checkpoint(dest).env_name == "hopper"
-    assert any(e.source == "upload" and e.path == str(dest.resolve()) for e in state.discover_checkpoints())
+    assert any(e.source == "upload" and e.path == str(dest.resolve()) for e in catalog.discover_checkpoints())
     # The same zip again is the same picker entry, not a new one.
     assert install_upload("dt-tiny.zip", data, env="hopper") == dest
-    assert sum(e.source == "upload" for e in state.discover_checkpoints()) == 1
+    assert sum(e.source == "upload" for e in catalog.discover_checkpoints()) == 1
 
     with pytest.raises(CheckpointError, match="not a zip file"):
         install_upload("junk.zip", b"definitely not a zip", env="hopper")
@@ -189,8 +189,8 @@ def test_upload_good_bad_and_other_env(app_env):
     with pytest.raises(CheckpointError, match="unsafe path"):
         install_upload("evil.zip", evil.getvalue(), env="hopper")
     # Failed uploads leave nothing behind.
-    assert [p.name for p in state.uploads_dir().iterdir() if not p.name.startswith(".")] == [dest.name]
-    assert not [p for p in state.uploads_dir().iterdir() if p.name.startswith(".")]
+    assert [p.name for p in paths.uploads_dir().iterdir() if not p.name.startswith(".")] == [dest.name]
+    assert not [p for p in paths.uploads_dir().iterdir() if p.name.startswith(".")]
 
 
 # --------------------------------------------------------------------------- #
@@ -376,27 +376,27 @@ def test_side_by_side_targets_and_checkpoints(app_env):
 def test_gif_and_mp4_of_a_rollout(app_env):
     import imageio.v2 as imageio
 
-    from app import state
+    from app import cache
 
     path = str(app_env["shipped"] / "dt-tiny")
-    ep = state.episode(path, 3600.0, 0, max_steps=40)
+    ep = cache.episode(path, 3600.0, 0, max_steps=40)
     assert ep.rollout.length <= 40 and ep.mp4[4:8] == b"ftyp"
     reader = imageio.get_reader(io.BytesIO(ep.mp4), format="mp4")
     try:
         first = next(iter(reader))
     finally:
         reader.close()
-    assert first.shape == (state.VIDEO_SIZE, state.VIDEO_SIZE, 3)
-    gif = state.video_gif(ep.env, ep.rollout.qpos, ep.rollout.qvel)
+    assert first.shape == (cache.VIDEO_SIZE, cache.VIDEO_SIZE, 3)
+    gif = cache.video_gif(ep.env, ep.rollout.qpos, ep.rollout.qvel)
     assert gif[:4] == b"GIF8"
 
 
 def test_train_without_datasets_generates_one_in_the_page(app_env, monkeypatch, tmp_path):
     empty = tmp_path / "datasets"
     monkeypatch.setenv("DT_DATASET_DIR", str(empty))
-    from app import state
+    from app import cache
 
-    state.available_datasets.clear()
+    cache.available_datasets.clear()
     at = _run("train")
     assert any("No dataset on disk yet" in i.value for i in at.info)
     assert any("MB on disk" in c.value and " s on this machine" in c.value for c in at.caption)

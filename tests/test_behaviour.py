@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dt.behaviour.policy import POLICY_DIR, Actor, load_behaviour_policy, load_snapshot, save_snapshot
-from dt.behaviour.sac import Config, Trainer, TwinCritic
+from dt.behaviour.sac import Config, Trainer
+from dt.behaviour.sac_agent import TwinCritic
 
 # One thread, as in training: the default OpenMP pool spins badly on a shared 2-core machine.
 torch.set_num_threads(1)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dt.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
-from dt.model import ModelConfig, build_model
+from dt.config import ModelConfig
+from dt.model import build_model
 
 
 def meta(**kw):

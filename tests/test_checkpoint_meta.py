@@ -9,8 +9,8 @@ import pytest
 
 from dt.checkpoint import list_checkpoints, read_meta
 from dt.checkpoint_meta import CheckpointMeta, method_of, model_config_from_hf
+from dt.config import ModelConfig
 from dt.errors import CheckpointError
-from dt.model import ModelConfig
 
 SHIPPED = list_checkpoints(Path(__file__).resolve().parents[1] / "checkpoints")
 

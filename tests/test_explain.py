@@ -183,19 +183,19 @@ def test_preview_cli_writes_and_prunes(tmp_path, tiny_checkpoint):
 
 
 def test_app_video_settings_match_the_previews():
-    from app import state
+    from app import cache
     from dt.preview import APP_VIDEO
 
-    assert (APP_VIDEO.width, APP_VIDEO.height, APP_VIDEO.fps) == (state.VIDEO_SIZE, state.VIDEO_SIZE, state.VIDEO_FPS)
+    assert (APP_VIDEO.width, APP_VIDEO.height, APP_VIDEO.fps) == (cache.VIDEO_SIZE, cache.VIDEO_SIZE, cache.VIDEO_FPS)
 
 
 def test_shipped_previews_are_current():
     """Each shipped checkpoint's default episode is stored, so a cold app plays it at once."""
-    from app import state
+    from app import paths
     from dt.envs import get_env
     from dt.preview import preview_key
 
-    shipped = sorted((state.ROOT / "checkpoints").glob("*/checkpoint.json"))
+    shipped = sorted((paths.ROOT / "checkpoints").glob("*/checkpoint.json"))
     if not shipped:
         pytest.skip("no shipped checkpoints")
     import json

@@ -125,7 +125,7 @@ def test_help_and_data_list_do_not_import_torch():
 
 def test_train_help_still_lists_every_config_flag():
     from dt.cli import build_parser
-    from dt.train import TrainConfig
+    from dt.config import TrainConfig
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]
     for name in TrainConfig.__dataclass_fields__:

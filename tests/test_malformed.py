@@ -345,12 +345,15 @@ FLAG_CASES = [
     Case("flag-grad-clip-inf", _train("--grad-clip", "inf"), "--grad-clip: must be a finite number"),
     Case("flag-dropout-1.5", _train("--dropout", "1.5"), "--dropout: must be a finite number in [0, 1)"),
     Case("flag-pct-traj-0", _train("--pct-traj", "0"), "--pct-traj: must be a finite number in (0, 1]"),
-    Case("flag-gym-version", _train("--gym-version", "v9"), "--gym-version: must be one of v4, v5, got 'v9'"),
+    # Choices are refused while parsing, before the dataset is read.
+    Case("flag-gym-version", _train("--gym-version", "v9"), "argument --gym-version: invalid choice: 'v9'"),
     Case("flag-eval-episodes-0", _train("--eval-episodes", "0"), "--eval-episodes: must be an integer >= 1"),
     Case("flag-eval-targets-nan", _train("--eval-targets", "nan"), "--eval-targets: must be a list of finite"),
     Case("flag-n-head-3", _train("--n-head", "3"), "--embed-dim 128 must be divisible by --n-head 3"),
-    Case("flag-model-type", _train("--model-type", "gpt"), "--model-type: must be one of dt, bc"),
-    Case("flag-activation", _train("--activation", "wiggle"), "--activation: must be one of"),
+    Case("flag-model-type", _train("--model-type", "gpt"), "argument --model-type: invalid choice: 'gpt'"),
+    Case("flag-activation", _train("--activation", "wiggle"), "argument --activation: invalid choice: 'wiggle'"),
+    Case("flag-evaluate-gym-version", _evaluate("--gym-version", "v3"), "argument --gym-version: invalid choice"),
+    Case("flag-unknown", _train("--learning-rate", "1"), "unrecognized arguments: --learning-rate 1"),
     Case("flag-device", _train("--device", "tpu"), "--device: must be auto, cpu, cuda or cuda:N"),
     Case("flag-threads-neg", _train("--num-threads", "-1"), "--num-threads: must be an integer >= 0"),
     Case("flag-env-unknown", _train("--env", "ant"), "--env: unknown env 'ant'"),
@@ -534,7 +537,7 @@ UPLOAD_CASES = [(c.id, _zipped_checkpoint_case(c), None) for c in CHECKPOINT_CAS
 
 @pytest.mark.parametrize("cid, make, expect", UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES])
 def test_upload_one_line_error(cid, make, expect, base, tmp_path, monkeypatch):
-    from app import state
+    from app import paths
     from app.upload import install_upload
     from dt.errors import CheckpointError
 
@@ -547,7 +550,7 @@ def test_upload_one_line_error(cid, make, expect, base, tmp_path, monkeypatch):
     assert "\n" not in msg and msg.startswith(f"{cid}.zip") and ".tmp" not in msg, msg
     if expect:
         assert expect in msg, msg
-    left = list(state.uploads_dir().iterdir()) if state.uploads_dir().exists() else []
+    left = list(paths.uploads_dir().iterdir()) if paths.uploads_dir().exists() else []
     assert left == [], left  # a refused upload leaves nothing, hidden or not
     assert not (tmp_path / "etc").exists() and not (tmp_path / "runs" / "checkpoint.json").exists()
 

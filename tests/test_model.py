@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dt.model import ModelConfig, action_loss, build_model
+from dt.config import ModelConfig
+from dt.model import action_loss, build_model
 
 
 def inputs(b=4, k=20, s=11, a=3, seed=0):

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from dt.checkpoint import load_checkpoint
-from dt.train import TrainConfig, Trainer
+from dt.config import TrainConfig
+from dt.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import analysis, charts, sidebar, state
+from app import analysis, attention_charts, cache, paths, sidebar, state
 from dt.calibration import round_targets
 from dt.envs import get_env
 from dt.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
 
 sidebar.draw()
 st.title("Attention maps")
-s = state.session()
-if s.checkpoint is None:
-    state.no_checkpoint_message()
-    st.stop()
-ck = state.current_checkpoint()
-if ck is None:
-    st.stop()
+s, ck = state.page_checkpoint()
 if ck.config.model_type != "dt":
     st.info("This checkpoint is the MLP behaviour-cloning baseline: it has no attention. Pick a DT checkpoint.")
     st.stop()
@@ -33,9 +27,9 @@ st.caption(
     "step) and predicts the action from the newest state token. Rows are queries (the token attending), columns "
     "keys (the token attended to); the model is causal, so the upper triangle is empty."
 )
-cap = state.max_steps_cap()
+cap = paths.max_steps_cap()
 with st.spinner("Re-running the episode with attention recorded…"):
-    data = state.attention_data(s.checkpoint, state.mtime(s.checkpoint), float(s.target), int(s.seed), cap)
+    data = cache.attention_data(s.checkpoint, paths.mtime(s.checkpoint), float(s.target), int(s.seed), cap)
 
 T = data.length
 s.attention_step = min(s.attention_step, T - 1)
@@ -54,12 +48,12 @@ st.caption(f"Attention of the action-predicting token {labels[QUERY]}, averaged 
 VIEWS = ["Heatmaps", "Summary over the episode", "Compare two targets", "Attention vs target"]
 view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="att.view") or VIEWS[0]
 if view == "Heatmaps":
-    st.plotly_chart(charts.attention_heatmaps(data.attn[step], labels, data.mask[step]), key="att.maps")
+    st.plotly_chart(attention_charts.attention_heatmaps(data.attn[step], labels, data.mask[step]), key="att.maps")
 elif view == "Summary over the episode":
     st.markdown(f"**Step {step}: share of attention per layer and head**")
-    st.plotly_chart(charts.attention_shares_bar(sh), key="att.bar")
+    st.plotly_chart(attention_charts.attention_shares_bar(sh), key="att.bar")
     over_time = kind_shares(data.attn, QUERY).mean(axis=(1, 2))  # (T, 3)
-    st.plotly_chart(charts.attention_shares_over_time(over_time, step), key="att.time")
+    st.plotly_chart(attention_charts.attention_shares_over_time(over_time, step), key="att.time")
 elif view == "Compare two targets":
     spec = get_env(ck.env_name)
     lo, hi = state.target_range(ck)
@@ -71,7 +65,7 @@ elif view == "Compare two targets":
         "Second target", lo, hi, step=100.0, format="%.0f", **state.bind("att.cmp", "compare_target", float)
     )
     with st.spinner("Re-running with the second target…"):
-        other = state.attention_data(s.checkpoint, state.mtime(s.checkpoint), s.compare_target, int(s.seed), cap)
+        other = cache.attention_data(s.checkpoint, paths.mtime(s.checkpoint), s.compare_target, int(s.seed), cap)
     if step >= other.length:
         st.warning(
             f"The episode with target {s.compare_target:,.0f} ended after {other.length:,} steps; pick an earlier step."
@@ -87,9 +81,9 @@ elif view == "Compare two targets":
                     f"**Target {tgt:,.0f}** · achieved {d.total_return:,.0f} · "
                     f"return tokens {m[0]:.0%}, state {m[1]:.0%}, action {m[2]:.0%}"
                 )
-                st.plotly_chart(charts.attention_shares_bar(shr), key=f"att.cmpbar.{i}")
+                st.plotly_chart(attention_charts.attention_shares_bar(shr), key=f"att.cmpbar.{i}")
                 st.plotly_chart(
-                    charts.attention_heatmaps(
+                    attention_charts.attention_heatmaps(
                         d.attn[step][last:],
                         token_labels(d.timesteps[step], d.mask[step]),
                         d.mask[step],
@@ -109,9 +103,9 @@ else:
         "gives the return tokens a flat, small share."
     )
     with st.spinner(f"Rolling out {len(targets)} targets with attention recorded…"):
-        sweep = analysis.return_attention(s.checkpoint, state.mtime(s.checkpoint), targets, int(s.seed), steps)
+        sweep = analysis.return_attention(s.checkpoint, paths.mtime(s.checkpoint), targets, int(s.seed), steps)
     st.plotly_chart(
-        charts.return_attention_chart(sweep.targets, sweep.mean_share, sweep.return_share, ck.meta.get("dataset", {})),
+        attention_charts.return_attention_chart(sweep.targets, sweep.mean_share, sweep.return_share, ck.info.dataset),
         key="att.sweep",
     )
     spread = sweep.mean_share.max() - sweep.mean_share.min()

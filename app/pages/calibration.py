@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import analysis, charts, sidebar, state
+from app import analysis, cache, charts, paths, sidebar, state
 from dt.calibration import round_targets, spearman
 from dt.envs import get_env
 
@@ -16,16 +16,10 @@ st.caption(
     "evaluation (`dt.evaluate.target_sweep`); episode j of every target starts from the same seed. "
     "A well-calibrated model follows the diagonal inside the dataset's return range and levels off beyond it."
 )
-s = state.session()
-if s.checkpoint is None:
-    state.no_checkpoint_message()
-    st.stop()
-ck = state.current_checkpoint()
-if ck is None:
-    st.stop()
+s, ck = state.page_checkpoint()
 spec = get_env(ck.env_name)
 lo, hi = state.target_range(ck)
-cap = state.max_steps_cap()
+cap = paths.max_steps_cap()
 
 with st.form("sweep"):
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -49,7 +43,7 @@ if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
 
 path, targets, episodes, seed = s.sweep_args
 with st.spinner(f"Evaluating {len(targets)} targets × {episodes} episodes…"):
-    results = state.sweep_data(path, state.mtime(path), targets, episodes, seed, cap)
+    results = cache.sweep_data(path, paths.mtime(path), targets, episodes, seed, cap)
 
 returns = np.array([v for r in results for v in r["returns"]])
 asked = np.array([r["target"] for r in results for _ in r["returns"]])
@@ -67,17 +61,17 @@ m2.metric(
 )
 m3.metric("Achieved return", f"{returns.min():,.0f} to {returns.max():,.0f}", "min to max of all episodes")
 
-ds = ck.meta.get("dataset", {})
-data_returns = analysis.dataset_returns(ds["source"]) if ds.get("source") else None
+ds = ck.info.dataset
+data_returns = analysis.dataset_returns(ds.source) if ds.source else None
 st.plotly_chart(
     charts.calibration(
-        results, ds, spec.targets, f"{state.checkpoint_name(path)}: achieved vs target return", data_returns
+        results, ds, spec.targets, f"{paths.checkpoint_name(path)}: achieved vs target return", data_returns
     ),
     key="cal.chart",
 )
 if data_returns is None:
     st.caption(
-        f"The training data ({ds.get('name', 'unknown')}) is not on this machine, so its return histogram is not "
+        f"The training data ({ds.name}) is not on this machine, so its return histogram is not "
         "drawn; the grey band is its return range from the checkpoint's metadata."
     )
 else:

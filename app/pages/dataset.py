@@ -7,18 +7,17 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import charts, sidebar, state
+from app import cache, charts, sidebar, state
 from dt.data import DatasetError
 
 sidebar.draw()
 st.title("Dataset explorer")
 s = state.session()
-found = state.available_datasets()
+found = cache.available_datasets()
 options: dict[str, str] = {}  # label -> name or path to load
 ck = state.current_checkpoint(show_errors=False)
 if ck is not None:
-    src = ck.meta.get("dataset", {}).get("source")
-    name = ck.meta.get("dataset", {}).get("name", "")
+    src, name = ck.info.dataset.source, ck.info.dataset.name
     if src and Path(src).exists():
         options[f"{name} (this checkpoint's training data)"] = src
 for n, kind, _path in found:
@@ -39,7 +38,7 @@ else:
 
 try:
     with st.spinner("Reading the dataset…"):
-        ds = state.dataset(source)
+        ds = cache.dataset(source)
 except DatasetError as e:
     st.error(str(e).splitlines()[0])
     st.stop()
@@ -82,7 +81,7 @@ for col, which in zip(b[1:], picks):
 st.caption(f"Episode {idx:,}: return {rets[idx]:,.0f}, {int(ds.episode_lengths[idx]):,} steps.")
 try:
     with st.spinner("Rendering the stored states…"):
-        mp4 = state.dataset_episode_mp4(source, idx)
+        mp4 = cache.dataset_episode_mp4(source, idx)
 except (DatasetError, RuntimeError) as e:
     st.error(str(e).splitlines()[0])
 else:

@@ -20,7 +20,7 @@ first_video.show(video_slot)
 
 import functools  # noqa: E402
 
-from app import analysis, charts, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
+from app import analysis, cache, charts, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
 from dt.envs import get_env  # noqa: E402
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 
@@ -43,7 +43,7 @@ if s.target_for != s.checkpoint or s.target is None:
     s.target, s.target_for = state.default_target(ck), s.checkpoint
 s.target = float(min(max(s.target, lo), hi))
 follows_target = ck.config.model_type == "dt"
-cap = state.max_steps_cap() or ck.max_ep_len
+cap = paths.max_steps_cap() or ck.max_ep_len
 
 with controls:
     c_target, c_seed = st.columns([5, 1], vertical_alignment="bottom")
@@ -101,14 +101,14 @@ if follows_target:
 plain_target = schedule.initial if schedule is not None else s.target
 try:
     with st.spinner(f"Rolling out target {plain_target:,.0f}, seed {s.seed}, and rendering…"):
-        ep = state.episode(s.checkpoint, plain_target, s.seed)
+        ep = cache.episode(s.checkpoint, plain_target, s.seed)
         steered = analysis.steered_episode(s.checkpoint, schedule, s.seed) if schedule is not None else None
 except RuntimeError as e:  # rendering failed (no GL): say so, keep the page
     st.error(f"Rendering failed: {str(e).splitlines()[0]}")
     st.stop()
 
 
-def downloads(e: state.Episode, stem: str, key: str) -> None:
+def downloads(e: cache.Episode, stem: str, key: str) -> None:
     """MP4 and GIF download buttons for one episode."""
     d1, d2 = st.columns(2)
     d1.download_button(
@@ -123,18 +123,18 @@ def downloads(e: state.Episode, stem: str, key: str) -> None:
     )
     d2.download_button(
         "Download GIF",
-        functools.partial(state.video_gif, e.env, e.rollout.qpos, e.rollout.qvel),
+        functools.partial(cache.video_gif, e.env, e.rollout.qpos, e.rollout.qvel),
         file_name=f"{stem}.gif",
         mime="image/gif",
         on_click="ignore",
         width="stretch",
         key=f"{key}.dl_gif",
         icon=":material/download:",
-        help=f"Made when you click (a few seconds): {state.GIF_SIZE} px, at most {state.GIF_FPS:.0f} fps.",
+        help=f"Made when you click (a few seconds): {cache.GIF_SIZE} px, at most {cache.GIF_FPS:.0f} fps.",
     )
 
 
-def metrics(e: state.Episode, target: float | None) -> None:
+def metrics(e: cache.Episode, target: float | None) -> None:
     r = e.rollout
     m1, m2, m3 = st.columns(3)
     delta = f"{r.total_return - target:+,.0f} vs target" if target is not None else None
@@ -145,17 +145,17 @@ def metrics(e: state.Episode, target: float | None) -> None:
     m3.metric("Episode length (steps)", f"{r.length:,}", ended, delta_color="off")
 
 
-def timing(e: state.Episode) -> str:
+def timing(e: cache.Episode) -> str:
     took = e.rollout_s + e.render_s
     how = (
         "stored or cached"
         if took < 0.05
         else f"rollout {e.rollout_s:.1f} s (rendered while it ran), video done {e.render_s:.1f} s after it"
     )
-    return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {state.VIDEO_SIZE} px"
+    return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {cache.VIDEO_SIZE} px"
 
 
-name = state.checkpoint_name(s.checkpoint)
+name = paths.checkpoint_name(s.checkpoint)
 r = ep.rollout
 if steered is None:
     video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, sidebar, state
+from app import cache, catalog, charts, paths, sidebar, state
 from dt.checkpoint import CheckpointError
 from dt.envs import get_env
 
 sidebar.draw()
 st.title("Side by side")
-s = state.session()
-if s.checkpoint is None:
-    state.no_checkpoint_message()
-    st.stop()
-ck = state.current_checkpoint()
-if ck is None:
-    st.stop()
+s, ck = state.page_checkpoint()
 spec = get_env(ck.env_name)
 lo, hi = state.target_range(ck)
 
@@ -38,14 +32,14 @@ if s.side_mode == "Two targets":
     c2.number_input("Target B", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.tb", "side_target_b", float))
     runs = [(s.checkpoint, s.side_target_a), (s.checkpoint, s.side_target_b)]
 else:
-    entries = state.discover_checkpoints()
-    paths = [e.path for e in entries]
+    entries = catalog.discover_checkpoints()
+    ck_paths = [e.path for e in entries]
     labels = {e.path: e.label for e in entries}
-    if s.side_checkpoint not in paths:
-        s.side_checkpoint = next((p for p in paths if p != s.checkpoint), s.checkpoint)
+    if s.side_checkpoint not in ck_paths:
+        s.side_checkpoint = next((p for p in ck_paths if p != s.checkpoint), s.checkpoint)
     c1.markdown(f"**A:** {labels.get(s.checkpoint, s.checkpoint)}")
     c1.selectbox(
-        "Checkpoint B", paths, format_func=lambda p: labels.get(p, p), **state.bind("sbs.ckb", "side_checkpoint")
+        "Checkpoint B", ck_paths, format_func=lambda p: labels.get(p, p), **state.bind("sbs.ckb", "side_checkpoint")
     )
     s.side_target = _clamp(s.side_target if s.side_target is not None else s.target, spec.targets[0])
     c2.number_input("Target (both)", lo, hi, step=100.0, format="%.0f", **state.bind("sbs.t", "side_target", float))
@@ -54,11 +48,11 @@ else:
 cols = st.columns(2)
 for i, (col, (path, target)) in enumerate(zip(cols, runs)):
     with col:
-        name = state.checkpoint_name(path)
+        name = paths.checkpoint_name(path)
         try:
-            state.load(path, ck.env_name)  # B must be for the same env
+            cache.load(path, ck.env_name)  # B must be for the same env
             with st.spinner(f"{name}: target {target:.0f}, seed {seed}…"):
-                ep = state.episode(path, target, seed)
+                ep = cache.episode(path, target, seed)
         except CheckpointError as e:
             st.error(str(e).splitlines()[0])
             continue

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import streamlit as st
 
-from app import charts, sidebar, state
+from app import cache, charts, paths, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate
+from dt.checkpoint_meta import META_FILE, read_meta
+from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
-from dt.train import PRESETS, TrainConfig, apply_preset
 
 sidebar.draw()
 st.title("Train a model")
 st.caption(
     "Training runs in this server process, in a thread, and saves a checkpoint under "
-    f"`{state.runs_dir()}/<run>/checkpoint` that the sidebar picker lists. Each browser tab has its own job."
+    f"`{paths.runs_dir()}/<run>/checkpoint` that the sidebar picker lists. Each browser tab has its own job."
 )
 s = state.session()
 job = s.train_job
@@ -91,7 +92,7 @@ def generation_progress() -> None:
     """Live progress of the session's generation; redraws the page when it ends (the picker lists the file)."""
     v = s.generate_job.view()
     if not v.active:
-        state.available_datasets.clear()
+        cache.available_datasets.clear()
         st.rerun()
     left = max(0.0, v.estimate_s - v.elapsed_s)
     st.progress(
@@ -108,8 +109,8 @@ def new_run_form() -> None:
     if s.generate_job is not None and not generating:
         # A generation that ended since the last listing may have written a file: list again (a few stat calls)
         # rather than wait for the cache's ttl, which a fast generation beats.
-        state.available_datasets.clear()
-    found = state.available_datasets()
+        cache.available_datasets.clear()
+    found = cache.available_datasets()
     if not found or generating:
         generate_panel(found)
         return
@@ -163,8 +164,8 @@ def new_run_form() -> None:
     else:
         dataset = found[names.index(pick)][0]
     cfg = apply_preset(TrainConfig(), preset)
-    stem = state.safe_name(dataset.removesuffix(".hdf5"), fallback="dataset")  # a user's path: one safe component
-    out = state.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
+    stem = paths.safe_name(dataset.removesuffix(".hdf5"), fallback="dataset")  # a user's path: one safe component
+    out = paths.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
     cfg = replace(
         cfg,
         dataset=dataset,
@@ -182,15 +183,11 @@ def new_run_form() -> None:
 
 
 def resume_form() -> None:
-    runs = state.runs_dir()
+    runs = paths.runs_dir()
     dirs = (
         sorted(
-            (
-                d
-                for d in runs.glob("*")
-                if (d / "config.json").exists() and (d / "checkpoint" / "checkpoint.json").exists()
-            ),
-            key=lambda d: state.mtime(d / "checkpoint"),
+            (d for d in runs.glob("*") if (d / "config.json").exists() and (d / "checkpoint" / META_FILE).exists()),
+            key=lambda d: paths.mtime(d / "checkpoint"),
             reverse=True,
         )
         if runs.is_dir()
@@ -202,13 +199,12 @@ def resume_form() -> None:
     with st.form("train.resume"):
         c1, c2 = st.columns([3, 1])
         d = c1.selectbox("Run", dirs, format_func=lambda p: p.name)
-        done = json.loads((d / "checkpoint" / "checkpoint.json").read_text()).get("step", 0) if d else 0
+        done = read_meta(d / "checkpoint").step if d else 0
         more = c2.number_input("Train to step", 1, 10_000_000, value=int(done) + 1000, step=100)
         go = st.form_submit_button("Resume", icon=":material/play_circle:")
     if go and d is not None:
-        known = {f.name for f in fields(TrainConfig)}
-        saved = {k: v for k, v in json.loads((d / "config.json").read_text()).items() if k in known}
-        start(replace(TrainConfig(**saved), resume=True, max_steps=int(more), out_dir=str(d)))
+        saved = TrainConfig.from_dict(json.loads((d / "config.json").read_text()))
+        start(replace(saved, resume=True, max_steps=int(more), out_dir=str(d)))
 
 
 def progress_panel() -> None:
@@ -222,7 +218,7 @@ def progress_panel() -> None:
         "stopped": "stopped",
         "failed": "failed",
     }[v.status]
-    st.subheader(f"Run `{state.checkpoint_name(v.out_dir)}` · {status}")
+    st.subheader(f"Run `{paths.checkpoint_name(v.out_dir)}` · {status}")
     if v.error:
         st.error(v.error)
     last = v.last
@@ -262,7 +258,7 @@ if view is not None:
     if not view.active:
         ckpt = job.out_dir / "checkpoint"
         c1, c2, c3 = st.columns([1, 1, 2])
-        if (ckpt / "checkpoint.json").exists():
+        if (ckpt / META_FILE).exists():
             if c1.button("Open in Playground", icon=":material/sports_score:", type="primary"):
                 s.checkpoint = str(ckpt.resolve())
                 st.switch_page("pages/playground.py")
@@ -279,6 +275,6 @@ if view is None or not view.active:
     new_run_form()
     with st.expander("Resume a run from disk"):
         resume_form()
-    if state.available_datasets() and not (s.generate_job and s.generate_job.view().active):
+    if cache.available_datasets() and not (s.generate_job and s.generate_job.view().active):
         with st.expander("Generate another dataset"):
-            generate_panel(state.available_datasets())
+            generate_panel(cache.available_datasets())

@@ -19,10 +19,10 @@ and appends an evaluation of the deterministic policy to ``log.jsonl``; ``--resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,29 @@ import torch
 
 from dt.atomic import write_atomic
 from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, LinearActor, evaluate_modes, save_snapshot
+from dt.cliconfig import from_args, opt, parser_for
 from dt.envs import get_env, make_env
+
+
+@dataclass
+class ArsConfig:
+    """An ARS run (training, or shipping its policy with ``--ship``); every field is a flag."""
+
+    seed: int = opt(0, "seed of the direction noise; episode seeds start at seed x 1,000,003")
+    run_dir: str = opt("runs/ars-hopper", "where state.json and log.jsonl go")
+    total_steps: int = opt(20_000_000, "env-step budget")
+    step_size: float = opt(0.01, "step size of the weight update")
+    directions: int = opt(8, "random directions per iteration")
+    top: int = opt(4, "best directions used in the update")
+    noise: float = opt(0.025, "exploration noise on the weights")
+    shift: float = opt(1.0, "subtracted from each training reward (survival bonus)")
+    save_every: int = opt(10, "iterations between evaluations and saved state")
+    eval_episodes: int = opt(5, "episodes of each evaluation of the deterministic policy")
+    stop_at: float = opt(3400.0, "stop once the evaluation return reaches this")
+    resume: bool = opt(False, "continue from run_dir/state.json")
+    ship: bool = opt(False, "evaluate the run's policy and ship it as hopper-expert")
+    action_noise: float = opt(0.1, "Gaussian action std of the shipped policy")
+    ship_episodes: int = opt(20, "episodes of the shipped evaluation, in each mode")
 
 
 class RunningStat:
@@ -92,13 +114,13 @@ def save_state(run_dir: Path, state: dict) -> None:
     write_atomic(run_dir / "state.json", json.dumps(state))
 
 
-def train(args: argparse.Namespace) -> None:
-    run_dir = Path(args.run_dir)
+def train(cfg: ArsConfig) -> None:
+    run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = get_env("hopper")
     env = make_env("hopper")
     S, A = spec.state_dim, spec.act_dim
-    if args.resume and (run_dir / "state.json").exists():
+    if cfg.resume and (run_dir / "state.json").exists():
         st = json.loads((run_dir / "state.json").read_text())
         weight, stat = np.array(st["weight"]), RunningStat.from_state(st)
         rng = np.random.default_rng()
@@ -106,32 +128,30 @@ def train(args: argparse.Namespace) -> None:
         it, env_steps, ep_seed = st["iteration"], st["env_steps"], st["episode_seed"]
         print(f"resumed at iteration {it}, {env_steps} env steps", flush=True)
     else:
-        weight, stat, rng = np.zeros((A, S)), RunningStat(S), np.random.default_rng(args.seed)
-        it, env_steps, ep_seed = 0, 0, args.seed * 1_000_003
+        weight, stat, rng = np.zeros((A, S)), RunningStat(S), np.random.default_rng(cfg.seed)
+        it, env_steps, ep_seed = 0, 0, cfg.seed * 1_000_003
     t0 = time.perf_counter()
-    while env_steps < args.total_steps:
+    while env_steps < cfg.total_steps:
         mean, std = stat.mean.copy(), stat.std()
-        deltas = rng.standard_normal((args.directions, A, S))
-        r_pos, r_neg = np.zeros(args.directions), np.zeros(args.directions)
+        deltas = rng.standard_normal((cfg.directions, A, S))
+        r_pos, r_neg = np.zeros(cfg.directions), np.zeros(cfg.directions)
         batch_states = []
-        for k in range(args.directions):
+        for k in range(cfg.directions):
             for sign, out in ((1.0, r_pos), (-1.0, r_neg)):
-                shifted, _, states = rollout(
-                    env, weight + sign * args.noise * deltas[k], mean, std, args.shift, ep_seed
-                )
+                shifted, _, states = rollout(env, weight + sign * cfg.noise * deltas[k], mean, std, cfg.shift, ep_seed)
                 ep_seed += 1
                 out[k] = shifted
                 env_steps += len(states)
                 batch_states.append(states)
-        top = np.argsort(-np.maximum(r_pos, r_neg))[: args.top]
+        top = np.argsort(-np.maximum(r_pos, r_neg))[: cfg.top]
         sigma_r = np.concatenate([r_pos[top], r_neg[top]]).std()
         step = ((r_pos[top] - r_neg[top])[:, None, None] * deltas[top]).sum(0)
-        weight = weight + args.step_size / (args.top * max(sigma_r, 1e-8)) * step
+        weight = weight + cfg.step_size / (cfg.top * max(sigma_r, 1e-8)) * step
         states = np.concatenate(batch_states)
         stat.merge(len(states), states.mean(0), ((states - states.mean(0)) ** 2).sum(0))
         it += 1
-        if it % args.save_every == 0 or env_steps >= args.total_steps:
-            ev = evaluate_linear(weight, stat.mean, stat.std(), args.eval_episodes, 10_000_000 + it)
+        if it % cfg.save_every == 0 or env_steps >= cfg.total_steps:
+            ev = evaluate_linear(weight, stat.mean, stat.std(), cfg.eval_episodes, 10_000_000 + it)
             rec = {
                 "iteration": it,
                 "env_steps": env_steps,
@@ -156,29 +176,29 @@ def train(args: argparse.Namespace) -> None:
                     "episode_seed": ep_seed,
                     "args": {
                         k: v
-                        for k, v in vars(args).items()
+                        for k, v in asdict(cfg).items()
                         if k not in ("resume", "ship", "action_noise", "ship_episodes")
                     },
                 },
             )
-            if rec["eval_mean"] >= args.stop_at:
-                print(f"eval return {rec['eval_mean']} >= {args.stop_at}: stopping", flush=True)
+            if rec["eval_mean"] >= cfg.stop_at:
+                print(f"eval return {rec['eval_mean']} >= {cfg.stop_at}: stopping", flush=True)
                 break
     env.close()
 
 
-def ship(args: argparse.Namespace) -> None:
+def ship(cfg: ArsConfig) -> None:
     """Evaluate the run's policy over 20+ episodes in both modes and write ``policies/hopper-expert``."""
-    run_dir = Path(args.run_dir)
+    run_dir = Path(cfg.run_dir)
     st = json.loads((run_dir / "state.json").read_text())
     stat = RunningStat.from_state(st)
     spec = get_env("hopper")
-    actor = LinearActor(spec.state_dim, spec.act_dim, args.action_noise)
+    actor = LinearActor(spec.state_dim, spec.act_dim, cfg.action_noise)
     actor.weight.data = torch.tensor(st["weight"], dtype=torch.float32)
     actor.obs_mean.copy_(torch.tensor(stat.mean, dtype=torch.float32))
     actor.obs_std.copy_(torch.tensor(stat.std(), dtype=torch.float32))
     policy = BehaviourPolicy("hopper-expert", spec.act_dim, actor)
-    ev = {**evaluate_modes(policy, args.ship_episodes, seed=0), "env_steps": st["env_steps"]}
+    ev = {**evaluate_modes(policy, cfg.ship_episodes, seed=0), "env_steps": st["env_steps"]}
     for mode in ("stochastic", "deterministic"):
         print(f"{mode}: {ev[mode]}", flush=True)
     meta = {
@@ -188,9 +208,8 @@ def ship(args: argparse.Namespace) -> None:
         "env_steps": st["env_steps"],
         "iterations": st["iteration"],
         "hyperparameters": st["args"],
-        "command": f"python -m dt.behaviour.ars --seed {st['args']['seed']} --run-dir {args.run_dir}",
-        "ship_command": f"python -m dt.behaviour.ars --run-dir {args.run_dir} --ship --action-noise "
-        f"{args.action_noise}",
+        "command": f"python -m dt.behaviour.ars --seed {st['args']['seed']} --run-dir {cfg.run_dir}",
+        "ship_command": f"python -m dt.behaviour.ars --run-dir {cfg.run_dir} --ship --action-noise {cfg.action_noise}",
         "eval": ev,
     }
     dest = Path(POLICY_DIR) / "hopper-expert"
@@ -199,27 +218,12 @@ def ship(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dt.behaviour.ars", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", default="runs/ars-hopper")
-    p.add_argument("--total-steps", type=int, default=20_000_000, help="env-step budget")
-    p.add_argument("--step-size", type=float, default=0.01)
-    p.add_argument("--directions", type=int, default=8)
-    p.add_argument("--top", type=int, default=4)
-    p.add_argument("--noise", type=float, default=0.025, help="exploration noise on the weights")
-    p.add_argument("--shift", type=float, default=1.0, help="subtracted from each training reward (survival bonus)")
-    p.add_argument("--save-every", type=int, default=10, help="iterations between evaluations and saved state")
-    p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--stop-at", type=float, default=3400.0, help="stop once the evaluation return reaches this")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--ship", action="store_true", help="evaluate the run's policy and ship it as hopper-expert")
-    p.add_argument("--action-noise", type=float, default=0.1, help="Gaussian action std of the shipped policy")
-    p.add_argument("--ship-episodes", type=int, default=20)
-    args = p.parse_args(argv)
-    if args.ship:
-        ship(args)
+    parser = parser_for(ArsConfig, "python -m dt.behaviour.ars", __doc__.split("\n\n")[0])
+    cfg = from_args(ArsConfig, parser.parse_args(argv))
+    if cfg.ship:
+        ship(cfg)
     else:
-        train(args)
+        train(cfg)
     return 0
 
 

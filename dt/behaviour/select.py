@@ -20,10 +20,10 @@ what collects the datasets), so the choice looks at the whole return distributio
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,26 @@ from safetensors.torch import load_file, save_file
 
 from dt.atomic import atomic_dir
 from dt.behaviour.policy import POLICY_DIR, Actor, LinearActor, evaluate_modes, load_snapshot, save_snapshot
+from dt.cliconfig import from_args, opt, parser_for
 
 REPLAY_LIMIT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class SelectArgs:
+    """Flags of ``python -m dt.behaviour.sac select``: the run, and the criteria of the medium and expert picks."""
+
+    run_dir: str = opt("runs/sac-hopper", "run directory of dt.behaviour.sac")
+    policy_dir: str = opt(str(POLICY_DIR), "where the shipped snapshots go")
+    episodes: int = opt(100, "episodes of the shipped re-evaluation (>= 20)")
+    seed: int = opt(0, "episode i of the re-evaluation resets with seed + i")
+    medium_range: tuple[float, float] = opt((1200.0, 1700.0), "mean return")
+    medium_max: float = opt(2800.0, "least best-episode return of medium")
+    full_frac: float = opt(0.02, "least share of 1000-step episodes")
+    mean_len: tuple[float, float] = opt((385.0, 556.0), "mean episode length (1.8k-2.6k per 1M)")
+    expert_min: float = opt(3000.0, "return an SAC expert must reach")
+
+
 _ARGV: list[str] = []  # the select arguments, recorded in the shipped policy.json
 
 
@@ -134,7 +152,7 @@ def read_evals(run_dir: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step) if snapshot_dir(run_dir, s).exists()]
 
 
-def medium_shortfalls(e: dict, args: argparse.Namespace) -> dict[str, float]:
+def medium_shortfalls(e: dict, args: SelectArgs) -> dict[str, float]:
     """How far one snapshot's stochastic evaluation falls short of each D4RL-medium criterion, relative to the
     criterion's bound (0 where it is met)."""
     lo, hi = args.medium_range
@@ -149,21 +167,10 @@ def medium_shortfalls(e: dict, args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dt.behaviour.sac select", description=__doc__.split("\n")[0])
-    parser.add_argument("--run-dir", default="runs/sac-hopper", help="run directory of dt.behaviour.sac")
-    parser.add_argument("--policy-dir", default=str(POLICY_DIR), help="where the shipped snapshots go")
-    parser.add_argument("--episodes", type=int, default=100, help="episodes of the shipped re-evaluation (>= 20)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i of the re-evaluation resets with seed + i")
-    parser.add_argument("--medium-range", type=float, nargs=2, default=(1200.0, 1700.0), help="mean return")
-    parser.add_argument("--medium-max", type=float, default=2800.0, help="least best-episode return of medium")
-    parser.add_argument("--full-frac", type=float, default=0.02, help="least share of 1000-step episodes")
-    parser.add_argument(
-        "--mean-len", type=float, nargs=2, default=(385.0, 556.0), help="mean episode length (1.8k-2.6k per 1M)"
-    )
-    parser.add_argument("--expert-min", type=float, default=3000.0, help="return an SAC expert must reach")
+    parser = parser_for(SelectArgs, "python -m dt.behaviour.sac select", __doc__.split("\n")[0])
     argv = sys.argv[1:] if argv is None else argv
     _ARGV[:] = argv
-    args = parser.parse_args(argv)
+    args = from_args(SelectArgs, parser.parse_args(argv))
     if args.episodes < 20:
         parser.error("--episodes must be >= 20")
     run_dir, policy_dir = Path(args.run_dir), Path(args.policy_dir)

@@ -1,0 +1,91 @@
+"""The checkpoint picker's entries: every checkpoint on disk, described from its metadata (no model is built).
+
+Each entry is cached per version of its ``checkpoint.json`` (``st.cache_data`` keyed by its mtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, uploads_dir
+from dt.checkpoint import list_checkpoints
+from dt.checkpoint_meta import META_FILE, read_meta
+from dt.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint on disk, described from its ``checkpoint.json``."""
+
+    path: str
+    source: str  # "shipped", "run" or "upload"
+    env: str
+    model_type: str
+    dataset: str
+    step: int
+    score: float | None  # D4RL normalized score at the first evaluation target
+    score_target: float | None
+    return_min: float | None = None
+    return_mean: float | None = None
+    return_max: float | None = None
+    delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
+    method: str = ""  # for people: "DT", "DT (delayed reward)", "BC", "BC10" (CheckpointMeta.method_title)
+    calibration_range: float | None = None  # how far the card's target sweep moved the achieved return
+
+    @property
+    def name(self) -> str:
+        return checkpoint_name(self.path)
+
+    @property
+    def label(self) -> str:
+        score = f", score {self.score:.1f} @ {self.score_target:.0f}" if self.score is not None else ", not evaluated"
+        return f"{self.name} · {self.method} · {self.env} · {self.dataset} · {self.step:,} steps{score}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
+    try:
+        m = read_meta(path)
+    except CheckpointError:
+        return None  # unreadable: not offered (loading it would fail with a clear message anyway)
+    ds = m.dataset
+    return CheckpointEntry(
+        path=path,
+        source=source,
+        env=m.env,
+        model_type=m.model_type,
+        dataset=ds.name,
+        step=m.step,
+        score=m.score.normalized_mean if m.score else None,
+        score_target=m.score.target if m.score else None,
+        return_min=ds.return_min,
+        return_mean=ds.return_mean,
+        return_max=ds.return_max,
+        delayed=m.delayed,
+        method=m.method_title,
+        calibration_range=m.calibration_range,
+    )
+
+
+def discover_checkpoints() -> list[CheckpointEntry]:
+    """Shipped checkpoints first, then runs (newest first), then uploads.
+
+    Shipped DTs come first, the one whose behaviour follows its target most (the widest spread of achieved
+    returns over its card's target sweep) leading, so the app opens on a checkpoint where dragging the target
+    visibly changes the hop; then delayed-reward DTs, then BC (which ignores the target).
+    """
+    found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
+    runs = runs_dir()
+    if runs.is_dir():
+        run_ckpts = [d / "checkpoint" for d in runs.iterdir() if (d / "checkpoint" / META_FILE).exists()]
+        run_ckpts.sort(key=lambda p: mtime(p), reverse=True)
+        found += [(p, "run") for p in run_ckpts]
+    found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
+    entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
+    shipped = [e for e in entries if e is not None and e.source == "shipped"]
+    shipped.sort(key=lambda e: (e.model_type != "dt", e.delayed, -(e.calibration_range or 0.0), e.name))
+    rest = [e for e in entries if e is not None and e.source != "shipped"]
+    return shipped + rest

@@ -1,0 +1,167 @@
+"""The typed configs: a model's architecture (:class:`ModelConfig`) and a training run (:class:`TrainConfig`).
+
+Each field's help is its ``--help`` line (:mod:`dt.cliconfig`). The architecture fields of ``TrainConfig`` are
+``ModelConfig``'s, with the same types, defaults and help, except ``n_inner``: a run's ``0`` follows the width
+(4 x ``embed_dim``, GPT-2's rule, as the reference's GPT-2 config does), which at the default width is
+``ModelConfig``'s 512; the model config stores the width it resolves to. No heavy imports (transformers is
+imported only to build its config), so ``python -m dt train --help`` and reading checkpoint metadata need no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from dt.cliconfig import opt
+from dt.envs import GymVersion
+from dt.validate import MODEL_TYPES, Activation, CompileMode, ModelType
+
+if TYPE_CHECKING:
+    from transformers import DecisionTransformerConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a model; defaults are the paper's Hopper settings (a checkpoint's ``model``)."""
+
+    model_type: ModelType = opt("dt", "dt (Decision Transformer) or bc (MLP behaviour cloning)")
+    state_dim: int = opt(11, "observation size")
+    act_dim: int = opt(3, "action size")
+    context_len: int = opt(20, "K, timesteps of context (DT: 3K tokens; BC: K states)")
+    embed_dim: int = opt(128, "hidden size")
+    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)")
+    n_head: int = opt(1, "attention heads")
+    n_inner: int = opt(512, "feed-forward width of a transformer block")
+    activation: Activation = opt("relu", "feed-forward activation")
+    dropout: float = opt(0.1, "dropout on embeddings, attention and residuals")
+    max_ep_len: int = opt(1000, "size of the timestep embedding table")
+    action_tanh: bool = opt(True, "squash predicted actions into [-1, 1]")
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"unknown model_type {self.model_type!r}; known: {', '.join(MODEL_TYPES)}")
+        if self.embed_dim % self.n_head:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_head {self.n_head}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def hf_config(self) -> DecisionTransformerConfig:
+        """transformers' config for this architecture (the inverse: :func:`dt.checkpoint_meta.model_config_from_hf`)."""
+        from transformers import DecisionTransformerConfig
+
+        return DecisionTransformerConfig(
+            state_dim=self.state_dim,
+            act_dim=self.act_dim,
+            hidden_size=self.embed_dim,
+            max_ep_len=self.max_ep_len,
+            action_tanh=self.action_tanh,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_inner=self.n_inner,
+            activation_function=self.activation,
+            n_positions=1024,
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            attn_implementation="sdpa",  # type: ignore[call-arg]  # a PretrainedConfig keyword, taken by **kwargs
+        )
+
+
+def _arch(name: str) -> Any:
+    """A training field that is ``ModelConfig``'s field ``name``: the same default and help."""
+    f = ModelConfig.__dataclass_fields__[name]
+    return opt(f.default, f.metadata["help"])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are the paper's Hopper settings."""
+
+    dataset: str = opt("hopper-medium", "dataset name (e.g. hopper-medium) or path to a D4RL .hdf5 / Minari dir")
+    env: str = opt("", "env name; empty: taken from the dataset name")
+    model_type: ModelType = _arch("model_type")
+    context_len: int = _arch("context_len")
+    embed_dim: int = _arch("embed_dim")
+    n_layer: int = _arch("n_layer")
+    n_head: int = _arch("n_head")
+    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim")
+    activation: Activation = _arch("activation")
+    dropout: float = _arch("dropout")
+    batch_size: int = opt(64, "windows per step")
+    lr: float = opt(1e-4, "AdamW learning rate")
+    weight_decay: float = opt(1e-4, "AdamW weight decay")
+    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
+    grad_clip: float = opt(0.25, "gradient-norm clip")
+    max_steps: int = opt(100_000, "gradient steps in total")
+    pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
+    delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
+    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
+    bf16: bool | None = opt(
+        None,
+        "bf16 autocast; None: on where native (CUDA, CPUs with AMX or AVX512-BF16), off where emulated (slow)",
+    )
+    compile: CompileMode = opt(
+        "off", "torch.compile the forward/backward: off, default, reduce-overhead (CUDA graphs) or max-autotune"
+    )
+    seed: int = opt(0, "seed for sampling, dropout and initialisation")
+    num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
+    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
+    eval_episodes: int = opt(10, "episodes per target at each evaluation")
+    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets")
+    eval_max_steps: int = opt(0, "cap on episode length during training evaluations; 0: the env's")
+    log_every: int = opt(100, "report metrics every N steps")
+    save_every: int = opt(5_000, "save a resumable checkpoint every N steps")
+    out_dir: str = opt("runs/dt-hopper-medium", "run directory: checkpoint/, metrics.jsonl, tb/")
+    resume: bool = opt(False, "continue from out_dir/checkpoint (model, optimiser, RNG and step)")
+    gym_version: GymVersion = opt("v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)")
+    tensorboard: bool = opt(True, "write TensorBoard logs to out_dir/tb")
+
+    def model_config(self, state_dim: int, act_dim: int, max_ep_len: int) -> ModelConfig:
+        """The architecture this run trains, for an env's sizes (``n_inner`` 0 resolved to 4 x ``embed_dim``)."""
+        arch = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name in TRAIN_ARCH_FIELDS}
+        arch["n_inner"] = self.n_inner or 4 * self.embed_dim
+        return ModelConfig(**arch, state_dim=state_dim, act_dim=act_dim, max_ep_len=max_ep_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """A run's saved config (its ``config.json``, or a checkpoint's ``train``); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The architecture fields a run sets (the others come from the env: sizes and episode length; action_tanh is fixed).
+TRAIN_ARCH_FIELDS = tuple(f.name for f in fields(ModelConfig) if f.name in TrainConfig.__dataclass_fields__)
+
+# Named starting points; the app offers them, the CLI takes --preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # A small DT that learns to hop within a few CPU minutes (not the paper's figures).
+    "quick": dict(
+        embed_dim=64,
+        n_layer=2,
+        context_len=10,
+        lr=1e-3,
+        warmup_steps=200,
+        max_steps=3000,
+        eval_every=1000,
+        eval_episodes=5,
+        save_every=500,
+    ),
+}
+
+
+def apply_preset(cfg: TrainConfig, preset: str) -> TrainConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return replace(cfg, **PRESETS[preset])

@@ -1,0 +1,71 @@
+"""A training run's metric log: ``metrics.jsonl`` (one JSON record per line) and TensorBoard events (``tb/``).
+
+A fresh run starts both anew; a resumed one first drops what the interrupted run logged after its last save, so
+no step appears twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dt.atomic import write_atomic
+
+
+class MetricsLog:
+    """Appends progress records to ``out_dir/metrics.jsonl`` and, with ``tensorboard``, to ``out_dir/tb``.
+
+    Args:
+        out_dir: The run directory (exists).
+        step: The step the run starts from: 0 for a fresh run (old metrics and events go), else the step it
+            resumes at (later records go).
+        tensorboard: Also write TensorBoard scalars.
+    """
+
+    def __init__(self, out_dir: Path, step: int, tensorboard: bool) -> None:
+        path = out_dir / "metrics.jsonl"
+        if step == 0:  # a fresh run (also --force over an old one): old metrics and events go
+            path.unlink(missing_ok=True)
+            shutil.rmtree(out_dir / "tb", ignore_errors=True)
+        else:  # resumed: drop what the interrupted run logged after its last save, so no step repeats
+            truncate_metrics(path, step)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imports torch: only for a run that logs to it
+
+            self.writer = SummaryWriter(str(out_dir / "tb"), purge_step=step or None)
+        self.file = open(path, "a")
+
+    def write(self, rec: dict[str, Any]) -> None:
+        """One progress record (``step`` and training figures, and ``eval`` after an evaluation)."""
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.writer is None:
+            return
+        for k in ("loss", "lr", "grad_norm", "steps_per_s"):
+            if k in rec:
+                self.writer.add_scalar(f"train/{k}", rec[k], rec["step"])
+        for r in rec.get("eval", {}).get("results", []):
+            self.writer.add_scalar(f"eval/return_{r['target']:.0f}", r["return_mean"], rec["step"])
+            self.writer.add_scalar(f"eval/normalized_{r['target']:.0f}", r["normalized_mean"], rec["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer:
+            self.writer.close()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records of ``path`` up to ``step`` (atomic rewrite); a torn last line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill mid-write
+    write_atomic(path, "".join(kept))
