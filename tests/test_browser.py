@@ -13,51 +13,28 @@ full-length episodes (for README screenshots in ``docs/screenshots/``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests import conftest_app
+from tests.browser_support import (
+    BROWSER_MARKS,
+    SHOTS,
+    VIDEO_READY,
+    frame_stats,
+    goto,
+    launch,
+    settle,
+    streamlit_server,
+)
 
 assets = conftest_app.assets  # the shared fixture, made visible to pytest in this module
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-VIDEO_READY = (
-    "(n) => { const v = document.querySelectorAll('video');"
-    " return v.length >= n && [...v].every(x => x.readyState >= 2); }"
-)
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found (apt-get install -y chromium)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 FIRST_VIDEO: dict[str, float] = {}  # seconds from opening the cold app to a playing video
@@ -80,39 +57,9 @@ def server(assets, tmp_path_factory):
         # README screenshots: the repository's shipped checkpoints and full-length episodes.
         del env["DT_CHECKPOINT_DIRS"], env["DT_MAX_STEPS"]
     t0 = time.perf_counter()
-    with streamlit_server(env, log) as url:
+    with streamlit_server(env, log) as srv:
         print(f"\nstreamlit run to server ready: {time.perf_counter() - t0:.1f} s")
-        yield url
-
-
-@contextlib.contextmanager
-def streamlit_server(env: dict[str, str], log: Path) -> Iterator[str]:
-    """``streamlit run app/main.py`` on a free local port with ``env``; yields its URL once healthy."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    cmd += ["--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        yield srv.url
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +68,7 @@ def page(server):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         pg = ctx.new_page()
         pg.set_default_timeout(120_000)
@@ -134,17 +81,6 @@ def page(server):
         browser.close()
 
 
-def _goto(page, title: str) -> None:
-    page.get_by_role("link", name=title).click()
-    page.get_by_role("heading", level=1).first.wait_for()
-
-
-def _settle(page) -> None:
-    """Wait until Streamlit finished the rerun (no 'Running…' status widget)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-
-
 def test_first_video_plays_within_seconds_of_a_cold_start(page):
     """The stored default episode plays before the page has imported torch (dt.preview, app.first_video).
 
@@ -155,11 +91,9 @@ def test_first_video_plays_within_seconds_of_a_cold_start(page):
 
 
 def test_playground_slider_video_and_download(page, tmp_path):
-    import imageio.v2 as imageio
-
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
     slider.wait_for(state="attached")  # the whole page, not only the stored first video
-    _settle(page)
+    settle(page)
     page.wait_for_function(VIDEO_READY, arg=1)
     page.screenshot(path=SHOTS / "playground.png", full_page=True)
     thumb = slider.locator("xpath=../..")  # the positioned thumb around the (visually hidden) range input
@@ -179,29 +113,22 @@ def test_playground_slider_video_and_download(page, tmp_path):
     print(f"\nslider release to playing video: {time.perf_counter() - t0:.1f} s")
     after = float(slider.input_value())
     assert after < before
-    _settle(page)
+    settle(page)
     page.screenshot(path=SHOTS / "playground-after-drag.png", full_page=True)
 
     with page.expect_download() as dl:
         page.get_by_role("button", name="Download MP4").click()
     mp4 = tmp_path / "rollout.mp4"
     dl.value.save_as(mp4)
-    frames = 0
-    reader = imageio.get_reader(mp4)
-    try:
-        for frame in reader:  # never list(): the reader reports an infinite length
-            assert frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 1.0
-            frames += 1
-    finally:
-        reader.close()
-    assert frames >= 1
+    stats = frame_stats(mp4)
+    assert stats and min(std for _, std in stats) > 1.0
 
 
 def _schedule(page, text: str) -> None:
     box = page.locator('input[aria-label^="Schedule"]')
     box.fill(text)
     box.press("Enter")
-    _settle(page)
+    settle(page)
 
 
 def test_playground_target_schedule(page):
@@ -232,7 +159,7 @@ def test_playground_target_schedule(page):
         assert page.locator("video").count() == 1  # the unsteered episode still plays
     assert not page.get_by_text("Traceback").count()
     page.get_by_text("Steer: change the target during the episode").click()
-    _settle(page)
+    settle(page)
 
 
 def test_bad_upload_shows_error_and_app_keeps_working(page, tmp_path):
@@ -241,7 +168,7 @@ def test_bad_upload_shows_error_and_app_keeps_working(page, tmp_path):
     page.get_by_text("Upload a checkpoint (.zip)").click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(junk)
     page.get_by_text("not a zip file").first.wait_for()
-    _settle(page)
+    settle(page)
     assert page.locator("video").count() == 1  # the rollout is still shown
     page.screenshot(path=SHOTS / "upload-error.png", full_page=True)
 
@@ -250,7 +177,7 @@ TICKS = "(sel) => [...document.querySelectorAll(sel)].map(t => t.textContent)"
 
 
 def test_attention_heatmap_axes_and_target_sweep(page):
-    _goto(page, "Attention")
+    goto(page, "Attention")
     page.locator(".js-plotly-plot .heatmaplayer image").first.wait_for()
     assert page.locator(".js-plotly-plot .heatmaplayer image").count() >= 2  # one per layer (2-layer tiny model)
     assert page.get_by_text("On return tokens").count() >= 1
@@ -265,24 +192,24 @@ def test_attention_heatmap_axes_and_target_sweep(page):
 
     page.get_by_text("Compare two targets", exact=True).first.click()
     page.get_by_text("Last layer (2 of 2)").first.wait_for()
-    _settle(page)
+    settle(page)
     panels = page.evaluate(TICKS, ".js-plotly-plot .annotation-text")  # the heatmaps' subplot titles
     assert "layer 2 · head 1" in panels and "layer 1 · head 1" not in panels, panels  # the last layer, named so
     page.get_by_text("Attention vs target", exact=True).first.click()
     page.get_by_text("Share on return tokens ranges from").wait_for()
     assert page.evaluate(TICKS, ".js-plotly-plot .g-ytitle text") == ["attention on return tokens"]
-    _settle(page)
+    settle(page)
     page.screenshot(path=SHOTS / "attention-vs-target.png", full_page=True)
     page.get_by_text("Heatmaps", exact=True).first.click()
 
 
 def test_calibration_sweep(page):
-    _goto(page, "Calibration")
+    goto(page, "Calibration")
     page.get_by_role("spinbutton", name="Targets").fill("4")
     page.get_by_label("Episodes each").fill("1")
     page.get_by_role("button", name="Run sweep").click()
     page.locator(".js-plotly-plot").first.wait_for()
-    _settle(page)
+    settle(page)
     assert page.get_by_text("Spearman rank correlation").count() == 1
     for label in ("paper target 3,600", "paper target 1,800", "dataset return range"):  # labelled reference lines
         page.locator(".js-plotly-plot").get_by_text(label).first.wait_for()
@@ -292,21 +219,21 @@ def test_calibration_sweep(page):
 
 
 def test_dataset_replay(page):
-    _goto(page, "Dataset")
+    goto(page, "Dataset")
     page.wait_for_function(VIDEO_READY, arg=1)
-    _settle(page)
+    settle(page)
     page.screenshot(path=SHOTS / "dataset.png", full_page=True)
 
 
 def test_side_by_side(page):
-    _goto(page, "Side by side")
+    goto(page, "Side by side")
     page.wait_for_function(VIDEO_READY, arg=2)
-    _settle(page)
+    settle(page)
     page.screenshot(path=SHOTS / "side-by-side.png", full_page=True)
 
 
 def test_train_start_and_stop(page, assets):
-    _goto(page, "Train")
+    goto(page, "Train")
     page.get_by_label("Steps").fill("100000")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("running").first.wait_for()
@@ -340,7 +267,7 @@ def test_every_page_fits_the_width(page, server, width):
             page.get_by_role("heading", level=1).first.wait_for()
             if title in ("Playground", "Dataset", "Side by side"):
                 page.wait_for_function(VIDEO_READY, arg=1)
-            _settle(page)
+            settle(page)
             fit = page.evaluate(CUT_OFF)
             assert fit["over"] <= 1 and not fit["cut"], (title, width, fit)
             page.screenshot(path=SHOTS / f"{slug or 'playground'}-{width}px.png", full_page=True)
@@ -355,7 +282,7 @@ def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     data = assets["browser_data"] / "hopper_random-v2.hdf5"
     data.rename(tmp_path / data.name)  # the cache is empty now (the app re-lists datasets every 10 s)
     page.wait_for_timeout(10_500)
-    _goto(page, "Train")
+    goto(page, "Train")
     page.get_by_text("No dataset on disk yet").wait_for()
     page.get_by_text("MB on disk").first.wait_for()  # the size caption renders just after the message
     assert page.get_by_text("MB on disk").count() == 1

@@ -8,24 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, VIDEO_READY, _settle, streamlit_server
+from tests.browser_support import BROWSER_MARKS, SHOTS, VIDEO_READY, launch, settle, streamlit_server
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found (apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def shipped_url(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("DT_CHECKPOINT_DIRS", "DT_MAX_STEPS")}
     env.update(DT_TORCH_THREADS="1", DT_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
-    with streamlit_server(env, tmp_path_factory.mktemp("streamlit-shipped") / "server.log") as url:
-        yield url
+    with streamlit_server(env, tmp_path_factory.mktemp("streamlit-shipped") / "server.log") as srv:
+        yield srv.url
 
 
 def _achieved(page) -> float:
@@ -39,7 +35,7 @@ def _wait_new_video(page, old_src: str | None) -> None:
         "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
         arg=old_src,
     )
-    _settle(page)
+    settle(page)
 
 
 def test_dragging_the_default_target_changes_the_hop(shipped_url):
@@ -47,12 +43,12 @@ def test_dragging_the_default_target_changes_the_hop(shipped_url):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(180_000)
         page.goto(shipped_url)
         page.wait_for_function(VIDEO_READY, arg=1)
-        _settle(page)
+        settle(page)
         # The picker's caption names the default checkpoint: the DT whose target moves its behaviour most.
         page.locator('[data-testid="stSidebar"]').get_by_text("trained on hopper-medium-expert").first.wait_for()
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first

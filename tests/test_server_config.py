@@ -37,6 +37,7 @@ def test_config_file_sets_safe_defaults():
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["client"]["showErrorDetails"] == "type"
     assert cfg["server"]["maxUploadSize"] == 512
+    assert cfg["runner"]["postScriptGC"] is False  # no full GC after every (fragment) run: it starved training
 
 
 def test_readme_command_listens_on_loopback_only(tmp_path):
