@@ -1,0 +1,60 @@
+"""Slider release to a playing video, in a real browser, with the shipped checkpoints (full 1,000-step episodes).
+
+    MUJOCO_GL=egl .venv/bin/python scripts/slider_latency.py [--presses 4]
+
+Starts ``streamlit run app/main.py`` on a free port, opens the Playground (default checkpoint, target 3600),
+then presses the slider's right arrow (one slider step up: a target the cache has not seen) ``--presses``
+times, timing each release until the new video can play, and prints each time with the episode's length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.browser_support import VIDEO_READY, launch, settle, streamlit_server  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presses", type=int, default=4, help="slider steps to time")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DT_CHECKPOINT_DIRS", "DT_MAX_STEPS")}
+    env.update(DT_TORCH_THREADS="1", DT_RUNS_DIR=tempfile.mkdtemp(prefix="dt-latency-runs-"))
+    with streamlit_server(env, Path(tempfile.mkdtemp()) / "server.log") as server, sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(server.url)
+        page.wait_for_function(VIDEO_READY, arg=1)
+        slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+        slider.wait_for(state="attached")
+        settle(page)
+        for _ in range(args.presses):
+            old = page.locator("video").first.get_attribute("src")
+            slider.focus()
+            t0 = time.perf_counter()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
+                arg=old,
+            )
+            took = time.perf_counter() - t0
+            settle(page)
+            metric = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first
+            steps = re.sub(r"[^0-9]", "", metric.locator('[data-testid="stMetricValue"]').inner_text())
+            print(f"target {float(slider.input_value()):,.0f}: slider release to playing video {took:.1f} s ({steps} steps)")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
