@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.browser_support import VIDEO_READY, launch, settle, streamlit_server  # noqa: E402
 
+NEW_VIDEO = "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }"
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,15 +46,13 @@ def main() -> None:
             slider.focus()
             t0 = time.perf_counter()
             page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
-                arg=old,
-            )
+            page.wait_for_function(NEW_VIDEO, arg=old)
             took = time.perf_counter() - t0
             settle(page)
             metric = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first
             steps = re.sub(r"[^0-9]", "", metric.locator('[data-testid="stMetricValue"]').inner_text())
-            print(f"target {float(slider.input_value()):,.0f}: slider release to playing video {took:.1f} s ({steps} steps)")
+            target = float(slider.input_value())
+            print(f"target {target:,.0f}: slider release to playing video {took:.1f} s ({steps} steps)")
         browser.close()
 
 
