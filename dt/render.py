@@ -3,7 +3,9 @@
 The jobs live in their own modules and their names are re-exported here, so ``from dt.render import ...``
 keeps working: :mod:`dt.scene` (camera, timing, recorded states, :class:`SceneRenderer`), :mod:`dt.video`
 (MP4 / GIF files) and :mod:`dt.render_cli` (``python -m dt.render``, a timing command line). This module is
-the render thread and the functions that submit to it.
+the render thread and the three ways to submit to it (frames, a whole MP4, an MP4 streamed while a rollout
+runs, :class:`Mp4Stream`); it is a little over 400 lines because each of them is a job on that one thread and
+they share its rules.
 
 Two facts about headless OpenGL shape it:
 
