@@ -123,7 +123,7 @@ def evaluate(
     policy.reset(np.repeat(targets, episodes))
     returns = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)
-    live = np.arange(n)
+    live = np.arange(n)  # the episode each policy row plays (rows of ended episodes are dropped)
     reward = np.zeros(n)
     bar = None
     if progress:
@@ -131,16 +131,18 @@ def evaluate(
 
         bar = tqdm(total=max_steps, desc=f"evaluate {n} episodes", unit="step")
     for _ in range(max_steps):
-        acts = policy.act(obs[live], reward[live], rows=live)
+        acts = policy.act(obs[live], reward[live])
         still = []
-        for a, i in zip(acts, live):
+        for j, (a, i) in enumerate(zip(acts, live)):
             o, r, term, _, _ = envs[i].step(a)
             obs[i], reward[i] = o, r
             returns[i] += r
             lengths[i] += 1
             if not term:
-                still.append(i)
-        live = np.asarray(still, dtype=np.int64)
+                still.append(j)
+        if len(still) < len(live):
+            policy.keep(still)
+            live = live[still]
         if bar:
             bar.update(1)
             bar.set_postfix(live=len(live))

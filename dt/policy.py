@@ -75,6 +75,18 @@ class DTPolicy:
         self.jumps = tuple((int(step), float(delta)) for step, delta in jumps)
         self.last_attention = None
 
+    def keep(self, rows: np.ndarray | Sequence[int]) -> None:
+        """Drop every env not in ``rows``; the kept ones become envs 0, 1, ... in the order of ``rows``.
+
+        A batched evaluation calls it when episodes end, so every later :meth:`act` steps all envs (cheap
+        slices) instead of a subset (advanced indexing, about 5x the cost per buffer).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        r = torch.as_tensor(rows, device=self.device)
+        self.states, self.actions, self.rtg = self.states[r], self.actions[r], self.rtg[r]
+        self.timesteps, self.mask = self.timesteps[r], self.mask[r]
+        self.t, self.returns_to_go = self.t[rows], self.returns_to_go[rows]
+
     @torch.inference_mode()
     def act(
         self,
