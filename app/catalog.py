@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, uploads_dir
+from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped_order, uploads_dir
 from dt.checkpoint import list_checkpoints
 from dt.checkpoint_meta import META_FILE, read_meta
 from dt.errors import CheckpointError
@@ -86,6 +86,6 @@ def discover_checkpoints() -> list[CheckpointEntry]:
     found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
     entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
     shipped = [e for e in entries if e is not None and e.source == "shipped"]
-    shipped.sort(key=lambda e: (e.model_type != "dt", e.delayed, -(e.calibration_range or 0.0), e.name))
+    shipped.sort(key=lambda e: shipped_order(e.model_type, e.delayed, e.calibration_range, e.name))
     rest = [e for e in entries if e is not None and e.source != "shipped"]
     return shipped + rest

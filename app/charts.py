@@ -299,8 +299,9 @@ def loss_chart(records: list[dict]) -> go.Figure:
     )
     fig.update_layout(
         height=280,
-        xaxis=dict(title="training step", tickformat=","),
-        yaxis_title="action MSE (loss)",
+        # From step 0 (a single first point would otherwise get an axis of 99 to 101), and a loss axis from 0.
+        xaxis=dict(title="training step", tickformat=",", rangemode="tozero"),
+        yaxis=dict(title="action MSE (loss)", rangemode="tozero"),
         margin=dict(l=10, r=10, t=30, b=10),
         title="Training loss",
     )
@@ -317,7 +318,7 @@ def eval_chart(evals: list[dict]) -> go.Figure:
         )
     fig.update_layout(
         height=280,
-        xaxis=dict(title="training step", tickformat=","),
+        xaxis=dict(title="training step", tickformat=",", rangemode="tozero"),
         yaxis_title="D4RL normalized score",
         margin=dict(l=10, r=10, t=30, b=10),
         title="Evaluation",

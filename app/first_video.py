@@ -4,42 +4,37 @@ On a cold server the Playground's imports alone (torch, transformers) take sever
 A new session opens on the default checkpoint (the first shipped DT, as :func:`app.catalog.discover_checkpoints`
 orders them) at its first paper target and seed 0, and that episode's video is usually stored beside the
 checkpoint (:mod:`dt.preview`). This module finds it with plain file reads, so the page can play it at once
-and load the model afterwards. It reads the same environment variables as :mod:`app.paths`.
+and load the model afterwards. It finds the directories through :mod:`app.paths` and reads metadata with
+:mod:`dt.checkpoint_meta` (both torch-free).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import streamlit as st
 
+from app.paths import checkpoint_dirs, max_steps_cap, shipped_order
+from dt.checkpoint_meta import META_FILE, read_meta
 from dt.envs import get_env
+from dt.errors import CheckpointError
 from dt.preview import load_preview
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _default_checkpoint() -> tuple[Path, str] | None:
-    """The first shipped checkpoint in the picker's order (DT, then delayed DT, then BC; by name) and its env."""
-    raw = os.environ.get("DT_CHECKPOINT_DIRS")
-    roots = [Path(p).expanduser() for p in raw.split(os.pathsep) if p] if raw else [ROOT / "checkpoints"]
+    """The first shipped checkpoint in the picker's order (:func:`app.paths.shipped_order`) and its env."""
     best: tuple[tuple, Path, str] | None = None
-    for root in roots:
-        for meta_path in root.glob("*/checkpoint.json") if root.is_dir() else ():
-            try:
-                meta = json.loads(meta_path.read_text())
-                order = (
-                    (meta.get("model") or {}).get("model_type", "dt") != "dt",
-                    bool((meta.get("train") or {}).get("delayed", False)),
-                    meta_path.parent.name,
-                )
-                env = str(meta["env"])
-            except (OSError, ValueError, KeyError, TypeError):
+    for root in checkpoint_dirs():
+        for meta_path in root.glob(f"*/{META_FILE}") if root.is_dir() else ():
+            if meta_path.parent.name.startswith("."):
                 continue
-            if not meta_path.parent.name.startswith(".") and (best is None or order < best[0]):
-                best = (order, meta_path.parent, env)
+            try:
+                m = read_meta(meta_path.parent)
+            except CheckpointError:
+                continue  # the picker does not offer it either
+            order = shipped_order(m.model_type, m.delayed, m.calibration_range, meta_path.parent.name)
+            if best is None or order < best[0]:
+                best = (order, meta_path.parent, m.env)
     return None if best is None else (best[1], best[2])
 
 
@@ -55,12 +50,11 @@ def show(slot) -> bool:
     if found is None:
         return False
     path, env = found
-    cap = os.environ.get("DT_MAX_STEPS", "").strip()
     try:
         target = get_env(env).targets[0]
     except KeyError:
         return False
-    pre = load_preview(path, target, 0, int(cap) if cap else None)
+    pre = load_preview(path, target, 0, max_steps_cap())
     if pre is None:
         return False
     slot.video(pre.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)

@@ -61,3 +61,10 @@ def mtime(path: str | Path) -> float:
         return (Path(path) / META_FILE).stat().st_mtime
     except OSError:
         return 0.0
+
+
+def shipped_order(model_type: str, delayed: bool, calibration_range: float | None, name: str) -> tuple:
+    """Sort key of shipped checkpoints in the picker: DTs first, the one whose behaviour follows its target most
+    (the widest spread of achieved returns over its card's target sweep) leading; then delayed-reward DTs, then
+    BC (which ignores the target). The first is the app's default (also for :mod:`app.first_video`)."""
+    return (model_type != "dt", delayed, -(calibration_range or 0.0), name)

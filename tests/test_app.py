@@ -478,3 +478,16 @@ def test_playground_schedule_and_bad_schedules(app_env):
         _assert_ok(at)
         assert any(message in w.value and "\n" not in w.value for w in at.warning), bad
         assert [m.label for m in at.metric].count("Achieved return") == 1  # the plain episode still shows
+
+
+def test_first_video_is_the_pickers_default(monkeypatch, tmp_path):
+    """The stored video a new session plays first is of the checkpoint the page then opens on (it once took
+    the first by name, dt-hopper-medium, while the picker leads with the DT that follows its target most)."""
+    from app.catalog import discover_checkpoints
+    from app.first_video import _default_checkpoint
+
+    monkeypatch.delenv("DT_CHECKPOINT_DIRS", raising=False)
+    monkeypatch.setenv("DT_RUNS_DIR", str(tmp_path))
+    path, env = _default_checkpoint()
+    assert Path(discover_checkpoints()[0].path) == path.resolve()
+    assert path.name == "dt-hopper-medium-expert" and env == "hopper"
