@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from dt.cli_data import add_data_commands
 from dt.cliconfig import add_arguments, add_command, from_args, opt
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
-from dt.errors import ConfigError, DtError, first_line
+from dt.errors import ConfigError, run_cli
 from dt.validate import check_args, check_output_file, integer, numbers
 
 # ---- train ------------------------------------------------------------------------------------------------
@@ -263,32 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {first_line(message, 1000)}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    if os.environ.get("DT_DEBUG"):
-        args = build_parser().parse_args(argv)
-        return args.func(args)
-    warnings.showwarning = _one_line_warning
-    try:
+    def run() -> int:
         args = build_parser().parse_args(argv)  # --help exits here (SystemExit passes through)
         return args.func(args)
-    except (DtError, KeyError, ValueError) as e:  # bad input: the message names the file or flag
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; one line is enough
-            print(f"error: {first_line(e, 1000)}", file=sys.stderr)
-        return 2
-    except OSError as e:  # the system refused: a full disk, a missing or unwritable path
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: still one line, and the way to see more
-        print(
-            f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+
+    return run_cli(run)

@@ -6,6 +6,11 @@ without importing torch, so ``--help`` and the error paths stay fast.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from collections.abc import Callable
+
 
 class DtError(ValueError):
     """Bad user input: a file, flag or config that cannot be used. The message is one line."""
@@ -36,3 +41,39 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
     text = str(msg).strip()
     return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"warning: {first_line(message, 1000)}", file=sys.stderr)
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run a command line's ``main()`` so that no traceback reaches its user; return the exit status.
+
+    Bad input (:class:`DtError`, ``KeyError``, ``ValueError``) prints ``error: <one line>`` and gives 2; a refusal
+    of the system (``OSError``: a full disk, a missing path) names the path and gives 1; Ctrl-C gives 130; a bug
+    prints its type and first line and gives 1 (``DT_DEBUG=1`` lets the traceback through). Warnings print as one
+    line. ``SystemExit`` (``--help``, argparse's usage errors) passes through.
+    """
+    if os.environ.get("DT_DEBUG"):
+        return main() or 0
+    warnings.showwarning = _one_line_warning
+    try:
+        return main() or 0
+    except (DtError, KeyError, ValueError) as e:  # bad input: the message names the file or flag
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; one line is enough
+            print(f"error: {first_line(e, 1000)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the system refused: a full disk, a missing or unwritable path
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line, and the way to see more
+        print(
+            f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from dt.atomic import write_atomic
 from dt.checkpoint_meta import META_FILE, WEIGHTS_FILE
 from dt.cliconfig import from_args, opt, parser_for
+from dt.errors import run_cli
 
 if TYPE_CHECKING:
     from dt.evaluate import Rollout
@@ -214,4 +216,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -441,6 +441,9 @@ def render_mp4(
 
 
 if __name__ == "__main__":  # `python -m dt.render`: the timing command line (a module of its own, see above)
+    import sys
+
+    from dt.errors import run_cli
     from dt.render_cli import main
 
-    main()
+    sys.exit(run_cli(main))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from dt.atomic import write_atomic
 from dt.cliconfig import from_args, opt, parser_for
+from dt.errors import ConfigError, run_cli
 from dt.render import get_render_worker, render_frames, render_mp4
 from dt.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.video import gif_bytes
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
     args = from_args(RenderArgs, parser.parse_args(argv))
+    for name in ("steps", "fps", "width", "height"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name}: must be > 0, got {getattr(args, name)}")
     fast = not args.slow
 
     t0 = time.perf_counter()
@@ -115,4 +120,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

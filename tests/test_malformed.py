@@ -445,6 +445,23 @@ def test_cli_processes_print_no_traceback(base, tmp_path):
         assert "Traceback" not in err + out
 
 
+# The package's other command lines (python -m dt.render, dt.preview, dt.behaviour.*) share dt.errors.run_cli.
+MODULE_CASES = [
+    (["dt.render", "--steps", "-5"], "--steps: must be > 0"),
+    (["dt.render", "--width", "0"], "--width: must be > 0"),
+    (["dt.preview", "/nonexistent-checkpoint"], "not a checkpoint directory"),
+    (["dt.behaviour.ars", "--eval-episodes", "x"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expect"), MODULE_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_module_command_lines_print_one_line(argv, expect):
+    p = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, text=True, capture_output=True, timeout=300)
+    lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: ")]
+    assert p.returncode == 2, p.stderr
+    assert expect in lines[-1] and "Traceback" not in p.stderr + p.stdout, p.stderr
+
+
 def test_cli_bug_is_one_line(monkeypatch, capsys, tmp_path):
     """The last net: an unexpected exception (a bug) is still one line, and says how to see the traceback."""
     import dt.cli

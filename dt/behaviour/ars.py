@@ -32,6 +32,7 @@ from dt.atomic import write_atomic
 from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, LinearActor, evaluate_modes, save_snapshot
 from dt.cliconfig import from_args, opt, parser_for
 from dt.envs import get_env, make_env
+from dt.errors import run_cli
 
 
 @dataclass
@@ -228,4 +229,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -36,6 +36,7 @@ from dt.behaviour.sac_agent import SAC, ReplayBuffer
 from dt.behaviour.sac_eval import evaluate_snapshot, summarise_returns
 from dt.cliconfig import from_args, opt, parser_for
 from dt.envs import GymVersion, get_env, make_env
+from dt.errors import run_cli
 
 
 @dataclass
@@ -386,4 +387,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))
