@@ -38,24 +38,25 @@ def _default_checkpoint() -> tuple[Path, str] | None:
     return None if best is None else (best[1], best[2])
 
 
-def show(slot) -> bool:
+def show(slot) -> bytes | None:
     """In a session's first run, play the default episode's stored video in ``slot`` (an ``st.empty``).
 
     Returns:
-        Whether a video was shown (False in later runs, or when no matching preview is stored).
+        The MP4 shown (None in later runs, or when no matching preview is stored): the page leaves it playing
+        when its episode is the same (emitting the same video twice in one run is an error in Streamlit).
     """
     if "dt" in st.session_state:
-        return False  # not the first run: the page shows whatever the session chose
+        return None  # not the first run: the page shows whatever the session chose
     found = _default_checkpoint()
     if found is None:
-        return False
+        return None
     path, env = found
     try:
         target = get_env(env).targets[0]
     except KeyError:
-        return False
+        return None
     pre = load_preview(path, target, 0, max_steps_cap())
     if pre is None:
-        return False
+        return None
     slot.video(pre.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
-    return True
+    return pre.mp4

@@ -16,7 +16,7 @@ controls = st.container()
 steer_box = st.container()
 left, right = st.columns([1, 1])
 video_slot = left.empty()
-first_video.show(video_slot)
+first_mp4 = first_video.show(video_slot)
 
 import functools  # noqa: E402
 
@@ -158,7 +158,8 @@ def timing(e: cache.Episode) -> str:
 name = paths.checkpoint_name(s.checkpoint)
 r = ep.rollout
 if steered is None:
-    video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+    if ep.mp4 != first_mp4:  # the stored first video, when it is this episode, keeps playing
+        video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
     with left:
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     with right:
