@@ -9,6 +9,7 @@ mutated; rollouts, videos and sweeps are plain data and go through
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,19 +23,17 @@ from dt.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from dt.data import KNOWN_DATASETS, DatasetError, OfflineDataset, load_dataset, locate
 from dt.data.names import normalise
 from dt.envs import get_env
-from dt.preview import VideoSettings, load_preview
+from dt.preview import APP_VIDEO, load_preview
 from dt.tokens import context_slots
 
 if TYPE_CHECKING:
     from dt.evaluate import Rollout
 
-# Video settings: the renderer's fast scene at a real-time stride (see dt.render).
-# 400 px at 25 fps (Hopper: every 5th step, played at exactly 25 fps) rather than
-# 480 px at 30: a third fewer pixels per frame and a fifth fewer frames keep slider
-# release to a playing 1000-step video under 10 s on a busy 2-core CPU (measured:
-# 9.4 s against 12.3 s, rollout included).
-VIDEO_SIZE = 400
-VIDEO_FPS = 25.0
+# The page's videos, one setting with the stored previews (why 320 px at 25 fps: dt.preview.VideoSettings).
+VIDEO_SIZE = APP_VIDEO.width
+VIDEO_FPS = APP_VIDEO.fps
+# The MP4 download: the same episode drawn larger when the button is clicked.
+DOWNLOAD_SIZE = 640
 GIF_SIZE = 240
 GIF_FPS = 16.0
 
@@ -57,21 +56,39 @@ def load(path: str, env: str | None = None) -> Checkpoint:
     return ck
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
-    """Real-time H.264 MP4 of recorded states (rendered on dt.render's GL thread)."""
-    from dt.render import render_mp4
+@st.cache_resource(show_spinner=False)
+def warm_renderer(env: str) -> threading.Thread:
+    """Start the render process and its scene for the app's video size now, in the background, once per env.
 
-    return render_mp4(env, qpos, qvel, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE)
+    Every video is drawn in one child process (dt.render_process: rendering on a thread of the server would
+    contend for its GIL with the rollout and with every other session); it starts in about 0.7 s and its
+    scene in about 0.3 s, which a page calls this to take off its first slider release.
+    """
+    from dt.render_process import get_render_process
+
+    thread = threading.Thread(
+        target=lambda: get_render_process().prepare(env, VIDEO_SIZE, VIDEO_SIZE), name="dt-warm-render", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray, size: int = VIDEO_SIZE) -> bytes:
+    """Real-time H.264 MP4 of recorded states, ``size`` px square (rendered in the render process)."""
+    from dt.render_process import get_render_process
+
+    return get_render_process().render_mp4(env, qpos, qvel, target_fps=VIDEO_FPS, width=size, height=size)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def video_gif(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
     """A small looping GIF of recorded states."""
-    from dt.render import gif_bytes, playback_fps, realtime_stride, render_frames
+    from dt.render import gif_bytes, playback_fps, realtime_stride
+    from dt.render_process import get_render_process
 
     stride = realtime_stride(env, GIF_FPS)
-    frames = render_frames(env, qpos, qvel, width=GIF_SIZE, height=GIF_SIZE, stride=stride)
+    frames = get_render_process().render_frames(env, qpos, qvel, width=GIF_SIZE, height=GIF_SIZE, stride=stride)
     return gif_bytes(frames, fps=playback_fps(env, stride), width=GIF_SIZE)
 
 
@@ -95,11 +112,13 @@ class Episode:
 
 
 def rendered_rollout(ck: Checkpoint, run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout]) -> Episode:
-    """``run(on_state)`` rolls out an episode; its video renders while it runs (dt.render.Mp4Stream)."""
-    from dt.render import Mp4Stream
+    """``run(on_state)`` rolls out an episode; its video renders in the render process while it runs."""
+    from dt.render_process import get_render_process
 
     t0 = time.perf_counter()
-    with Mp4Stream(ck.env_name, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE) as video:
+    with get_render_process().mp4_stream(
+        ck.env_name, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE
+    ) as video:
         r = run(video.add)
         t1 = time.perf_counter()
     assert video.mp4 is not None  # finished by the with block
@@ -128,7 +147,7 @@ def episode(path: str, target: float, seed: int, max_steps: int | None = None) -
     ck = load(path)
     cap = max_steps or max_steps_cap()
     # The default episode is usually stored beside the checkpoint (python -m dt.preview): no rollout, no render.
-    stored = load_preview(path, target, seed, cap, VideoSettings(VIDEO_SIZE, VIDEO_SIZE, VIDEO_FPS))
+    stored = load_preview(path, target, seed, cap, APP_VIDEO)
     if stored is not None:
         return Episode(stored.rollout(), stored.mp4, ck.env_name, 0.0, 0.0)
     return fresh(lambda: _episode(str(path), mtime(path), float(target), int(seed), cap))

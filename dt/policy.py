@@ -37,8 +37,8 @@ class DTPolicy:
         self.scale = ckpt.scale
         self.max_t = ckpt.max_ep_len - 1
         self.delayed = ckpt.delayed
-        self.mean = torch.as_tensor(ckpt.state_mean, device=self.device)
-        self.std = torch.as_tensor(ckpt.state_std, device=self.device)
+        self.mean = np.asarray(ckpt.state_mean, dtype=np.float32)
+        self.std = np.asarray(ckpt.state_std, dtype=np.float32)
         self.last_attention: tuple[np.ndarray, ...] | None = None
         self.reset(0.0)
 
@@ -63,28 +63,32 @@ class DTPolicy:
         tgt = np.atleast_1d(np.asarray(target, dtype=np.float64))
         n = num_envs or tgt.shape[0]
         tgt = np.broadcast_to(tgt, (n,))
-        dev, K = self.device, self.K
-        self.states = torch.zeros(n, K, self.S, device=dev)  # normalised; pads stay 0 (masked)
-        self.actions = torch.zeros(n, K, self.A, device=dev)
-        self.rtg = torch.zeros(n, K, 1, device=dev)  # already divided by scale
-        self.timesteps = torch.zeros(n, K, dtype=torch.long, device=dev)
-        self.mask = torch.zeros(n, K, device=dev)
+        K = self.K
+        # The K-step windows live on the host as numpy arrays (a step's bookkeeping is a few microsecond-scale
+        # numpy ops instead of about 20 torch ops) and go to the model as tensors: zero-copy on CPU, one small
+        # copy per array on a GPU.
+        self.states = np.zeros((n, K, self.S), np.float32)  # normalised; pads stay 0 (masked)
+        self.actions = np.zeros((n, K, self.A), np.float32)
+        self.rtg = np.zeros((n, K, 1), np.float32)  # already divided by scale
+        self.timesteps = np.zeros((n, K), np.int64)
+        self.mask = np.zeros((n, K), np.float32)
         self.t = np.zeros(n, dtype=np.int64)  # steps taken per env
         # Kept in float64 on the host so the decrement matches the reference exactly.
         self.returns_to_go = tgt.astype(np.float64).copy()
         self.jumps = tuple((int(step), float(delta)) for step, delta in jumps)
         self.last_attention = None
 
+    def _buffers(self) -> tuple[np.ndarray, ...]:
+        return self.states, self.actions, self.rtg, self.timesteps, self.mask
+
     def keep(self, rows: np.ndarray | Sequence[int]) -> None:
         """Drop every env not in ``rows``; the kept ones become envs 0, 1, ... in the order of ``rows``.
 
-        A batched evaluation calls it when episodes end, so every later :meth:`act` steps all envs (cheap
-        slices) instead of a subset (advanced indexing, about 5x the cost per buffer).
+        A batched evaluation calls it when episodes end, so every later :meth:`act` steps all envs (no
+        gather and scatter of a subset).
         """
         rows = np.asarray(rows, dtype=np.int64)
-        r = torch.as_tensor(rows, device=self.device)
-        self.states, self.actions, self.rtg = self.states[r], self.actions[r], self.rtg[r]
-        self.timesteps, self.mask = self.timesteps[r], self.mask[r]
+        self.states, self.actions, self.rtg, self.timesteps, self.mask = (b[rows] for b in self._buffers())
         self.t, self.returns_to_go = self.t[rows], self.returns_to_go[rows]
 
     @torch.inference_mode()
@@ -110,55 +114,49 @@ class DTPolicy:
         """
         single = np.ndim(obs) == 1
         obs2 = np.atleast_2d(np.asarray(obs, dtype=np.float32))
+        every = rows is None or (len(rows) == self.num_envs and np.array_equal(rows, np.arange(self.num_envs)))
         rows = np.arange(self.num_envs) if rows is None else np.asarray(rows)
         rew = np.zeros(len(rows)) if reward is None else np.broadcast_to(np.asarray(reward, np.float64), (len(rows),))
-        started = self.t[rows] > 0
+        t = self.t[rows]
         if not self.delayed:
-            self.returns_to_go[rows] -= np.where(started, rew, 0.0)
+            self.returns_to_go[rows] -= np.where(t > 0, rew, 0.0)
         for step, delta in self.jumps:
-            self.returns_to_go[rows] += np.where(self.t[rows] == step, delta, 0.0)
-        # All envs (the common case): slices, i.e. views; advanced indexing copies and costs ~5x more per step.
-        r: slice | torch.Tensor = (
-            slice(None)
-            if len(rows) == self.num_envs and np.array_equal(rows, np.arange(self.num_envs))
-            else torch.as_tensor(rows, device=self.device)
-        )
-        # Shift each listed env's window left by one step and write the new step last.
-        for buf in (self.states, self.actions, self.rtg, self.timesteps, self.mask):
-            buf[r] = torch.roll(buf[r], shifts=-1, dims=1)
-        x = torch.as_tensor(obs2, device=self.device)
-        self.states[r, -1] = (x - self.mean) / self.std
-        self.actions[r, -1] = 0.0  # placeholder; a_t is not visible to s_t's prediction
-        self.rtg[r, -1, 0] = torch.as_tensor(
-            self.returns_to_go[rows] / self.scale, dtype=torch.float32, device=self.device
-        )
-        self.timesteps[r, -1] = torch.as_tensor(np.minimum(self.t[rows], self.max_t), device=self.device)
-        self.mask[r, -1] = 1.0
+            self.returns_to_go[rows] += np.where(t == step, delta, 0.0)
+        # The listed envs' windows (all envs, the common case: views, no copy), shifted left by one step with
+        # the new step written last.
+        win = self._buffers() if every else tuple(b[rows] for b in self._buffers())
+        for b in win:
+            b[:, :-1] = b[:, 1:].copy()
+        states, actions, rtg, timesteps, mask = win
+        states[:, -1] = (obs2 - self.mean) / self.std
+        actions[:, -1] = 0.0  # placeholder; a_t is not visible to s_t's prediction
+        rtg[:, -1, 0] = self.returns_to_go[rows] / self.scale
+        timesteps[:, -1] = np.minimum(t, self.max_t)
+        mask[:, -1] = 1.0
+        inputs = tuple(torch.as_tensor(b, device=self.device) for b in win)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(
-                self.states[r],
-                self.actions[r],
-                self.rtg[r],
-                self.timesteps[r],
-                self.mask[r],
-                output_attentions=record_attention,
-                last_only=True,
-            )
-        act = out.actions[:, -1].float()  # (len(rows), A)
-        self.actions[r, -1] = act
+            if record_attention:
+                out = self.model(*inputs, output_attentions=True, last_only=True)
+                preds = out.actions
+                if out.attentions is not None:
+                    self.last_attention = tuple(a.float().cpu().numpy() for a in out.attentions)
+            else:
+                preds = self.model.last_actions(*inputs)
+        a = preds[:, -1].float().cpu().numpy()  # (len(rows), A)
+        actions[:, -1] = a
+        if not every:
+            for buf, b in zip(self._buffers(), win, strict=True):
+                buf[rows] = b
         self.t[rows] += 1
-        if record_attention and out.attentions is not None:
-            self.last_attention = tuple(a.float().cpu().numpy() for a in out.attentions)
-        a = act.cpu().numpy()
         return a[0] if single else a
 
     def context(self, row: int = 0) -> dict[str, np.ndarray]:
         """The current K-step window of env ``row`` (states de-normalised, returns-to-go unscaled)."""
         # Copies: the buffers are updated in place on the next step.
         return {
-            "states": (self.states[row] * self.std + self.mean).cpu().numpy(),
-            "actions": self.actions[row].cpu().numpy().copy(),
-            "returns_to_go": self.rtg[row, :, 0].cpu().numpy() * self.scale,
-            "timesteps": self.timesteps[row].cpu().numpy().copy(),
-            "mask": self.mask[row].cpu().numpy().copy(),
+            "states": self.states[row] * self.std + self.mean,
+            "actions": self.actions[row].copy(),
+            "returns_to_go": self.rtg[row, :, 0] * self.scale,
+            "timesteps": self.timesteps[row].copy(),
+            "mask": self.mask[row].copy(),
         }

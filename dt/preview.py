@@ -43,10 +43,17 @@ ARRAYS = ("observations", "actions", "rewards", "returns_to_go", "qpos", "qvel")
 
 @dataclass(frozen=True)
 class VideoSettings:
-    """How an episode is rendered (the app's settings are :data:`APP_VIDEO`)."""
+    """How an episode is rendered (the app's settings are :data:`APP_VIDEO`).
 
-    width: int = 400
-    height: int = 400
+    The app's: the renderer's fast scene at a real-time stride (see dt.render), 25 fps (Hopper: every 5th step,
+    played at exactly 25 fps) at 320 px. Slider release to a playing 1000-step video is bounded by CPU on 2 cores
+    (rollout, render and encode run at once): 320 px costs 0.8 CPU-s to draw and 0.4 to encode against 1.3 and
+    0.55 at 400 px, which took slider release from 3.7-4.5 s to 2.4-3.0 s (AMD EPYC, with the render process).
+    The Playground's MP4 download is rendered larger when clicked.
+    """
+
+    width: int = 320
+    height: int = 320
     fps: float = 25.0
 
 

@@ -48,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from queue import SimpleQueue
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import numpy as np
 
@@ -80,6 +80,7 @@ __all__ = [
     "Mp4Stream",
     "RenderWorker",
     "SceneRenderer",
+    "VideoStream",
     "control_dt",
     "get_render_worker",
     "gif_bytes",
@@ -264,7 +265,26 @@ _END = object()
 _CANCEL = object()
 
 
-class Mp4Stream:
+class VideoStream:
+    """A video fed state by state; as a context manager it finishes on a normal exit and cancels on an error."""
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.cancel()
+
+
+class Mp4Stream(VideoStream):
     """An MP4 rendered while its states are still being produced.
 
     Feed it every env step's state with :meth:`add` (as a rollout makes them); the render thread draws each
@@ -339,15 +359,6 @@ class Mp4Stream:
     def cancel(self) -> None:
         """Abandon the video: the render job stops at the next frame and frees the render thread."""
         self._states.put(_CANCEL)
-
-    def __enter__(self) -> Mp4Stream:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self.finish()
-        else:
-            self.cancel()
 
 
 class _Cancelled(Exception):

@@ -182,13 +182,6 @@ def test_preview_cli_writes_and_prunes(tmp_path, tiny_checkpoint):
     assert files == [".mp4", ".npz"]
 
 
-def test_app_video_settings_match_the_previews():
-    from app import cache
-    from dt.preview import APP_VIDEO
-
-    assert (APP_VIDEO.width, APP_VIDEO.height, APP_VIDEO.fps) == (cache.VIDEO_SIZE, cache.VIDEO_SIZE, cache.VIDEO_FPS)
-
-
 def test_shipped_previews_are_current():
     """Each shipped checkpoint's default episode is stored, so a cold app plays it at once."""
     from app import paths

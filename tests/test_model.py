@@ -68,6 +68,32 @@ def test_fast_forward_equals_transformers_forward(dt_model):
     torch.testing.assert_close(last[:, 0], ref[:, -1], atol=1e-6, rtol=1e-5)
 
 
+def test_last_actions_graph_equals_the_eager_forward_and_follows_weight_updates():
+    """The traced inference graph (CPU, eval mode): same numbers at batch 1 and batches, weights read live."""
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(context_len=5, embed_dim=32, n_layer=2)).eval()
+    with torch.inference_mode():
+        for b in (1, 6, 1, 3):  # a batch-of-one graph and a batch graph, each called again after the other
+            x = inputs(b=b, k=5, seed=b)
+            eager = model(*x, last_only=True).actions
+            torch.testing.assert_close(model.last_actions(*x), eager, atol=1e-6, rtol=1e-5)
+        assert set(model._traced) == {True, False}
+        x = inputs(b=1, k=5, seed=9)
+        before = model.last_actions(*x)
+    with torch.no_grad():
+        model.hf.predict_action[0].bias.add_(0.5)  # an in-place update, as an optimiser step makes
+    with torch.inference_mode():
+        after = model.last_actions(*x)
+        torch.testing.assert_close(after, model(*x, last_only=True).actions, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(before, after)
+    model.train()  # training mode never uses the graph (it has no dropout)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        a = model.last_actions(*inputs(b=2, k=5))
+        b = model.last_actions(*inputs(b=2, k=5))
+    assert not torch.equal(a, b)
+
+
 def test_padding_does_not_change_real_predictions(dt_model):
     s, a, r, t, m = inputs()
     s2, a2 = s.clone(), a.clone()
