@@ -26,7 +26,11 @@ Speed (480x480, Mesa llvmpipe, 2 CPUs): the default scene costs about 160
 CPU-ms per frame; with shadows, reflections and multisampling off
 (``fast=True``, the default) about 16-20, which is 30-75 fps depending on
 what else the machine runs. Shadows are most of the cost (their 4096-pixel
-shadow map). The fast picture lacks the floor's reflection, the body's
+shadow map). The fast scene also draws planes with a coarse grid (see
+:class:`dt.scene.SceneRenderer`): 5.5 ms instead of 10 a 400 px frame. The app
+renders in a child process (:mod:`dt.render_process`), not on this thread of
+its own process: MuJoCo's calls take the GIL several times a frame.
+The fast picture lacks the floor's reflection, the body's
 shadow and the green tint the reflection pass gives the floor; edges are
 slightly jagged. A 1000-step Hopper episode (250 frames at 31.25 fps) costs
 about 5 CPU-s to render plus 1-1.5 CPU-s to encode. Measure with ``python -m
