@@ -64,6 +64,20 @@ class DecisionTransformer(nn.Module):
         self._traced: dict[bool, torch.jit.ScriptModule] = {}  # by "batch of one": each graph keeps its shapes
         self._trace_lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # copy.deepcopy and pickle: locks do not copy, and a traced graph reads the original's parameters,
+        # so a copy starts without one and traces its own.
+        state = self.__dict__.copy()
+        for name in ("_attn_lock", "_trace_lock", "_traced"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._attn_lock = threading.Lock()
+        self._trace_lock = threading.Lock()
+        self._traced = {}
+
     def unused_in_training(self) -> list[str]:
         """Parameters the lean forward never reads (no gradient; DDP must not wait for them)."""
         if not self.fast:

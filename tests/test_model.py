@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -86,6 +87,12 @@ def test_last_actions_graph_equals_the_eager_forward_and_follows_weight_updates(
         after = model.last_actions(*x)
         torch.testing.assert_close(after, model(*x, last_only=True).actions, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(before, after)
+    twin = copy.deepcopy(model)  # a copy traces its own graph, over its own weights
+    with torch.no_grad():
+        twin.hf.predict_action[0].bias.sub_(0.5)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin.last_actions(*x), before, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(model.last_actions(*x), after)
     model.train()  # training mode never uses the graph (it has no dropout)
     torch.manual_seed(0)
     with torch.no_grad():
