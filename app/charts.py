@@ -166,7 +166,8 @@ def rollout_chart(
     fig.update_yaxes(
         title_text="return-to-go", secondary_y=False, range=_rtg_range(*series), tickformat=",.0f", rangemode="tozero"
     )
-    fig.update_yaxes(title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".1f")
+    # Three significant digits: ".1f" labelled a narrow range's ticks 0.9, 0.9, 1.0, 1.0.
+    fig.update_yaxes(title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".3~g")
     fig.update_layout(
         height=360,
         margin=dict(l=10, r=10, t=40 if title else 10, b=10),
