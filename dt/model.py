@@ -39,7 +39,31 @@ class ModelOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class DecisionTransformer(nn.Module):
+class _Model(nn.Module):
+    """What both models share: a dropout generator (set by the trainer) and per-process state that a copy or a
+    pickle must not take along (locks do not copy; a traced graph and a generator belong to the original)."""
+
+    _TRANSIENT: tuple[str, ...] = ("dropout_generator",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout_generator: torch.Generator | None = None  # None: the global torch RNG
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self._TRANSIENT:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._fresh_transients()
+
+    def _fresh_transients(self) -> None:
+        self.dropout_generator = None
+
+
+class DecisionTransformer(_Model):
     """GPT-2 over (R_1, s_1, a_1, R_2, ...) tokens; the action is read from each state token.
 
     The network is transformers' ``DecisionTransformerModel`` (kept as
@@ -64,16 +88,11 @@ class DecisionTransformer(nn.Module):
         self._traced: dict[bool, torch.jit.ScriptModule] = {}  # by "batch of one": each graph keeps its shapes
         self._trace_lock = threading.Lock()
 
-    def __getstate__(self) -> dict:
-        # copy.deepcopy and pickle: locks do not copy, and a traced graph reads the original's parameters,
-        # so a copy starts without one and traces its own.
-        state = self.__dict__.copy()
-        for name in ("_attn_lock", "_trace_lock", "_traced"):
-            state.pop(name, None)
-        return state
+    # A traced graph reads the original's parameters: a copy starts without one and traces its own.
+    _TRANSIENT = ("dropout_generator", "_attn_lock", "_trace_lock", "_traced")
 
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
+    def _fresh_transients(self) -> None:
+        super()._fresh_transients()
         self._attn_lock = threading.Lock()
         self._trace_lock = threading.Lock()
         self._traced = {}
@@ -192,7 +211,8 @@ class DecisionTransformer(nn.Module):
         ).reshape(b, 3 * k, h)  # (B, 3K, H): R_1, s_1, a_1, R_2, ...
         x = hf.embed_ln(x) + enc.wpe.weight[0]  # HF adds position embedding 0 to every token
         p = self.config.dropout if self.training else 0.0
-        x = fast_dropout(x, p)
+        g = self.dropout_generator
+        x = fast_dropout(x, p, g)
 
         # Causal mask plus key padding; a padded query may see itself so no softmax row is empty.
         n = 3 * k
@@ -217,13 +237,13 @@ class DecisionTransformer(nn.Module):
             if p > 0:  # explicit attention so its dropout uses the cheap mask below
                 w = (heads(q) @ heads(kk).transpose(-1, -2)) * (h // nh) ** -0.5  # (B, nh, L, 3K)
                 w = torch.softmax(w.masked_fill(~m, float("-inf")), dim=-1)
-                o = fast_dropout(w, p) @ heads(v)
+                o = fast_dropout(w, p, g) @ heads(v)
             else:
                 o = F.scaled_dot_product_attention(heads(q), heads(kk), heads(v), attn_mask=m)
             o = o.transpose(1, 2).reshape(b, x.shape[1], h)  # (B, L, H)
-            x = x + fast_dropout(a.c_proj(o), p)
+            x = x + fast_dropout(a.c_proj(o), p, g)
             mlp = blk.mlp
-            x = x + fast_dropout(mlp.c_proj(mlp.act(mlp.c_fc(blk.ln_2(x)))), p)
+            x = x + fast_dropout(mlp.c_proj(mlp.act(mlp.c_fc(blk.ln_2(x)))), p, g)
         return hf.predict_action(enc.ln_f(x))  # (B, K, A)
 
 
@@ -238,25 +258,28 @@ class _LastActions(nn.Module):
         return self.model._fast_actions(*inputs, last_only=True)
 
 
-def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def fast_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Dropout whose mask costs a third of ``F.dropout``'s on CPU.
 
     The CPU Bernoulli sampler draws one random number per element; here one
     32-bit draw gives two 16-bit uniforms, each compared with ``p * 2^16``.
     The drop probability is p rounded to a multiple of 2^-16 (0.1 becomes
-    0.100006). On CUDA plain ``F.dropout`` is used. Uses the global torch RNG,
-    so seeding and resume cover it.
+    0.100006). On CUDA plain ``F.dropout`` is used. Draws from ``generator`` on
+    CPU (a model's ``dropout_generator``, which the trainer owns, seeds and saves:
+    two runs in one process then never share a stream), else from the global torch RNG.
     """
     if p <= 0:
         return x
     if x.is_cuda or x.numel() % 2:
         return F.dropout(x, p, True)
-    bits = torch.empty(x.numel() // 2, dtype=torch.int32, device=x.device).random_(-(2**31), 2**31 - 1)
+    bits = torch.empty(x.numel() // 2, dtype=torch.int32, device=x.device).random_(
+        -(2**31), 2**31 - 1, generator=generator
+    )
     keep = bits.view(torch.int16).view(x.shape) >= int(round(p * 65536)) - 32768
     return x * keep * (1.0 / (1.0 - p))
 
 
-class MLPBC(nn.Module):
+class MLPBC(_Model):
     """Behaviour cloning: an MLP from the last K states (flattened) to the next action.
 
     As in the reference ``MLPBCModel``: Linear, then (ReLU, Dropout, Linear) x
@@ -287,7 +310,14 @@ class MLPBC(nn.Module):
     ) -> ModelOutput:
         b = states.shape[0]
         x = states[:, -self.config.context_len :].reshape(b, -1)  # (B, K*S)
-        return ModelOutput(self.net(x).reshape(b, 1, self.config.act_dim))
+        for layer in self.net:
+            if isinstance(layer, nn.Dropout) and self.training and self.dropout_generator is not None and layer.p > 0:
+                # F.dropout's own CPU computation, drawing from the model's generator (same numbers as before).
+                noise = torch.empty_like(x).bernoulli_(1 - layer.p, generator=self.dropout_generator)
+                x = x * noise.div_(1 - layer.p)
+            else:
+                x = layer(x)
+        return ModelOutput(x.reshape(b, 1, self.config.act_dim))
 
     def last_actions(self, *inputs: torch.Tensor) -> torch.Tensor:
         """(B, 1, A): the last step's action (the same interface as :meth:`DecisionTransformer.last_actions`)."""

@@ -49,6 +49,9 @@ from dt.metrics import MetricsLog
 from dt.model import action_loss, build_model
 from dt.validate import check_train_config
 
+# Serialises the only use of torch's global RNG in training (seeding, then drawing the initial weights).
+_GLOBAL_RNG_LOCK = threading.Lock()
+
 
 class Trainer:
     """Trains one model; resumable; iterate to run.
@@ -105,11 +108,22 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoint"
 
-        torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.sampler = self._make_sampler()
         self.model_cfg = cfg.model_config(self.spec.state_dim, self.spec.act_dim, self.spec.max_ep_len)
-        self.model = build_model(self.model_cfg).to(self.device)
+        # The global RNG is touched only here, under a process-wide lock: weights are drawn from it after
+        # seeding, then its state becomes this run's own dropout generator (the stream dropout drew from the
+        # global RNG before, so results are unchanged). Two runs in one process (two app sessions) then never
+        # share a random stream, and each is reproducible (a rank of a distributed run: its own dropout stream).
+        self.dropout_gen = torch.Generator()
+        with _GLOBAL_RNG_LOCK:
+            torch.manual_seed(cfg.seed)
+            self.model = build_model(self.model_cfg).to(self.device)
+            if self.dist.enabled and self.dist.rank:  # its own dropout masks; rank 0 keeps the one-process stream
+                torch.manual_seed(cfg.seed + self.dist.rank * distributed.RANK_SEED_STRIDE)
+            self.dropout_gen.set_state(torch.get_rng_state())
+        if self.device.type == "cpu":  # CUDA dropout draws from the device's RNG (saved as rng.cuda)
+            self.model.dropout_generator = self.dropout_gen
         # fused: one kernel for all parameters (CPU and CUDA); same update as the loop version.
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
@@ -118,8 +132,6 @@ class Trainer:
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            if self.dist.rank:  # its own dropout masks; rank 0 keeps the one-process stream
-                torch.manual_seed(cfg.seed + self.dist.rank * distributed.RANK_SEED_STRIDE)
             for name in getattr(self.model, "unused_in_training", list)():
                 self.model.get_parameter(name).requires_grad_(False)  # AdamW skips them anyway (no grad)
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -270,7 +282,7 @@ class Trainer:
     def save(self) -> Path:
         """Write the resumable checkpoint (rank 0; every rank must call it, as it gathers their RNG states)."""
         tensors: dict[str, torch.Tensor] = {
-            "rng.torch": torch.get_rng_state(),
+            "rng.torch": self.dropout_gen.get_state(),  # the stream dropout draws from (the global RNG before)
             "rng.sampler": self.gen.get_state().cpu(),
         }
         on_cuda = torch.cuda.is_available() and self.device.type == "cuda"
@@ -296,7 +308,7 @@ class Trainer:
         return path
 
     def _rank_rng_states(self) -> dict[str, torch.Tensor]:
-        states = {"rng.torch": torch.get_rng_state()}
+        states = {"rng.torch": self.dropout_gen.get_state()}
         if self.device.type == "cuda":
             states["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return states
@@ -337,7 +349,7 @@ class Trainer:
         """Optimiser, RNG (this rank's), step and wall time from a checkpoint's trainer state."""
         self.optimizer.load_state_dict(optimizer_state(tensors, js["param_groups"], self.device))
         own = f".rank{self.dist.rank}" if self.dist.rank else ""
-        torch.set_rng_state(tensors["rng.torch" + own])
+        self.dropout_gen.set_state(tensors["rng.torch" + own])
         self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
         if "rng.cuda" + own in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)

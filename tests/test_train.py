@@ -169,3 +169,28 @@ def test_cli_checkpoint_for_another_env(tmp_path, tiny_checkpoint):
 def test_dataset_for_another_env(tmp_path, tiny_dataset):
     with pytest.raises(ValueError, match="does not fit walker2d"):
         Trainer(small_cfg(tiny_dataset.source, tmp_path, env="walker2d"), tiny_dataset)
+
+
+@pytest.mark.parametrize("model_type", ["dt", "bc"])
+def test_two_runs_in_one_process_each_give_what_they_give_alone(tmp_path, tiny_dataset, model_type):
+    """Two app sessions training at once: each run draws dropout from its own generator, not a shared stream."""
+    import threading
+
+    def train(seed: int, out: str) -> dict[str, torch.Tensor]:
+        tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / out, seed=seed, model_type=model_type), tiny_dataset)
+        for _ in tr.iterate():
+            torch.empty(64).random_()  # another user of the global RNG between steps changes nothing
+        return tr.model.state_dict()
+
+    alone = {seed: train(seed, f"alone{seed}") for seed in (1, 2)}
+    together: dict[int, dict[str, torch.Tensor]] = {}
+    threads = [
+        threading.Thread(target=lambda s=seed: together.update({s: train(s, f"together{s}")})) for seed in (1, 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for seed in (1, 2):
+        for k, v in alone[seed].items():
+            torch.testing.assert_close(together[seed][k], v, rtol=0, atol=0, msg=f"seed {seed}: {k}")
