@@ -126,7 +126,10 @@ class RenderProcess:
             self._conn.send((op, args, kwargs))
             status, value = self._conn.recv()
         except (EOFError, OSError) as exc:
-            raise RuntimeError(f"the render process stopped (exit code {self._proc.poll()}); try again") from exc
+            raise RuntimeError(
+                f"the render process stopped (exit code {self._proc.poll()}; its error, if any, is in this "
+                "program's log); the next video starts a new one"
+            ) from exc
         if status == "error":
             raise value
         return value
@@ -213,7 +216,7 @@ class RemoteMp4Stream(VideoStream):
                 self._renderer._conn.send(("state", (q, v), {}))
             except (OSError, ValueError) as exc:
                 self._release()
-                raise RuntimeError("the render process stopped; try again") from exc
+                raise RuntimeError("the render process stopped; the next video starts a new one") from exc
         self.steps += 1
 
     def finish(self) -> bytes:
