@@ -73,6 +73,22 @@ def warm_renderer(env: str) -> threading.Thread:
     return thread
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _warm_policy(path: str, _mtime: float, _ck: Checkpoint) -> threading.Thread:
+    from dt.evaluate import rollout
+
+    # A few steps trace the checkpoint's acting graph (dt.model.DecisionTransformer.last_actions, 0.1-0.3 s)
+    # and run TorchScript's first, profiling calls: work the first slider release would otherwise wait for.
+    thread = threading.Thread(target=lambda: rollout(_ck, 0.0, seed=0, max_steps=4), name="dt-warm-policy", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_policy(path: str, ck: Checkpoint) -> None:
+    """Prepare ``ck`` for acting in the background, once per checkpoint version (see :func:`_warm_policy`)."""
+    _warm_policy(str(path), mtime(path), ck)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray, size: int = VIDEO_SIZE) -> bytes:
     """Real-time H.264 MP4 of recorded states, ``size`` px square (rendered in the render process)."""

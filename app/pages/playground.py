@@ -37,7 +37,9 @@ if ck is None:
     st.stop()
 
 spec = get_env(ck.env_name)
-cache.warm_renderer(spec.name)  # the render process starts while the stored first video plays
+# While the stored first video plays: the render process starts, and the model's acting graph is traced.
+cache.warm_renderer(spec.name)
+cache.warm_policy(s.checkpoint, ck)
 ds = ck.meta.get("dataset", {})
 lo, hi = state.target_range(ck)
 if s.target_for != s.checkpoint or s.target is None:
