@@ -43,10 +43,14 @@ def reference_window(ds, traj_idx, si, K, scale, max_ep_len, mean, std, delayed=
     return s, a, r, rtg, ts, mask
 
 
+@pytest.mark.parametrize("numpy_index", [True, False], ids=["cpu-numpy-index", "torch-index"])
 @pytest.mark.parametrize("delayed", [False, True])
-def test_every_field_matches_reference_loop(tiny_dataset, delayed):
+def test_every_field_matches_reference_loop(tiny_dataset, delayed, numpy_index):
     K, scale = 20, 1000.0
     sp = WindowSampler(tiny_dataset, context_len=K, scale=scale, max_ep_len=1000, delayed=delayed)
+    assert sp._np is not None  # on CPU the index arithmetic and the gather run in numpy
+    if not numpy_index:
+        sp._np = None  # the torch path, the one a GPU runs
     mean, std = tiny_dataset.state_stats()
     g = torch.Generator().manual_seed(1)
     traj = torch.multinomial(sp.probs, 64, replacement=True, generator=g)

@@ -139,14 +139,32 @@ class WindowSampler:
         self.lengths = torch.as_tensor(lens, device=self.device)
         self.probs = torch.as_tensor(lens / lens.sum(), dtype=torch.float32, device=self.device)
         self.arange_k = torch.arange(self.K, device=self.device)
+        # On CPU the index arithmetic runs in numpy: the same integers, about 2 us an operation instead of
+        # torch's 7-15 for these (B, K) arrays; the gather reads the same packed array through a numpy view.
+        self._np = None
+        if self.device.type == "cpu":
+            self._np = (self.feats.numpy(), self.starts.numpy(), self.lengths.numpy(), np.arange(self.K))
+
+    def _indices(self, traj: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """(B, K) rows of the packed array for each window; the padding row where a window starts early."""
+        if self._np is not None:
+            _, starts, lengths, arange_k = self._np
+            t, st = traj.numpy(), start.numpy()
+            tlen = np.minimum(lengths[t] - st, self.K)  # (B,) real steps in each window
+            offs = arange_k - (self.K - tlen)[:, None]  # (B, K), negative = padding
+            return torch.from_numpy(np.where(offs >= 0, (starts[t] + st)[:, None] + offs, self.pad_index))
+        length = self.lengths[traj]
+        tlen = torch.clamp(length - start, max=self.K)
+        offs = self.arange_k - (self.K - tlen)[:, None]
+        return torch.where(offs >= 0, self.starts[traj][:, None] + start[:, None] + offs, self.pad_index)
 
     def build(self, traj: torch.Tensor, start: torch.Tensor) -> Batch:
         """Windows for given kept-trajectory positions ``traj`` and start offsets ``start`` (both (B,))."""
-        length = self.lengths[traj]
-        tlen = torch.clamp(length - start, max=self.K)  # (B,) real steps in each window
-        offs = self.arange_k - (self.K - tlen)[:, None]  # (B, K), negative = padding
-        idx = torch.where(offs >= 0, self.starts[traj][:, None] + start[:, None] + offs, self.pad_index)
-        x = self.feats[idx]  # (B, K, F)
+        idx = self._indices(traj, start)
+        if self._np is not None:
+            x = torch.from_numpy(np.take(self._np[0], idx.numpy(), axis=0))  # (B, K, F)
+        else:
+            x = self.feats[idx]  # (B, K, F)
         S, A = self.S, self.A
         return Batch(
             states=x[..., :S],
