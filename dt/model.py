@@ -85,7 +85,8 @@ class DecisionTransformer(_Model):
         self._kernel = self.hf.config._attn_implementation
         self._attn_lock = threading.Lock()
         self.fast = True  # use the lean forward for actions; False runs transformers' forward
-        self._traced: dict[bool, torch.jit.ScriptModule] = {}  # by "batch of one": each graph keeps its shapes
+        # By "batch of one" (each graph keeps its shapes); None where tracing failed.
+        self._traced: dict[bool, torch.jit.ScriptModule | None] = {}
         self._trace_lock = threading.Lock()
 
     # A traced graph reads the original's parameters: a copy starts without one and traces its own.
@@ -175,14 +176,17 @@ class DecisionTransformer(_Model):
         # graph to the shapes it sees, and a batch-of-one graph that has also seen batches runs a third slower.
         single = states.shape[0] == 1
         with self._trace_lock:
-            traced = self._traced.get(single)
-            if traced is None:
+            if single not in self._traced:
                 # Tracing reads every attribute of the wrapped modules, which trips transformers' deprecation
-                # warnings for properties nobody uses.
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    traced = self._traced[single] = torch.jit.trace(_LastActions(self), inputs, check_trace=False)
-        return traced(*inputs)
+                # warnings for properties nobody uses. Where TorchScript is missing or fails, acting stays eager.
+                try:
+                    with torch.no_grad(), warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        self._traced[single] = torch.jit.trace(_LastActions(self), inputs, check_trace=False)
+                except Exception:
+                    self._traced[single] = None
+            traced = self._traced[single]
+        return traced(*inputs) if traced is not None else self._fast_actions(*inputs, last_only=True)
 
     def _fast_actions(
         self,

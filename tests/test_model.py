@@ -101,6 +101,20 @@ def test_last_actions_graph_equals_the_eager_forward_and_follows_weight_updates(
     assert not torch.equal(a, b)
 
 
+def test_acting_stays_eager_where_tracing_fails(monkeypatch):
+    def no_torchscript(*_a, **_k):
+        raise RuntimeError("TorchScript is not available")
+
+    monkeypatch.setattr(torch.jit, "trace", no_torchscript)
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(context_len=5, embed_dim=32, n_layer=1)).eval()
+    x = inputs(b=2, k=5)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.last_actions(*x), model(*x, last_only=True).actions)
+        model.last_actions(*x)  # tried once, not at every step
+    assert model._traced == {False: None}
+
+
 def test_padding_does_not_change_real_predictions(dt_model):
     s, a, r, t, m = inputs()
     s2, a2 = s.clone(), a.clone()
