@@ -1,24 +1,20 @@
 """``python -m dt bench``: this package's speed against the reference design, in one run.
 
-Each figure is a ratio against a baseline timed in the same process, on the
-device asked for (``--device cpu`` or ``cuda``):
+Each figure is a ratio against a baseline timed in the same process, on the device asked for (``--device cpu`` or
+``cuda``):
 
-- window sampling batches/s of 64 x 20: the reference's per-sample Python
-  loop against :class:`dt.data.WindowSampler` (one gather, on the device);
-- training samples/s at the paper config (B=64, K=20): the reference design
-  (the loop batcher, then transformers' full ``DecisionTransformerModel``
-  forward/backward) against this package's :class:`dt.train.Trainer` step in
+- window sampling batches/s of 64 x 20: the reference's per-sample Python loop against
+  :class:`dt.data.WindowSampler` (one gather, on the device);
+- training samples/s at the paper config (B=64, K=20): the reference design (the loop batcher, then transformers'
+  full ``DecisionTransformerModel`` forward/backward) against this package's :class:`dt.train.Trainer` step in
   fp32, in bf16 autocast, and compiled (``torch.compile``);
-- evaluation env-steps/s: sequential batch-of-one episodes against 100
-  episodes in one batched run (fp32 and bf16).
+- evaluation env-steps/s: the reference design's sequential batch-of-one episodes (transformers' full forward)
+  against 100 episodes in one batched run (fp32 and bf16).
 
-Beside them it measures the matmul ceiling (fp32 and bf16 GFLOP/s of the
-model's own GEMM shapes) and prints the fraction of it each training figure
-reaches, from the step's FLOPs as counted by ``torch.utils.flop_counter``. On
-CUDA it also measures the card's bf16 rate on a large square GEMM, and
-``--batch-sizes`` adds a training throughput sweep over batch sizes.
-
-The dataset is synthetic with D4RL hopper-medium's size and episode lengths
+Beside them it measures the matmul ceiling (fp32 and bf16 GFLOP/s of the model's own GEMM shapes) and prints the
+fraction of it each training figure reaches, from the step's FLOPs as counted by ``torch.utils.flop_counter``. On
+CUDA it also measures the card's bf16 rate on a large square GEMM, and ``--batch-sizes`` adds a training
+throughput sweep over batch sizes. The dataset is synthetic with D4RL hopper-medium's size and episode lengths
 (1M transitions, mean length ~460): sampling cost depends on lengths, not values.
 
 One module of about 450 lines on purpose: it does one thing, this benchmark, and each baseline sits beside the
@@ -27,7 +23,7 @@ figure it is the baseline of, so a reader can check that both sides time the sam
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 import random
 import statistics
@@ -336,17 +332,15 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: to
         torch.manual_seed(0)
         m = build_model(ModelConfig()).to(device).eval()
         ck = Checkpoint(m, m.config, {"env": "hopper", "state_mean": [0.0] * 11, "state_std": [1.0] * 11})
-    # The baseline is the reference design: episodes one at a time through transformers' full forward (this
-    # package's batch-of-one path runs a traced graph since this round, which would move the baseline too).
-    ref_model = copy.deepcopy(ck.model)
-    ref_model.fast = False
-    ref_ck = Checkpoint(ref_model, ck.config, ck.meta)
+    ck.model.fast = False  # the reference design: one episode at a time through transformers' full forward
     t0 = time.perf_counter()
-    seq_steps = 0
-    for j in range(2):
-        seq_steps += rollout(ref_ck, 3600.0, seed=j, max_steps=max_steps).length
+    try:
+        seq_steps = sum(rollout(ck, 3600.0, seed=j, max_steps=max_steps).length for j in range(2))
+    finally:
+        ck.model.fast = True
     seq = seq_steps / (time.perf_counter() - t0)
-    _, secs, steps = timed_evaluate(ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps)
+    batched = functools.partial(timed_evaluate, ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps)
+    _, secs, steps = batched()
     out = {
         "sequential_steps_per_s": seq,
         "batched_steps_per_s": steps / secs,
@@ -355,9 +349,7 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: to
         "checkpoint": checkpoint or "random-init paper-config DT",
     }
     if bf16:
-        _, secs16, steps16 = timed_evaluate(
-            ck, targets=[3600.0], episodes=episodes, seed=0, max_steps=max_steps, bf16=True
-        )
+        _, secs16, steps16 = batched(bf16=True)
         out["batched_bf16_steps_per_s"] = steps16 / secs16
     return out
 

@@ -160,15 +160,8 @@ class DecisionTransformer(_Model):
         preds = self.hf(**kwargs).action_preds
         return ModelOutput(preds[:, -1:] if last_only else preds)
 
-    def last_actions(
-        self,
-        states: torch.Tensor,
-        actions: torch.Tensor,
-        returns_to_go: torch.Tensor,
-        timesteps: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """(B, 1, A): the last step's action, for acting; the same numbers as ``forward(..., last_only=True)``.
+    def last_actions(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """(B, 1, A): the last step's action, for acting; the same numbers as ``forward(*inputs, last_only=True)``.
 
         In eval mode on CPU (no autocast) the lean forward runs as one TorchScript graph, traced once per model
         on first use and then shared by every caller: at batch 1 a step costs about 0.5 ms instead of 1.0-1.3
@@ -176,7 +169,7 @@ class DecisionTransformer(_Model):
         time in the app. The graph reads the model's own parameters, so later weight updates are seen. Anywhere
         else (training mode, CUDA, autocast, transformers' forward) it is the eager forward.
         """
-        inputs = (states, actions, returns_to_go, timesteps, mask)
+        states = inputs[0]
         if self.training or not self.fast or states.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
             return self._fast_actions(*inputs, last_only=True) if self.fast else self(*inputs, last_only=True).actions
         # One graph for single episodes (the app) and one for batches (evaluation): TorchScript specialises a

@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from queue import SimpleQueue
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -72,7 +72,7 @@ from dt.scene import (
     record_state,
     rollout_states,
 )
-from dt.video import MP4_PRESET, gif_bytes, mp4_bytes, write_mp4
+from dt.video import MP4_PRESET, VideoStream, gif_bytes, mp4_bytes, write_mp4
 
 __all__ = [
     "CAMERAS",
@@ -267,25 +267,6 @@ class RenderWorker:
 
 _END = object()
 _CANCEL = object()
-
-
-class VideoStream:
-    """A video fed state by state; as a context manager it finishes on a normal exit and cancels on an error."""
-
-    def finish(self) -> bytes:
-        raise NotImplementedError
-
-    def cancel(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self.finish()
-        else:
-            self.cancel()
 
 
 class Mp4Stream(VideoStream):

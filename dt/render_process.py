@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from dt.render import VideoStream
-from dt.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH
+from dt.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from dt.video import VideoStream
 
 __all__ = ["RENDER_NICENESS", "RenderProcess", "RemoteMp4Stream", "get_render_process"]
 
@@ -154,17 +154,9 @@ class RenderProcess:
         """:func:`dt.render.render_mp4`, drawn and encoded in the child."""
         return self._call("mp4", env_name, np.asarray(qpos), None if qvel is None else np.asarray(qvel), **kwargs)
 
-    def mp4_stream(
-        self,
-        env_name: str,
-        *,
-        target_fps: float = DEFAULT_FPS,
-        width: int = DEFAULT_WIDTH,
-        height: int = DEFAULT_HEIGHT,
-        fast: bool = True,
-    ) -> RemoteMp4Stream:
-        """A :class:`dt.render.Mp4Stream` in the child, fed from here (see :class:`RemoteMp4Stream`)."""
-        return RemoteMp4Stream(self, env_name, target_fps=target_fps, width=width, height=height, fast=fast)
+    def mp4_stream(self, env_name: str, **settings: Any) -> RemoteMp4Stream:
+        """A :class:`dt.render.Mp4Stream` in the child (same keyword settings), fed from here."""
+        return RemoteMp4Stream(self, env_name, **settings)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the child to free its GL contexts and exit; kill it if it does not."""

@@ -12,13 +12,33 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import numpy as np
 
 from dt.atomic import atomic_file, temp_file
 
-__all__ = ["MP4_PRESET", "gif_bytes", "mp4_bytes", "write_mp4"]
+__all__ = ["MP4_PRESET", "VideoStream", "gif_bytes", "mp4_bytes", "write_mp4"]
+
+
+class VideoStream:
+    """A video fed state by state; as a context manager it finishes on a normal exit and cancels on an error."""
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.cancel()
+
 
 # x264 speed preset. On a 1000-step Hopper episode at 480x480 (250 frames)
 # "superfast" took 1.0 CPU-s for 0.6 MB, "veryfast" 1.5 CPU-s for 0.3 MB and
