@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -127,26 +128,40 @@ class Episode:
         return float(get_env(self.env).normalized_score(self.rollout.total_return))
 
 
-def rendered_rollout(ck: Checkpoint, run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout]) -> Episode:
-    """``run(on_state)`` rolls out an episode; its video renders in the render process while it runs."""
+# Called with a live video's new bytes while its episode runs, then once more with ``done`` True.
+VideoFeed = Callable[[bytes, bool], None]
+# Env steps between two polls of a live video (a round trip to the render process: well under a millisecond).
+_POLL_EVERY = 25
+
+
+def rendered_rollout(
+    ck: Checkpoint, run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout], live: VideoFeed | None = None
+) -> Episode:
+    """``run(on_state)`` rolls out an episode; its video renders in the render process while it runs.
+
+    With ``live``, the video is a fragmented MP4 (:mod:`dt.live`) whose bytes go to ``live`` as they are made,
+    so a page can play it before the episode ends; the Episode's ``mp4`` is the ordinary MP4 either way.
+    """
     from dt.render_process import get_render_process
 
     t0 = time.perf_counter()
     with get_render_process().mp4_stream(
-        ck.env_name, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE
+        ck.env_name, live=live is not None, target_fps=VIDEO_FPS, width=VIDEO_SIZE, height=VIDEO_SIZE
     ) as video:
-        r = run(video.add)
+        on_state: Callable[[np.ndarray, np.ndarray], None] = video.add
+        if live is not None:
+
+            def on_state(qpos: np.ndarray, qvel: np.ndarray) -> None:
+                video.add(qpos, qvel)
+                if video.steps % _POLL_EVERY == 0:
+                    live(video.poll(), False)
+
+        r = run(on_state)
         t1 = time.perf_counter()
     assert video.mp4 is not None  # finished by the with block
+    if live is not None:
+        live(video.rest, True)
     return Episode(r, video.mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _episode(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> Episode:
-    from dt.evaluate import rollout
-
-    ck = load(path)
-    return rendered_rollout(ck, lambda on_state: rollout(ck, target, seed=seed, max_steps=max_steps, on_state=on_state))
 
 
 def fresh(compute: Callable[[], Episode]) -> Episode:
@@ -158,15 +173,57 @@ def fresh(compute: Callable[[], Episode]) -> Episode:
     return ep
 
 
-def episode(path: str, target: float, seed: int, max_steps: int | None = None) -> Episode:
-    """Roll out and render, cached per (checkpoint version, target, seed, cap)."""
+class _Episodes:
+    """The last ``size`` episodes the pages rolled out, shared by every session (thread-safe).
+
+    Not ``st.cache_data``: a live episode sends its video to the page while it is computed, and Streamlit
+    would replay those sends on every later cache hit.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple, Episode] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Episode | None:
+        with self._lock:
+            ep = self._items.get(key)
+            if ep is not None:
+                self._items.move_to_end(key)
+            return ep
+
+    def put(self, key: tuple, ep: Episode) -> None:
+        with self._lock:
+            self._items[key] = ep
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_episodes = _Episodes(32)
+
+
+def episode(
+    path: str, target: float, seed: int, max_steps: int | None = None, live: VideoFeed | None = None
+) -> Episode:
+    """Roll out and render, cached per (checkpoint version, target, seed, cap).
+
+    ``live`` receives the video's bytes while the episode is computed (not when it is stored or cached).
+    """
     ck = load(path)
     cap = max_steps or max_steps_cap()
     # The default episode is usually stored beside the checkpoint (python -m dt.preview): no rollout, no render.
     stored = load_preview(path, target, seed, cap, APP_VIDEO)
     if stored is not None:
         return Episode(stored.rollout(), stored.mp4, ck.env_name, 0.0, 0.0)
-    return fresh(lambda: _episode(str(path), mtime(path), float(target), int(seed), cap))
+    key = (str(path), mtime(path), float(target), int(seed), cap)
+    hit = _episodes.get(key)
+    if hit is not None:
+        return Episode(hit.rollout, hit.mp4, hit.env, 0.0, 0.0)
+    from dt.evaluate import rollout
+
+    ep = rendered_rollout(ck, lambda on_state: rollout(ck, target, seed=seed, max_steps=cap, on_state=on_state), live)
+    _episodes.put(key, ep)
+    return ep
 
 
 @dataclass

@@ -49,7 +49,7 @@ import atexit
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -289,6 +289,7 @@ class Mp4Stream(VideoStream):
         height: Image height in pixels.
         fast: Shadows, reflections and anti-aliasing off.
         worker: The render worker (default: the shared one).
+        encode: ``encode(frames, fps) -> bytes`` on the render thread (default :func:`mp4_bytes`).
     """
 
     def __init__(
@@ -300,6 +301,7 @@ class Mp4Stream(VideoStream):
         height: int = DEFAULT_HEIGHT,
         fast: bool = True,
         worker: RenderWorker | None = None,
+        encode: Callable[[Iterable[np.ndarray], float], bytes] = mp4_bytes,
     ) -> None:
         self.stride = realtime_stride(env_name, target_fps)
         self.steps = 0
@@ -321,7 +323,7 @@ class Mp4Stream(VideoStream):
                 n += 1
                 yield buf
 
-        self._future = worker.submit(mp4_bytes, frames(), playback_fps(env_name, self.stride))
+        self._future = worker.submit(encode, frames(), playback_fps(env_name, self.stride))
 
     def add(self, qpos: np.ndarray, qvel: np.ndarray | None = None) -> None:
         """One env step's state (nq,) and (nv,); copied, so the caller may reuse its arrays."""

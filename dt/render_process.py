@@ -42,6 +42,7 @@ RENDER_NICENESS = int(os.environ.get("DT_RENDER_NICE", "10"))
 
 def _serve(conn: Connection) -> None:
     """The child's loop: one request at a time, answered with ("ok", result) or ("error", exception)."""
+    from dt.live import LiveMp4Stream
     from dt.render import Mp4Stream, RenderWorker
 
     # Below the parent in CPU priority (ffmpeg inherits it): a streamed video's critical path is the rollout
@@ -69,12 +70,16 @@ def _serve(conn: Connection) -> None:
                 worker.prepare(*args, **kwargs)
                 result = None
             elif op == "open":
-                stream = Mp4Stream(*args, worker=worker, **kwargs)
+                kind = LiveMp4Stream if kwargs.pop("live", False) else Mp4Stream
+                stream = kind(*args, worker=worker, **kwargs)
                 result = stream.stride
                 stream.stride = 1  # the parent sends only every stride-th state (its frame rate is already set)
+            elif op == "poll":
+                result = stream.poll() if isinstance(stream, LiveMp4Stream) else b""
             elif op == "finish":
                 current, stream = stream, None
-                result = current.finish() if current is not None else None
+                mp4 = current.finish() if current is not None else None
+                result = (mp4, current.rest if isinstance(current, LiveMp4Stream) else b"")
             elif op == "cancel":
                 if stream is not None:
                     stream.cancel()
@@ -154,9 +159,13 @@ class RenderProcess:
         """:func:`dt.render.render_mp4`, drawn and encoded in the child."""
         return self._call("mp4", env_name, np.asarray(qpos), None if qvel is None else np.asarray(qvel), **kwargs)
 
-    def mp4_stream(self, env_name: str, **settings: Any) -> RemoteMp4Stream:
-        """A :class:`dt.render.Mp4Stream` in the child (same keyword settings), fed from here."""
-        return RemoteMp4Stream(self, env_name, **settings)
+    def mp4_stream(self, env_name: str, *, live: bool = False, **settings: Any) -> RemoteMp4Stream:
+        """A :class:`dt.render.Mp4Stream` in the child (same keyword settings), fed from here.
+
+        With ``live`` it is a :class:`dt.live.LiveMp4Stream`: :meth:`RemoteMp4Stream.poll` returns its video
+        bytes while it runs.
+        """
+        return RemoteMp4Stream(self, env_name, live=live, **settings)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the child to free its GL contexts and exit; kill it if it does not."""
@@ -185,6 +194,7 @@ class RemoteMp4Stream(VideoStream):
         self.stride = 1
         self.steps = 0
         self.mp4: bytes | None = None
+        self.rest = b""  # a live stream's last bytes, not yet polled when it finished
         self._renderer = renderer
         renderer._lock.acquire()
         self._open = True
@@ -211,13 +221,23 @@ class RemoteMp4Stream(VideoStream):
                 raise RuntimeError("the render process stopped; the next video starts a new one") from exc
         self.steps += 1
 
+    def poll(self) -> bytes:
+        """A live stream's fragmented-MP4 bytes made since the last call (:meth:`dt.live.LiveMp4Stream.poll`)."""
+        if not self._open:
+            return b""
+        try:
+            return bytes(self._renderer._request("poll"))
+        except RuntimeError:
+            self._release()
+            raise
+
     def finish(self) -> bytes:
         """Wait for the last frame and return the MP4 bytes (errors from the child are raised here)."""
         if self.mp4 is None:
             if not self._open:
                 raise RuntimeError("this video stream was cancelled or failed")
             try:
-                self.mp4 = self._renderer._request("finish")
+                self.mp4, self.rest = self._renderer._request("finish")
             finally:
                 self._release()
         return self.mp4

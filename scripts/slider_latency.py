@@ -4,7 +4,8 @@
 
 Starts ``streamlit run app/main.py`` on a free port, opens the Playground (default checkpoint, target 3600),
 then presses the slider's right arrow (one slider step up: a target the cache has not seen) ``--presses``
-times, timing each release until the new video can play, and prints each time with the episode's length.
+times, timing each release until the new video plays and until the page has finished (metrics and charts
+of the new episode drawn), and prints both with the episode's length.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.browser_support import VIDEO_READY, launch, settle, streamlit_server  # noqa: E402
-
-NEW_VIDEO = "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }"
+from tests.browser_support import RUNNING, VIDEO_READY, launch, press_for_new_video, settle, streamlit_server  # noqa: E402
 
 
 def main() -> None:
@@ -42,17 +41,18 @@ def main() -> None:
         slider.wait_for(state="attached")
         settle(page)
         for _ in range(args.presses):
-            old = page.locator("video").first.get_attribute("src")
-            slider.focus()
             t0 = time.perf_counter()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(NEW_VIDEO, arg=old)
-            took = time.perf_counter() - t0
+            took, _running = press_for_new_video(page, slider, "ArrowRight")
+            page.wait_for_function(f"() => !({RUNNING})()", polling=50)
+            done = time.perf_counter() - t0
             settle(page)
             metric = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first
             steps = re.sub(r"[^0-9]", "", metric.locator('[data-testid="stMetricValue"]').inner_text())
             target = float(slider.input_value())
-            print(f"target {target:,.0f}: slider release to playing video {took:.1f} s ({steps} steps)")
+            print(
+                f"target {target:,.0f}: slider release to playing video {took:.1f} s, "
+                f"to the finished page {done:.1f} s ({steps} steps)"
+            )
         browser.close()
 
 

@@ -96,6 +96,38 @@ def goto(page, title: str) -> None:
     page.get_by_role("heading", level=1).first.wait_for()
 
 
+# (mean, standard deviation) of the pixel values (0-255) of the frame the first video shows now.
+SHOWN_FRAME = """() => {
+  const v = document.querySelector('video'), c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let s = 0, s2 = 0, n = 0;
+  for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) { s += d[i + k]; s2 += d[i + k] ** 2; n++; }
+  const m = s / n; return [m, Math.sqrt(Math.max(0, s2 / n - m * m))];
+}"""
+
+
+NEW_VIDEO = "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }"
+RUNNING = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def press_for_new_video(page, target, key: str) -> tuple[float, bool]:
+    """Press ``key`` on ``target`` (e.g. a slider) and wait for a new video that can play.
+
+    Returns:
+        Seconds from the press until the new video could play, and whether the page was still running then.
+    """
+    import time
+
+    old = page.locator("video").first.get_attribute("src")
+    target.focus()
+    t0 = time.perf_counter()
+    page.keyboard.press(key)
+    page.wait_for_function(NEW_VIDEO, arg=old)
+    return time.perf_counter() - t0, page.evaluate(RUNNING)
+
+
 def settle(page) -> None:
     """Wait until Streamlit finished the rerun (no 'Running…' status widget)."""
     page.wait_for_timeout(300)

@@ -114,9 +114,19 @@ def test_playground_slider_video_and_download(page, tmp_path):
         arg=old_src,
     )
     print(f"\nslider release to playing video: {time.perf_counter() - t0:.1f} s")
+    assert page.locator('video[data-testid="dtLiveVideo"]').count() == 1
     after = float(slider.input_value())
     assert after < before
     settle(page)
+    # A new episode's video streams while it is rolled out (app.live_video; tests/test_browser_shipped.py checks
+    # that it plays before a long episode ends). Once the episode is done the stream is closed: the video knows
+    # its length (at most 1,000 steps at 125 a second: 8 s) and keeps playing.
+    live = page.locator('video[data-testid="dtLiveVideo"]')
+    page.wait_for_function("(v) => isFinite(v.duration) && v.duration > 0", arg=live.element_handle())
+    t1 = live.evaluate("(v) => v.currentTime")
+    page.wait_for_timeout(600)
+    assert live.evaluate("(v) => !v.paused && !v.error && v.duration <= 8.1")
+    assert live.evaluate("(v) => v.currentTime") != t1
     page.screenshot(path=SHOTS / "playground-after-drag.png", full_page=True)
 
     with page.expect_download() as dl:

@@ -11,7 +11,16 @@ import re
 
 import pytest
 
-from tests.browser_support import BROWSER_MARKS, SHOTS, VIDEO_READY, launch, settle, streamlit_server
+from tests.browser_support import (
+    BROWSER_MARKS,
+    NEW_VIDEO,
+    SHOTS,
+    VIDEO_READY,
+    launch,
+    press_for_new_video,
+    settle,
+    streamlit_server,
+)
 
 pytestmark = BROWSER_MARKS
 
@@ -31,10 +40,7 @@ def _achieved(page) -> float:
 
 
 def _wait_new_video(page, old_src: str | None) -> None:
-    page.wait_for_function(
-        "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
-        arg=old_src,
-    )
+    page.wait_for_function(NEW_VIDEO, arg=old_src)
     settle(page)
 
 
@@ -54,12 +60,20 @@ def test_dragging_the_default_target_changes_the_hop(shipped_url):
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         assert float(slider.input_value()) == 3600.0
         at_3600 = _achieved(page)
+        # One step up: a new 1,000-step episode (2-4 s to roll out and draw on 2 cores) whose video plays while
+        # it is still being rolled out (app.live_video): the page is still running when its first frames play.
+        took, running = press_for_new_video(page, slider, "ArrowRight")
+        assert running, "the video played only after the episode"
+        settle(page)
+        length = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first.inner_text()
+        assert "1,000" in length, length
         old = page.locator("video").first.get_attribute("src")
         slider.focus()
         page.keyboard.press("Home")  # the slider's low end, below the data's lowest return
         _wait_new_video(page, old)
         assert float(slider.input_value()) == 0.0
         at_low = _achieved(page)
+        print(f"\nslider release to playing video (1,000 steps): {took:.1f} s")
         page.screenshot(path=SHOTS / "playground-shipped-low-target.png", full_page=True)
         browser.close()
     print(f"\nshipped default checkpoint: achieved {at_3600:,.0f} at target 3600, {at_low:,.0f} at target 0")

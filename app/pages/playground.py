@@ -20,7 +20,7 @@ first_mp4 = first_video.show(video_slot)
 
 import functools  # noqa: E402
 
-from app import analysis, cache, charts, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
+from app import analysis, cache, charts, live_video, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
 from dt.envs import get_env  # noqa: E402
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 
@@ -102,9 +102,11 @@ if follows_target:
                 schedule = None
 
 plain_target = schedule.initial if schedule is not None else s.target
+# Alone on the page, a new episode plays while it is rolled out (app.live_video); a steered pair plays when done.
+player = live_video.LivePlayer(video_slot) if schedule is None else None
 try:
     with st.spinner(f"Rolling out target {plain_target:,.0f}, seed {s.seed}, and rendering…"):
-        ep = cache.episode(s.checkpoint, plain_target, s.seed)
+        ep = cache.episode(s.checkpoint, plain_target, s.seed, live=player.feed if player else None)
         steered = analysis.steered_episode(s.checkpoint, schedule, s.seed) if schedule is not None else None
 except RuntimeError as e:  # rendering failed (no GL): say so, keep the page
     st.error(f"Rendering failed: {str(e).splitlines()[0]}")
@@ -150,27 +152,32 @@ def metrics(e: cache.Episode, target: float | None) -> None:
     m3.metric("Episode length (steps)", f"{r.length:,}", ended, delta_color="off")
 
 
-def timing(e: cache.Episode) -> str:
-    took = e.rollout_s + e.render_s
-    how = (
-        "stored or cached"
-        if took < 0.05
-        else f"rollout {e.rollout_s:.1f} s (rendered while it ran), video done {e.render_s:.1f} s after it"
-    )
+def timing(e: cache.Episode, first_s: float | None = None) -> str:
+    """How the episode's video came about; ``first_s``: when its live video began to play (app.live_video)."""
+    if e.rollout_s + e.render_s < 0.05:
+        how = "stored or cached"
+    elif first_s is not None:
+        how = (
+            f"video playing after {first_s:.1f} s, streamed while the rollout ran ({e.rollout_s:.1f} s), "
+            f"complete {e.render_s:.1f} s after it"
+        )
+    else:
+        how = f"rollout {e.rollout_s:.1f} s (rendered while it ran), video done {e.render_s:.1f} s after it"
     return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {cache.VIDEO_SIZE} px"
 
 
 name = paths.checkpoint_name(s.checkpoint)
 r = ep.rollout
 if steered is None:
-    if ep.mp4 != first_mp4:  # the stored first video, when it is this episode, keeps playing
+    # The live video, or the stored first video when it is this episode, keeps playing.
+    if not (player and player.started) and ep.mp4 != first_mp4:
         video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
     with left:
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     with right:
         metrics(ep, plain_target if follows_target else None)
         st.plotly_chart(charts.rollout_chart(r.returns_to_go, r.rewards), key="pg.chart")
-        st.caption(timing(ep) + ", real time.")
+        st.caption(timing(ep, player.first_s if player else None) + ", real time.")
 else:
     sr = steered.rollout
     with left:

@@ -1,0 +1,128 @@
+"""A video element that plays an episode while it is still being rolled out (:mod:`dt.live`).
+
+The page's script feeds :class:`LivePlayer` the fragmented MP4's bytes as the render process makes them; the
+player sends them to the browser a few times a second through a Streamlit component (``st.components.v2``,
+no iframe), whose JavaScript appends them to a Media Source Extensions buffer behind an ordinary ``<video>``.
+Playback starts with the first half second of video and the rest streams in faster than it plays.
+
+Each send carries every byte so far (Streamlit may drop an element update that a newer one replaces before
+it reaches the browser), and the element is mounted anew each time: the script keeps one player per
+episode in a ``window`` map keyed by a stream id and moves the same ``<video>`` into each new mount, so
+playback goes on across updates. Browsers without Media Source Extensions for this codec play the whole file
+once the last bytes have arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+from typing import Any
+
+import streamlit as st
+
+from dt.live import mime_type
+
+# Seconds between sends while an episode runs (each send re-sends every byte so far).
+SEND_EVERY_S = 0.5
+
+_JS = r"""
+const streams = (window.__dtLiveVideos = window.__dtLiveVideos || new Map());
+
+function pump(s) {
+  if (!s.buffer || s.buffer.updating) return;
+  if (s.queue.length) { s.buffer.appendBuffer(s.queue.shift()); return; }
+  if (s.done && s.source.readyState === "open") s.source.endOfStream();
+}
+
+function create(head) {
+  for (const [id, old] of streams) {  // players of earlier episodes that left the page
+    if (!old.video.isConnected) { URL.revokeObjectURL(old.video.src); streams.delete(id); }
+  }
+  const video = document.createElement("video");
+  Object.assign(video, { muted: true, autoplay: true, loop: true, controls: true, playsInline: true });
+  video.setAttribute("data-testid", "dtLiveVideo");
+  video.style.width = "100%";
+  const s = { video, queue: [], received: 0, done: false, buffer: null, source: null, whole: [] };
+  s.mse = !!(window.MediaSource && head.mime && MediaSource.isTypeSupported(head.mime));
+  if (s.mse) {
+    s.source = new MediaSource();
+    video.src = URL.createObjectURL(s.source);
+    s.source.addEventListener("sourceopen", () => {
+      s.buffer = s.source.addSourceBuffer(head.mime);
+      s.buffer.addEventListener("updateend", () => pump(s));
+      pump(s);
+    });
+  }
+  streams.set(head.id, s);
+  return s;
+}
+
+export default function ({ data, parentElement }) {
+  const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0);
+  const head = JSON.parse(new TextDecoder().decode(data.subarray(4, 4 + size)));
+  const body = data.subarray(4 + size);
+  const s = streams.get(head.id) || create(head);
+  if (body.length > s.received) {
+    const fresh = body.slice(s.received);  // a copy: the message's buffer is not ours to keep
+    s.received = body.length;
+    if (s.mse) s.queue.push(fresh); else s.whole.push(fresh);
+  }
+  s.done = s.done || head.done;
+  if (!s.mse && s.done && !s.video.src) {
+    s.video.src = URL.createObjectURL(new Blob(s.whole, { type: "video/mp4" }));
+  }
+  parentElement.appendChild(s.video);  // the same element as before: playback goes on
+  if (s.video.paused) s.video.play().catch(() => {});
+  if (s.mse) pump(s);
+}
+"""
+
+_component = st.components.v2.component("dt_live_video", js=_JS, isolate_styles=False)
+
+
+class LivePlayer:
+    """Plays one episode's video in ``slot`` (an ``st.empty``) while its bytes arrive.
+
+    Call :meth:`feed` with new bytes as often as convenient (it sends at most every :data:`SEND_EVERY_S`),
+    the last time with ``done`` (the signature of :data:`app.cache.VideoFeed`).
+    """
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot
+        self._id = uuid.uuid4().hex
+        self._bytes = bytearray()
+        self._sent_at = 0.0
+        self._sent_len = 0
+        self._mime: str | None = None
+        self._t0 = time.monotonic()
+        self.first_s: float | None = None  # seconds from this player's creation to its first send
+
+    @property
+    def started(self) -> bool:
+        """Whether any video has been sent to the page yet."""
+        return self._sent_len > 0
+
+    def feed(self, new: bytes, done: bool = False) -> None:
+        """New bytes of the fragmented MP4; ``done`` with the last ones."""
+        self._bytes += new
+        if self._mime is None:
+            self._mime = mime_type(bytes(self._bytes[:4096]))
+        if done:
+            self._send(done=True)
+            return
+        # The first send as soon as there is a fragment to play, then a few a second.
+        first = self._sent_len == 0 and len(self._bytes) > 4096
+        if first or time.monotonic() - self._sent_at >= SEND_EVERY_S:
+            self._send(done=False)
+
+    def _send(self, done: bool) -> None:
+        if self._mime is None or (len(self._bytes) == self._sent_len and not done):
+            return
+        head = json.dumps({"id": self._id, "mime": self._mime, "done": done}).encode()
+        with self._slot:  # replaces the slot's element: the script moves the playing <video> into the new one
+            _component(data=struct.pack(">I", len(head)) + head + bytes(self._bytes), width="stretch")
+        self._sent_at, self._sent_len = time.monotonic(), len(self._bytes)
+        if self.first_s is None:
+            self.first_s = self._sent_at - self._t0
