@@ -78,9 +78,13 @@ def warm_renderer(env: str) -> threading.Thread:
 def _warm_policy(path: str, _mtime: float, _ck: Checkpoint) -> threading.Thread:
     from dt.evaluate import rollout
 
-    # A few steps trace the checkpoint's acting graph (dt.model.DecisionTransformer.last_actions, 0.1-0.3 s)
-    # and run TorchScript's first, profiling calls: work the first slider release would otherwise wait for.
-    thread = threading.Thread(target=lambda: rollout(_ck, 0.0, seed=0, max_steps=4), name="dt-warm-policy", daemon=True)
+    # A short episode traces the checkpoint's acting graph (dt.model.DecisionTransformer.last_actions, 0.1-0.3 s)
+    # and runs TorchScript's first, profiling calls at every context length up to K (the executor specialises
+    # on each): work the first slider release would otherwise wait for (its first 300 steps took 0.8 s, not 0.2).
+    steps = _ck.config.context_len + 8
+    thread = threading.Thread(
+        target=lambda: rollout(_ck, 0.0, seed=0, max_steps=steps), name="dt-warm-policy", daemon=True
+    )
     thread.start()
     return thread
 

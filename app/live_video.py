@@ -22,10 +22,10 @@ from typing import Any
 
 import streamlit as st
 
-from dt.live import mime_type
+from dt.live import complete_fragments, mime_type
 
 # Seconds between sends while an episode runs (each send re-sends every byte so far).
-SEND_EVERY_S = 0.5
+SEND_EVERY_S = 0.3
 
 _JS = r"""
 const streams = (window.__dtLiveVideos = window.__dtLiveVideos || new Map());
@@ -62,7 +62,6 @@ function create(head) {
 export default function ({ data, parentElement }) {
   const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0);
   const head = JSON.parse(new TextDecoder().decode(data.subarray(4, 4 + size)));
-  const body = data.subarray(4 + size);
   const s = streams.get(head.id) || create(head);
   if (body.length > s.received) {
     const fresh = body.slice(s.received);  // a copy: the message's buffer is not ours to keep
@@ -80,6 +79,11 @@ export default function ({ data, parentElement }) {
 """
 
 _component = st.components.v2.component("dt_live_video", js=_JS, isolate_styles=False)
+
+
+def _message(head: dict, body: bytes = b"") -> bytes:
+    text = json.dumps(head).encode()
+    return struct.pack(">I", len(text)) + text + body
 
 
 class LivePlayer:
@@ -110,19 +114,21 @@ class LivePlayer:
         if self._mime is None:
             self._mime = mime_type(bytes(self._bytes[:4096]))
         if done:
-            self._send(done=True)
+            self._send(len(self._bytes), done=True)
             return
-        # The first send as soon as there is a fragment to play, then a few a second.
-        first = self._sent_len == 0 and len(self._bytes) > 4096
-        if first or time.monotonic() - self._sent_at >= SEND_EVERY_S:
-            self._send(done=False)
+        # Whole fragments only, so that every send can play to its end: the first as soon as there is one,
+        # then a few a second.
+        if (self._sent_len == 0 or time.monotonic() - self._sent_at >= SEND_EVERY_S) and (
+            end := complete_fragments(self._bytes)
+        ) > self._sent_len:
+            self._send(end, done=False)
 
-    def _send(self, done: bool) -> None:
-        if self._mime is None or (len(self._bytes) == self._sent_len and not done):
+    def _send(self, end: int, done: bool) -> None:
+        if self._mime is None:
             return
-        head = json.dumps({"id": self._id, "mime": self._mime, "done": done}).encode()
+        head = {"id": self._id, "mime": self._mime, "done": done}
         with self._slot:  # replaces the slot's element: the script moves the playing <video> into the new one
-            _component(data=struct.pack(">I", len(head)) + head + bytes(self._bytes), width="stretch")
-        self._sent_at, self._sent_len = time.monotonic(), len(self._bytes)
+            _component(data=_message(head, bytes(self._bytes[:end])), width="stretch")
+        self._sent_at, self._sent_len = time.monotonic(), end
         if self.first_s is None:
             self.first_s = self._sent_at - self._t0

@@ -3,8 +3,8 @@
 A normal MP4 keeps its index (``moov``) in one box that can only be written once the last frame is known, so
 the app used to wait for the whole episode, its drawing and its encoding before the first frame played: on 2
 cores about 2.5-3.5 s for a 1,000-step Hopper episode. A *fragmented* MP4 starts with an empty index and then
-carries the video in self-contained fragments (``moof`` + ``mdat``), one every :data:`FRAGMENT_FRAMES` frames
-(about half a second), which a browser's Media Source Extensions append as they arrive. The rollout makes
+carries the video in self-contained fragments (``moof`` + ``mdat``), one every :data:`FRAGMENT_S` seconds of
+video, which a browser's Media Source Extensions append as they arrive. The rollout makes
 states about four times faster than real time, so the first half second of video can play while the rest is
 still being computed, and playback never waits for it.
 
@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,12 +32,13 @@ from dt.atomic import temp_file
 from dt.render import Mp4Stream
 from dt.video import MP4_PRESET
 
-__all__ = ["FRAGMENT_FRAMES", "FragmentedMp4Encoder", "LiveMp4Stream", "faststart", "mime_type"]
+__all__ = ["FRAGMENT_S", "FragmentedMp4Encoder", "LiveMp4Stream", "complete_fragments", "faststart", "mime_type"]
 
-# Frames per fragment (one keyframe each). Measured at 320 px, 25 fps, 200 frames of Hopper: 13 frames (half
-# a second) gave 0.35 MB against 0.31 MB for one fragment; zerolatency tuning would give earlier bytes but
-# 0.47 MB, and the first fragment already comes 0.1 s after its frames.
-FRAGMENT_FRAMES = 13
+# Seconds of video per fragment. Measured at 320 px, 25 fps, 200 frames of Hopper: fragments of 0.2 s cut at any
+# frame (only the first needs a keyframe) with x264 on one thread gave the first whole fragment after 10 frames
+# and 0.32 MB in all (an ordinary MP4 of the same frames: 0.31 MB); a keyframe every 13 frames, each fragment
+# starting on one, needed 24 frames and 0.35 MB; every 7 frames, 18 frames and 0.44 MB.
+FRAGMENT_S = 0.2
 
 
 def _ffmpeg() -> str:
@@ -54,16 +55,21 @@ class FragmentedMp4Encoder:
         height: Frame height in pixels (even).
         fps: Playback frame rate.
         preset: x264 speed preset.
+        sink: A file that also receives every byte as it comes (flushed at once), e.g. for another process.
     """
 
-    def __init__(self, width: int, height: int, fps: float, preset: str = MP4_PRESET) -> None:
+    def __init__(
+        self, width: int, height: int, fps: float, preset: str = MP4_PRESET, sink: BinaryIO | None = None
+    ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"a live video needs even sizes (yuv420p), got {width}x{height}")
         self.width, self.height = width, height
+        self._sink = sink
         cmd = [
             _ffmpeg(), "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-r", f"{fps:.6g}", "-i", "-", "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
-            "-g", str(FRAGMENT_FRAMES), "-movflags", "empty_moov+default_base_moof+frag_keyframe", "-f", "mp4", "-",
+            "-threads", "1", "-frag_duration", str(round(FRAGMENT_S * 1e6)),
+            "-movflags", "empty_moov+default_base_moof", "-f", "mp4", "-",
         ]  # fmt: skip
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._chunks: list[bytes] = []
@@ -79,6 +85,9 @@ class FragmentedMp4Encoder:
         while chunk := out.read1(1 << 16):  # whatever is there, as soon as it is there
             with self._lock:
                 self._chunks.append(chunk)
+            if self._sink is not None:
+                self._sink.write(chunk)
+                self._sink.flush()
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 frame."""
@@ -145,6 +154,22 @@ def faststart(fmp4: bytes) -> bytes:
             os.unlink(tmp)
 
 
+def complete_fragments(data: bytes | bytearray) -> int:
+    """How many leading bytes of a fragmented MP4 are whole boxes ending with a fragment's media (``mdat``).
+
+    A browser can play such a prefix to its end; 0 while no fragment is complete.
+    """
+    end = i = 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        if size < 8 or i + size > len(data):  # incomplete (or a 64-bit size, which these streams never use)
+            break
+        if data[i + 4 : i + 8] == b"mdat":
+            end = i + size
+        i += size
+    return end
+
+
 def mime_type(head: bytes) -> str | None:
     """The MIME type with codecs (``video/mp4; codecs="avc1.64000d"``) from an H.264 MP4's first bytes.
 
@@ -161,35 +186,36 @@ class LiveMp4Stream(Mp4Stream):
     """:class:`dt.render.Mp4Stream` whose video can be played while it is made.
 
     :meth:`poll` returns the fragmented MP4's bytes made since the last call (the first call's bytes start
-    with the init segment); :meth:`finish` returns the video as an ordinary MP4 and leaves the bytes not yet
-    polled in :attr:`rest`. Same arguments as :class:`~dt.render.Mp4Stream`.
+    with the init segment); :meth:`finish` returns the video as an ordinary MP4. With ``sink_path`` every
+    byte is also appended to that file as it comes, which another process can read without asking
+    (:class:`dt.render_process.RemoteMp4Stream`). Otherwise the same arguments as :class:`~dt.render.Mp4Stream`.
     """
 
-    def __init__(self, env_name: str, **settings: Any) -> None:
+    def __init__(self, env_name: str, *, sink_path: str | None = None, **settings: Any) -> None:
         self._encoder: FragmentedMp4Encoder | None = None
-        self.rest = b""
+        self._sink_path = sink_path
         super().__init__(env_name, encode=self._encode, **settings)
 
     def _encode(self, frames: Iterable[np.ndarray], fps: float) -> bytes:
+        sink = open(self._sink_path, "ab") if self._sink_path else None  # noqa: SIM115  (closed below)
         encoder: FragmentedMp4Encoder | None = None
         try:
             for frame in frames:
                 if encoder is None:
-                    encoder = self._encoder = FragmentedMp4Encoder(frame.shape[1], frame.shape[0], fps)
+                    encoder = self._encoder = FragmentedMp4Encoder(frame.shape[1], frame.shape[0], fps, sink=sink)
                 encoder.write(frame)
+            if encoder is None:
+                raise ValueError("no frames to encode")
+            whole = encoder.close()
         except BaseException:
             if encoder is not None:
                 encoder.kill()
             raise
-        if encoder is None:
-            raise ValueError("no frames to encode")
-        return faststart(encoder.close())
+        finally:
+            if sink is not None:
+                sink.close()
+        return faststart(whole)
 
     def poll(self) -> bytes:
         """The live video's bytes made since the last call (empty before the first fragment)."""
         return b"" if self._encoder is None else self._encoder.take()
-
-    def finish(self, timeout: float | None = None) -> bytes:
-        mp4 = super().finish(timeout)
-        self.rest = self.poll()
-        return mp4

@@ -307,6 +307,7 @@ class Mp4Stream(VideoStream):
         self.steps = 0
         self.mp4: bytes | None = None
         self._states: SimpleQueue[Any] = SimpleQueue()
+        self._cancelled = cancelled = threading.Event()
         worker = worker or get_render_worker()
         states = self._states
 
@@ -315,7 +316,7 @@ class Mp4Stream(VideoStream):
             buf = np.empty((height, width, 3), dtype=np.uint8)  # reused: the encoder copies each frame
             n = 0
             while (item := states.get()) is not _END:
-                if item is _CANCEL:
+                if item is _CANCEL or cancelled.is_set():  # states still queued are dropped, not drawn
                     raise _Cancelled
                 scene.render(item[0], item[1], out=buf)
                 if n == 0:
@@ -345,7 +346,8 @@ class Mp4Stream(VideoStream):
 
     def cancel(self) -> None:
         """Abandon the video: the render job stops at the next frame and frees the render thread."""
-        self._states.put(_CANCEL)
+        self._cancelled.set()
+        self._states.put(_CANCEL)  # wakes a job waiting for its next state
 
 
 class _Cancelled(Exception):

@@ -22,13 +22,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -70,16 +72,14 @@ def _serve(conn: Connection) -> None:
                 worker.prepare(*args, **kwargs)
                 result = None
             elif op == "open":
-                kind = LiveMp4Stream if kwargs.pop("live", False) else Mp4Stream
+                sink = kwargs.pop("sink_path", None)  # a live stream: its bytes go to this file as they come
+                kind = functools.partial(LiveMp4Stream, sink_path=sink) if sink else Mp4Stream
                 stream = kind(*args, worker=worker, **kwargs)
                 result = stream.stride
                 stream.stride = 1  # the parent sends only every stride-th state (its frame rate is already set)
-            elif op == "poll":
-                result = stream.poll() if isinstance(stream, LiveMp4Stream) else b""
             elif op == "finish":
                 current, stream = stream, None
-                mp4 = current.finish() if current is not None else None
-                result = (mp4, current.rest if isinstance(current, LiveMp4Stream) else b"")
+                result = current.finish() if current is not None else None
             elif op == "cancel":
                 if stream is not None:
                     stream.cancel()
@@ -163,7 +163,8 @@ class RenderProcess:
         """A :class:`dt.render.Mp4Stream` in the child (same keyword settings), fed from here.
 
         With ``live`` it is a :class:`dt.live.LiveMp4Stream`: :meth:`RemoteMp4Stream.poll` returns its video
-        bytes while it runs.
+        bytes while it runs (read from a file the child appends them to: no round trip, so the caller's rollout
+        never waits for the child, which runs at a lower priority).
         """
         return RemoteMp4Stream(self, env_name, live=live, **settings)
 
@@ -190,11 +191,17 @@ class RemoteMp4Stream(VideoStream):
     :meth:`finish` or :meth:`cancel` (a context manager does one or the other), so other jobs wait for it.
     """
 
-    def __init__(self, renderer: RenderProcess, env_name: str, **settings: Any) -> None:
+    def __init__(self, renderer: RenderProcess, env_name: str, *, live: bool = False, **settings: Any) -> None:
         self.stride = 1
         self.steps = 0
         self.mp4: bytes | None = None
         self.rest = b""  # a live stream's last bytes, not yet polled when it finished
+        self._live: BinaryIO | None = None
+        if live:  # the child appends the live bytes to this file; poll() reads what is new
+            fd, path = tempfile.mkstemp(prefix="dt-live-", suffix=".mp4")
+            os.close(fd)
+            self._live = open(path, "rb")  # noqa: SIM115  (closed when the stream ends)
+            settings["sink_path"] = path
         self._renderer = renderer
         renderer._lock.acquire()
         self._open = True
@@ -208,6 +215,9 @@ class RemoteMp4Stream(VideoStream):
         if self._open:
             self._open = False
             self._renderer._lock.release()
+        if self._live is not None and not self._live.closed:
+            self._live.close()
+            os.unlink(self._live.name)
 
     def add(self, qpos: np.ndarray, qvel: np.ndarray | None = None) -> None:
         """One env step's state (nq,) and (nv,); the caller may reuse its arrays."""
@@ -222,14 +232,13 @@ class RemoteMp4Stream(VideoStream):
         self.steps += 1
 
     def poll(self) -> bytes:
-        """A live stream's fragmented-MP4 bytes made since the last call (:meth:`dt.live.LiveMp4Stream.poll`)."""
-        if not self._open:
+        """A live stream's fragmented-MP4 bytes made since the last call (:meth:`dt.live.LiveMp4Stream.poll`).
+
+        Empty for a plain stream and once the stream has ended.
+        """
+        if self._live is None or self._live.closed:
             return b""
-        try:
-            return bytes(self._renderer._request("poll"))
-        except RuntimeError:
-            self._release()
-            raise
+        return self._live.read()
 
     def finish(self) -> bytes:
         """Wait for the last frame and return the MP4 bytes (errors from the child are raised here)."""
@@ -237,7 +246,8 @@ class RemoteMp4Stream(VideoStream):
             if not self._open:
                 raise RuntimeError("this video stream was cancelled or failed")
             try:
-                self.mp4, self.rest = self._renderer._request("finish")
+                self.mp4 = self._renderer._request("finish")
+                self.rest = self.poll()
             finally:
                 self._release()
         return self.mp4

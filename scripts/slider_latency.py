@@ -22,6 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.browser_support import RUNNING, VIDEO_READY, launch, press_for_new_video, settle, streamlit_server  # noqa: E402
 
+# The Playground's caption under the episode: "1,000 steps, seed 0: video playing after ...".
+CAPTION = (
+    "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+    ".map(c => c.innerText).find(t => t.includes('steps, seed')) || ''"
+)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,9 +47,11 @@ def main() -> None:
         slider.wait_for(state="attached")
         settle(page)
         for _ in range(args.presses):
+            before = page.evaluate(CAPTION)
             t0 = time.perf_counter()
             took, _running = press_for_new_video(page, slider, "ArrowRight")
-            page.wait_for_function(f"() => !({RUNNING})()", polling=50)
+            # The page has finished when the new episode's caption, drawn last, has replaced the old one.
+            page.wait_for_function(f"(old) => !({RUNNING})() && ({CAPTION})() !== old", arg=before, polling=50)
             done = time.perf_counter() - t0
             settle(page)
             metric = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first

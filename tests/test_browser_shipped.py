@@ -67,6 +67,16 @@ def test_dragging_the_default_target_changes_the_hop(shipped_url):
         settle(page)
         length = page.locator('[data-testid="stMetric"]').filter(has_text="Episode length").first.inner_text()
         assert "1,000" in length, length
+        # A new target while an episode still streams: that episode stops, the new one plays, nothing breaks.
+        press_for_new_video(page, slider, "ArrowRight")
+        page.keyboard.press("ArrowRight")
+        settle(page)
+        assert float(slider.input_value()) == 3630.0
+        assert page.locator('[data-testid="stException"]').count() == 0
+        metric = page.locator('[data-testid="stMetric"]').filter(has_text="Achieved return").first
+        delta = metric.locator('[data-testid="stMetricDelta"]').inner_text()  # "+123 vs target": this episode's
+        assert round(float(re.sub(r"[^0-9.\-+]", "", delta.split()[0]))) == round(_achieved(page) - 3630.0), delta
+        page.wait_for_function(VIDEO_READY, arg=1)
         old = page.locator("video").first.get_attribute("src")
         slider.focus()
         page.keyboard.press("Home")  # the slider's low end, below the data's lowest return
