@@ -62,6 +62,7 @@ function create(head) {
 export default function ({ data, parentElement }) {
   const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0);
   const head = JSON.parse(new TextDecoder().decode(data.subarray(4, 4 + size)));
+  const body = data.subarray(4 + size);  // every byte of the video so far
   const s = streams.get(head.id) || create(head);
   if (body.length > s.received) {
     const fresh = body.slice(s.received);  // a copy: the message's buffer is not ours to keep
