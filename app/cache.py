@@ -134,17 +134,21 @@ class Episode:
 
 # Called with a live video's new bytes while its episode runs, then once more with ``done`` True.
 VideoFeed = Callable[[bytes, bool], None]
-# Env steps between two polls of a live video (a round trip to the render process: well under a millisecond).
+# Env steps between two polls of a live video (a read of the file the render process appends it to).
 _POLL_EVERY = 25
 
 
 def rendered_rollout(
-    ck: Checkpoint, run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout], live: VideoFeed | None = None
+    ck: Checkpoint,
+    run: Callable[[Callable[[np.ndarray, np.ndarray], None]], Rollout],
+    live: VideoFeed | None = None,
+    keep: Callable[[Episode], None] | None = None,
 ) -> Episode:
     """``run(on_state)`` rolls out an episode; its video renders in the render process while it runs.
 
     With ``live``, the video is a fragmented MP4 (:mod:`dt.live`) whose bytes go to ``live`` as they are made,
     so a page can play it before the episode ends; the Episode's ``mp4`` is the ordinary MP4 either way.
+    ``keep(episode)`` runs before the last ``live`` call, which (a Streamlit call) may end the page's run.
     """
     from dt.render_process import get_render_process
 
@@ -163,9 +167,12 @@ def rendered_rollout(
         r = run(on_state)
         t1 = time.perf_counter()
     assert video.mp4 is not None  # finished by the with block
+    ep = Episode(r, video.mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
+    if keep is not None:
+        keep(ep)
     if live is not None:
         live(video.rest, True)
-    return Episode(r, video.mp4, ck.env_name, t1 - t0, time.perf_counter() - t1)
+    return ep
 
 
 def fresh(compute: Callable[[], Episode]) -> Episode:
@@ -225,9 +232,12 @@ def episode(
         return Episode(hit.rollout, hit.mp4, hit.env, 0.0, 0.0)
     from dt.evaluate import rollout
 
-    ep = rendered_rollout(ck, lambda on_state: rollout(ck, target, seed=seed, max_steps=cap, on_state=on_state), live)
-    _episodes.put(key, ep)
-    return ep
+    return rendered_rollout(
+        ck,
+        lambda on_state: rollout(ck, target, seed=seed, max_steps=cap, on_state=on_state),
+        live,
+        keep=lambda ep: _episodes.put(key, ep),
+    )
 
 
 @dataclass

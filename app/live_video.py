@@ -3,13 +3,13 @@
 The page's script feeds :class:`LivePlayer` the fragmented MP4's bytes as the render process makes them; the
 player sends them to the browser a few times a second through a Streamlit component (``st.components.v2``,
 no iframe), whose JavaScript appends them to a Media Source Extensions buffer behind an ordinary ``<video>``.
-Playback starts with the first half second of video and the rest streams in faster than it plays.
+Playback starts with the first fragments (0.2 s of video each) and the rest streams in faster than it plays.
 
 Each send carries every byte so far (Streamlit may drop an element update that a newer one replaces before
 it reaches the browser), and the element is mounted anew each time: the script keeps one player per
 episode in a ``window`` map keyed by a stream id and moves the same ``<video>`` into each new mount, so
-playback goes on across updates. Browsers without Media Source Extensions for this codec play the whole file
-once the last bytes have arrived.
+playback goes on across updates. Browsers without Media Source Extensions for this codec, or that refuse the
+stream, play the whole file once the last bytes have arrived.
 """
 
 from __future__ import annotations
@@ -30,10 +30,31 @@ SEND_EVERY_S = 0.3
 _JS = r"""
 const streams = (window.__dtLiveVideos = window.__dtLiveVideos || new Map());
 
+function fallBack(s) {  // the browser refused the stream: play the whole file once it is complete
+  if (!s.mse) return;
+  s.mse = false;
+  s.queue = [];
+  URL.revokeObjectURL(s.video.src);
+  s.video.removeAttribute("src");
+  show(s);
+}
+
+function show(s) {  // without Media Source Extensions: the complete video as one file
+  if (!s.mse && s.done && !s.blob) {
+    s.blob = URL.createObjectURL(new Blob([s.all], { type: "video/mp4" }));
+    s.video.src = s.blob;
+    s.video.play().catch(() => {});
+  }
+}
+
 function pump(s) {
-  if (!s.buffer || s.buffer.updating) return;
-  if (s.queue.length) { s.buffer.appendBuffer(s.queue.shift()); return; }
-  if (s.done && s.source.readyState === "open") s.source.endOfStream();
+  if (!s.mse || !s.buffer || s.buffer.updating) return;
+  try {
+    if (s.queue.length) s.buffer.appendBuffer(s.queue.shift());
+    else if (s.done && s.source.readyState === "open") s.source.endOfStream();
+  } catch (e) {
+    fallBack(s);
+  }
 }
 
 function create(head) {
@@ -44,14 +65,21 @@ function create(head) {
   Object.assign(video, { muted: true, autoplay: true, loop: true, controls: true, playsInline: true });
   video.setAttribute("data-testid", "dtLiveVideo");
   video.style.width = "100%";
-  const s = { video, queue: [], received: 0, done: false, buffer: null, source: null, whole: [] };
+  const s = { video, queue: [], received: 0, done: false, buffer: null, source: null, all: null, blob: null };
   s.mse = !!(window.MediaSource && head.mime && MediaSource.isTypeSupported(head.mime));
   if (s.mse) {
     s.source = new MediaSource();
     video.src = URL.createObjectURL(s.source);
+    video.addEventListener("error", () => fallBack(s));
     s.source.addEventListener("sourceopen", () => {
-      s.buffer = s.source.addSourceBuffer(head.mime);
+      try {
+        s.buffer = s.source.addSourceBuffer(head.mime);
+      } catch (e) {
+        fallBack(s);
+        return;
+      }
       s.buffer.addEventListener("updateend", () => pump(s));
+      s.buffer.addEventListener("error", () => fallBack(s));
       pump(s);
     });
   }
@@ -65,17 +93,15 @@ export default function ({ data, parentElement }) {
   const body = data.subarray(4 + size);  // every byte of the video so far
   const s = streams.get(head.id) || create(head);
   if (body.length > s.received) {
-    const fresh = body.slice(s.received);  // a copy: the message's buffer is not ours to keep
+    s.all = body.slice();  // a copy (the message's buffer is not ours to keep), for a fallback to one file
+    if (s.mse) s.queue.push(s.all.subarray(s.received));
     s.received = body.length;
-    if (s.mse) s.queue.push(fresh); else s.whole.push(fresh);
   }
   s.done = s.done || head.done;
-  if (!s.mse && s.done && !s.video.src) {
-    s.video.src = URL.createObjectURL(new Blob(s.whole, { type: "video/mp4" }));
-  }
   parentElement.appendChild(s.video);  // the same element as before: playback goes on
-  if (s.video.paused) s.video.play().catch(() => {});
-  if (s.mse) pump(s);
+  if (s.video.paused && (s.mse || s.blob)) s.video.play().catch(() => {});
+  pump(s);
+  show(s);
 }
 """
 
@@ -114,8 +140,8 @@ class LivePlayer:
         self._bytes += new
         if self._mime is None:
             self._mime = mime_type(bytes(self._bytes[:4096]))
-        if done:
-            self._send(len(self._bytes), done=True)
+        if done:  # every whole fragment (what follows the last one is an index that streaming does not need)
+            self._send(max(complete_fragments(self._bytes), self._sent_len), done=True)
             return
         # Whole fragments only, so that every send can play to its end: the first as soon as there is one,
         # then a few a second.

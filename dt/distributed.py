@@ -15,6 +15,7 @@ Dropout draws from each rank's own torch seed (``seed + rank * RANK_SEED_STRIDE`
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,15 @@ def setup(device: str) -> tuple[DistContext, torch.device]:
         dev, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, device_id=dev if cuda else None)
+        # Left to the interpreter's teardown, the group's threads were sometimes destroyed while running:
+        # "terminate called without an active exception" and a SIGABRT after the work was done.
+        atexit.register(_leave)
     return DistContext(rank, world, local_rank), dev
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _single_device(name: str) -> torch.device:

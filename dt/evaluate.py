@@ -185,23 +185,25 @@ def rollout(
     rec: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "rtg", "qpos", "qvel")}
     attn, ctx = [], []
     r, term = 0.0, False
-    for _ in range(max_steps):
-        rec["qpos"].append(env.data.qpos.copy())
-        rec["qvel"].append(env.data.qvel.copy())
-        if on_state is not None:
-            on_state(rec["qpos"][-1], rec["qvel"][-1])
-        rec["obs"].append(o)
-        a = policy.act(o, r, record_attention=record_attention)
-        rec["rtg"].append(policy.returns_to_go[0])
-        if record_attention:
-            attn.append(tuple(x[0] for x in policy.last_attention))
-            ctx.append(policy.context(0))
-        o, r, term, _, _ = env.step(a)
-        rec["act"].append(a)
-        rec["rew"].append(r)
-        if term:
-            break
-    env.close()
+    try:  # on_state may raise (a page interrupted by a new request): the env is closed either way
+        for _ in range(max_steps):
+            rec["qpos"].append(env.data.qpos.copy())
+            rec["qvel"].append(env.data.qvel.copy())
+            if on_state is not None:
+                on_state(rec["qpos"][-1], rec["qvel"][-1])
+            rec["obs"].append(o)
+            a = policy.act(o, r, record_attention=record_attention)
+            rec["rtg"].append(policy.returns_to_go[0])
+            if record_attention:
+                attn.append(tuple(x[0] for x in policy.last_attention))
+                ctx.append(policy.context(0))
+            o, r, term, _, _ = env.step(a)
+            rec["act"].append(a)
+            rec["rew"].append(r)
+            if term:
+                break
+    finally:
+        env.close()
     return Rollout(
         target=float(target),
         seed=seed,

@@ -4,13 +4,13 @@ A normal MP4 keeps its index (``moov``) in one box that can only be written once
 the app used to wait for the whole episode, its drawing and its encoding before the first frame played: on 2
 cores about 2.5-3.5 s for a 1,000-step Hopper episode. A *fragmented* MP4 starts with an empty index and then
 carries the video in self-contained fragments (``moof`` + ``mdat``), one every :data:`FRAGMENT_S` seconds of
-video, which a browser's Media Source Extensions append as they arrive. The rollout makes
-states about four times faster than real time, so the first half second of video can play while the rest is
-still being computed, and playback never waits for it.
+video, which a browser's Media Source Extensions append as they arrive. The rollout makes states about four
+times faster than real time, so the first fragments can play while the rest is still being computed, and the
+video is ahead of playback from then on (unless the machine is too busy to draw it in time).
 
 :class:`FragmentedMp4Encoder` runs ffmpeg with raw frames in and fragments out, collecting them on a thread;
 :meth:`~FragmentedMp4Encoder.take` hands over what has been made since the last call. :func:`faststart`
-remuxes the finished stream (no re-encoding) into an ordinary MP4 for downloads and caches, and
+remuxes the finished stream (no re-encoding) into an ordinary MP4 for caches and later page runs, and
 :func:`mime_type` reads the codec string a browser needs from the stream's first bytes.
 :class:`LiveMp4Stream` is :class:`dt.render.Mp4Stream` with this encoder: feed it states, ``poll()`` it for
 video bytes while it runs, ``finish()`` it for the MP4.
@@ -71,7 +71,10 @@ class FragmentedMp4Encoder:
             "-threads", "1", "-frag_duration", str(round(FRAGMENT_S * 1e6)),
             "-movflags", "empty_moov+default_base_moof", "-f", "mp4", "-",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise RuntimeError(f"could not start ffmpeg ({cmd[0]}): {exc}") from exc
         self._chunks: list[bytes] = []
         self._taken = 0
         self._lock = threading.Lock()
@@ -86,16 +89,32 @@ class FragmentedMp4Encoder:
             with self._lock:
                 self._chunks.append(chunk)
             if self._sink is not None:
-                self._sink.write(chunk)
-                self._sink.flush()
+                try:
+                    self._sink.write(chunk)
+                    self._sink.flush()
+                except (OSError, ValueError):  # a full disk or a closed file: keep draining ffmpeg, or it blocks
+                    self._sink = None
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 frame."""
         if frame.shape != (self.height, self.width, 3):
             raise ValueError(f"frame of shape {frame.shape}, this video is {self.height}x{self.width}x3")
         assert self._proc.stdin is not None
-        self._proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).data)
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).data)
+        except OSError as exc:  # ffmpeg exited
+            self._proc.kill()
+            self._proc.wait()
+            why = self._error() or exc
+            self.kill()
+            raise RuntimeError(f"ffmpeg stopped while encoding the live video: {why}") from exc
         self.frames += 1
+
+    def _error(self) -> str:
+        """ffmpeg's first error line, once it has exited."""
+        assert self._proc.stderr is not None
+        text = self._proc.stderr.read().decode(errors="replace").strip()
+        return (text.splitlines() or [""])[0]
 
     def take(self) -> bytes:
         """The bytes made since the last call (empty when none); safe from any thread."""
@@ -116,15 +135,17 @@ class FragmentedMp4Encoder:
             ValueError: when no frame was written.
             RuntimeError: when ffmpeg failed (its first error line).
         """
-        assert self._proc.stdin is not None and self._proc.stderr is not None
+        assert self._proc.stdin is not None
         try:
             self._proc.stdin.close()
         except BrokenPipeError:
             pass
-        err = self._proc.stderr.read().decode(errors="replace").strip()
+        err = self._error()
         self._reader.join()
-        if self._proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg failed: {(err.splitlines() or ['no message'])[0]}")
+        code = self._proc.wait()
+        self._close_pipes()
+        if code != 0:
+            raise RuntimeError(f"ffmpeg failed: {err or 'no message'}")
         if self.frames == 0:
             raise ValueError("no frames to encode")
         return self.data
@@ -134,6 +155,15 @@ class FragmentedMp4Encoder:
         self._proc.kill()
         self._proc.wait()
         self._reader.join()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except OSError:
+                pass
 
 
 def faststart(fmp4: bytes) -> bytes:
@@ -193,11 +223,18 @@ class LiveMp4Stream(Mp4Stream):
 
     def __init__(self, env_name: str, *, sink_path: str | None = None, **settings: Any) -> None:
         self._encoder: FragmentedMp4Encoder | None = None
-        self._sink_path = sink_path
-        super().__init__(env_name, encode=self._encode, **settings)
+        # Opened now, while the caller waits for this stream to open: opened later by the render job, it could
+        # recreate a file that a caller which cancelled meanwhile has already removed.
+        self._sink = open(sink_path, "ab") if sink_path else None  # noqa: SIM115  (closed by the render job)
+        try:
+            super().__init__(env_name, encode=self._encode, **settings)
+        except BaseException:
+            if self._sink is not None:
+                self._sink.close()
+            raise
 
     def _encode(self, frames: Iterable[np.ndarray], fps: float) -> bytes:
-        sink = open(self._sink_path, "ab") if self._sink_path else None  # noqa: SIM115  (closed below)
+        sink = self._sink
         encoder: FragmentedMp4Encoder | None = None
         try:
             for frame in frames:

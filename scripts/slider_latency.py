@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.browser_support import RUNNING, VIDEO_READY, launch, press_for_new_video, settle, streamlit_server  # noqa: E402
 
-# The Playground's caption under the episode: "1,000 steps, seed 0: video playing after ...".
+# The Playground's caption under the episode: "1,000 steps, seed 0: video streaming to the page after ...".
 CAPTION = (
     "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
     ".map(c => c.innerText).find(t => t.includes('steps, seed')) || ''"

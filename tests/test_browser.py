@@ -146,7 +146,7 @@ def _schedule(page, text: str) -> None:
 
 def test_playground_target_schedule(page):
     page.get_by_text("Steer: change the target during the episode").click()
-    page.get_by_text("Unsteered:").wait_for()
+    page.locator("strong", has_text="Unsteered:").wait_for()
     _schedule(page, "3600; 5: 200")
     page.wait_for_function(VIDEO_READY, arg=2)  # steered and unsteered side by side
     page.get_by_text("Steered: 3600; 5: 200").wait_for()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import imageio.v2 as imageio
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from dt import render as R
-from dt.live import FragmentedMp4Encoder, LiveMp4Stream, faststart, mime_type
+from dt.live import FragmentedMp4Encoder, LiveMp4Stream, complete_fragments, faststart, mime_type
 from dt.render_process import RenderProcess
 
 W, H = 96, 64
@@ -57,6 +58,20 @@ def test_fragments_come_out_while_frames_go_in_and_remux_to_the_same_video(tmp_p
     assert np.abs(got.astype(int).mean(axis=(1, 2, 3)) - np.stack(frames).mean(axis=(1, 2, 3))).max() < 3
 
 
+def _box(kind: bytes, payload: bytes = b"") -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def test_complete_fragments_ends_after_the_last_whole_media_box():
+    init = _box(b"ftyp", b"isom") + _box(b"moov", b"x" * 20)
+    frag = _box(b"moof", b"y" * 12) + _box(b"mdat", b"z" * 30)
+    assert complete_fragments(init) == 0  # no media yet
+    assert complete_fragments(init + frag) == len(init + frag)
+    assert complete_fragments(init + frag + frag[:-5]) == len(init + frag)  # the second is still being written
+    assert complete_fragments(init + frag + _box(b"mfra", b"w" * 8)) == len(init + frag)  # the closing index
+    assert complete_fragments(b"\x00\x00\x00\x04bad") == 0
+
+
 def test_bad_input_is_refused_with_a_reason():
     with pytest.raises(ValueError, match="even sizes"):
         FragmentedMp4Encoder(95, 64, fps=25.0)
@@ -84,6 +99,7 @@ def test_live_stream_in_the_render_process_polls_bytes_and_ends_as_the_plain_vid
                 polled += stream.poll()
                 time.sleep(0.02)
         assert b"moof" in polled, "no fragment reached the caller before the stream finished"
+        assert not os.path.exists(stream._live.name)  # the file the child appended the live bytes to is gone
         live = _frames(faststart(polled + stream.rest), tmp_path)
         plain = _frames(stream.mp4, tmp_path)
         drawn = R.render_frames("hopper", qpos, qvel, width=W, height=H, stride=stream.stride)
@@ -95,6 +111,11 @@ def test_live_stream_in_the_render_process_polls_bytes_and_ends_as_the_plain_vid
             other.add(qpos[0], qvel[0])
             assert other.poll() == b""
         assert other.rest == b"" and stream.poll() == b""
+        with pytest.raises(KeyError):
+            with rp.mp4_stream("hopper", live=True, target_fps=25, width=W, height=H) as cancelled:
+                cancelled.add(qpos[0], qvel[0])
+                raise KeyError("rollout failed")
+        assert not os.path.exists(cancelled._live.name)
     finally:
         rp.close()
 
@@ -105,5 +126,11 @@ def test_a_cancelled_live_stream_stops_ffmpeg_and_frees_the_thread(states):
         with LiveMp4Stream("hopper", target_fps=25, width=W, height=H) as stream:
             for q, v in zip(qpos[:40], qvel[:40], strict=True):
                 stream.add(q, v)
+            deadline = time.monotonic() + 10
+            while not stream.poll() and time.monotonic() < deadline:  # ffmpeg is running: its first bytes came
+                time.sleep(0.01)
             raise KeyError("rollout failed")
+    with pytest.raises(Exception):  # noqa: B017  (the job ends with the cancellation)
+        stream._future.result(10)
+    assert stream._encoder is not None and stream._encoder._proc.returncode is not None  # ffmpeg stopped
     assert len(R.render_frames("hopper", qpos[:2], qvel[:2], width=W, height=H)) == 2  # the thread serves again

@@ -108,7 +108,8 @@ try:
     with st.spinner(f"Rolling out target {plain_target:,.0f}, seed {s.seed}, and rendering…"):
         ep = cache.episode(s.checkpoint, plain_target, s.seed, live=player.feed if player else None)
         steered = analysis.steered_episode(s.checkpoint, schedule, s.seed) if schedule is not None else None
-except RuntimeError as e:  # rendering failed (no GL): say so, keep the page
+except (RuntimeError, OSError) as e:  # rendering or encoding failed (no GL, no ffmpeg): say so, keep the page
+    video_slot.empty()  # not a live video frozen half way
     st.error(f"Rendering failed: {str(e).splitlines()[0]}")
     st.stop()
 
@@ -153,12 +154,12 @@ def metrics(e: cache.Episode, target: float | None) -> None:
 
 
 def timing(e: cache.Episode, first_s: float | None = None) -> str:
-    """How the episode's video came about; ``first_s``: when its live video began to play (app.live_video)."""
+    """How the episode's video came about; ``first_s``: when its live video's first bytes went to the page."""
     if e.rollout_s + e.render_s < 0.05:
         how = "stored or cached"
     elif first_s is not None:
         how = (
-            f"video playing after {first_s:.1f} s, streamed while the rollout ran ({e.rollout_s:.1f} s), "
+            f"video streaming to the page after {first_s:.1f} s, while the rollout ran ({e.rollout_s:.1f} s), "
             f"complete {e.render_s:.1f} s after it"
         )
     else:
