@@ -57,23 +57,6 @@ def load(path: str, env: str | None = None) -> Checkpoint:
     return ck
 
 
-@st.cache_resource(show_spinner=False)
-def warm_renderer(env: str) -> threading.Thread:
-    """Start the render process and its scene for the app's video size now, in the background, once per env.
-
-    Every video is drawn in one child process (dt.render_process: rendering on a thread of the server would
-    contend for its GIL with the rollout and with every other session); it starts in about 0.7 s and its
-    scene in about 0.3 s, which a page calls this to take off its first slider release.
-    """
-    from dt.render_process import get_render_process
-
-    thread = threading.Thread(
-        target=lambda: get_render_process().prepare(env, VIDEO_SIZE, VIDEO_SIZE), name="dt-warm-render", daemon=True
-    )
-    thread.start()
-    return thread
-
-
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _warm_policy(path: str, _mtime: float, _ck: Checkpoint) -> threading.Thread:
     from dt.evaluate import rollout

@@ -38,7 +38,7 @@ if ck is None:
 
 spec = get_env(ck.env_name)
 # While the stored first video plays: the render process starts, and the model's acting graph is traced.
-cache.warm_renderer(spec.name)
+first_video.warm_renderer(spec.name)
 cache.warm_policy(s.checkpoint, ck)
 ds = ck.meta.get("dataset", {})
 lo, hi = state.target_range(ck)
