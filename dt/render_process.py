@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from dt.atomic import temp_file
 from dt.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from dt.video import VideoStream
 
@@ -198,10 +199,9 @@ class RemoteMp4Stream(VideoStream):
         self.rest = b""  # a live stream's last bytes, not yet polled when it finished
         self._live: BinaryIO | None = None
         if live:  # the child appends the live bytes to this file; poll() reads what is new
-            fd, path = tempfile.mkstemp(prefix="dt-live-", suffix=".mp4")
-            os.close(fd)
+            path = temp_file(tempfile.gettempdir(), "dt-live", ".mp4")
             self._live = open(path, "rb")  # noqa: SIM115  (closed when the stream ends)
-            settings["sink_path"] = path
+            settings["sink_path"] = str(path)
         self._renderer = renderer
         renderer._lock.acquire()
         self._open = True

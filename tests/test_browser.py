@@ -23,6 +23,7 @@ import pytest
 from tests import conftest_app
 from tests.browser_support import (
     BROWSER_MARKS,
+    NEW_VIDEO,
     SHOTS,
     VIDEO_READY,
     frame_stats,
@@ -109,10 +110,7 @@ def test_playground_slider_video_and_download(page, tmp_path):
     page.mouse.move(x - 200, y, steps=8)
     page.mouse.up()
     t0 = time.perf_counter()
-    page.wait_for_function(
-        "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }",
-        arg=old_src,
-    )
+    page.wait_for_function(NEW_VIDEO, arg=old_src)
     print(f"\nslider release to playing video: {time.perf_counter() - t0:.1f} s")
     assert page.locator('video[data-testid="dtLiveVideo"]').count() == 1
     after = float(slider.input_value())
