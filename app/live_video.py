@@ -93,6 +93,8 @@ export default function ({ data, parentElement }) {
   const body = data.subarray(4 + size);  // every byte of the video so far
   const s = streams.get(head.id) || create(head);
   if (body.length > s.received) {
+    // Sends that carried video before the episode's last state: what "live" means, whatever the machine's speed.
+    if (!head.done) s.video.dataset.partialSends = String(+(s.video.dataset.partialSends || 0) + 1);
     s.all = body.slice();  // a copy (the message's buffer is not ours to keep), for a fallback to one file
     if (s.mse) s.queue.push(s.all.subarray(s.received));
     s.received = body.length;

@@ -19,13 +19,16 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Decision Transformer playground", page_icon=":material/smart_toy:", layout="wide")
 
+# The pages live in app/views/, not app/pages/: Streamlit runs a pages/ folder beside the entry script on its own
+# when a page's address is a fresh server's first request, skipping this script's sys.path set-up
+# (tests/test_browser_doors.py).
 PAGES = [
-    st.Page("pages/playground.py", title="Playground", icon=":material/sports_score:", default=True),
-    st.Page("pages/attention.py", title="Attention", icon=":material/visibility:"),
-    st.Page("pages/calibration.py", title="Calibration", icon=":material/show_chart:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:"),
-    st.Page("pages/side_by_side.py", title="Side by side", icon=":material/compare:"),
+    st.Page("views/playground.py", title="Playground", icon=":material/sports_score:", default=True),
+    st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),
+    st.Page("views/calibration.py", title="Calibration", icon=":material/show_chart:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("views/side_by_side.py", title="Side by side", icon=":material/compare:"),
 ]
 
 # Each page draws the shared sidebar itself (app.sidebar.draw): widgets the entry script

@@ -14,17 +14,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dt.cli_data import add_data_commands
 from dt.cliconfig import add_arguments, add_command, from_args, opt
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
 from dt.errors import ConfigError, run_cli
-from dt.validate import check_args, check_output_file, integer, numbers
+from dt.rundir import check_run_dir
+from dt.validate import (
+    MAX_EPISODE_STEPS,
+    MAX_EPISODES,
+    MAX_SEED,
+    MAX_TARGETS,
+    MAX_THREADS,
+    check_args,
+    check_output_file,
+    integer,
+    numbers,
+)
 
 # ---- train ------------------------------------------------------------------------------------------------
 
@@ -46,11 +58,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
     args = from_args(TrainArgs, ns)
     cfg = from_args(TrainConfig, ns, base=apply_preset(TrainConfig(), args.preset))  # flags given beat the preset
     check_train_config(cfg)
+    check_run_dir(cfg.out_dir, resume=cfg.resume, force=args.force)  # before the dataset loads
     out = Path(cfg.out_dir) / "checkpoint"
-    recover_checkpoint(out)  # a run killed inside a save: its complete copy comes back (with a warning)
-    if out.exists() and not cfg.resume and not args.force:
-        print(f"error: {out} exists; pass --resume to continue it or --force to start over", file=sys.stderr)
-        return 2
+    if out.parent.is_dir():
+        recover_checkpoint(out)  # a run killed inside a save: its complete copy comes back (with a warning)
     trainer = Trainer(cfg, allow_other_dataset=args.force)
     main = trainer.dist.is_main  # under torchrun only rank 0 talks
     procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
@@ -61,7 +72,14 @@ def cmd_train(ns: argparse.Namespace) -> int:
             f"run dir {cfg.out_dir}",
             file=sys.stderr,
         )
-    ck = trainer.run(progress=main and not args.quiet)
+    with save_on_signal(trainer):
+        ck = trainer.run(progress=main and not args.quiet)
+    if trainer.stopped_by_signal:
+        if main:
+            print(
+                f"interrupted: saved step {trainer.step} in {trainer.ckpt_dir}; continue with --resume", file=sys.stderr
+            )
+        return 130
     if not main:
         return 0
     for r in ck.meta.get("eval", []):
@@ -73,6 +91,31 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def save_on_signal(trainer: Any) -> Iterator[None]:
+    """SIGINT / SIGTERM stop ``trainer`` after its current step and save it; a second signal quits at once."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stopped_by_signal:  # the second one: do not wait for the save
+            raise KeyboardInterrupt
+        trainer.stopped_by_signal = True
+        trainer.request_stop()
+        if trainer.dist.is_main:
+            print(
+                f"\n{signal.Signals(signum).name}: saving the current step, then stopping (again: quit now)",
+                file=sys.stderr,
+            )
+
+    trainer.stopped_by_signal = False
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 # ---- evaluate -----------------------------------------------------------------------------------------------
 
 
@@ -82,6 +125,9 @@ class EvaluateArgs:
 
     checkpoint: str = opt(help="checkpoint directory")
     targets: list[float] | None = opt(None, "target returns (default: the paper's for the env)")
+    alignment: int = opt(
+        0, "measure return alignment instead: this many targets (9 or more) over the data's return range (dt.alignment)"
+    )
     episodes: int = opt(10, "episodes per target")
     seed: int = opt(0, "episode j is reset with seed + j")
     env: str = opt("", "fail unless the checkpoint is for this env")
@@ -101,13 +147,16 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     check_args(
         asdict(args),
         {
-            "episodes": integer(1),
-            "seed": integer(0),
-            "max_steps": integer(0),
-            "num_threads": integer(0),
-            "targets": lambda v: None if v is None else numbers()(v),
+            "episodes": integer(1, MAX_EPISODES),
+            "seed": integer(0, MAX_SEED),
+            "max_steps": integer(0, MAX_EPISODE_STEPS),
+            "num_threads": integer(0, MAX_THREADS),
+            "alignment": integer(0, MAX_TARGETS),
+            "targets": lambda v: None if v is None else numbers(max_len=MAX_TARGETS)(v),
         },
     )
+    if args.alignment and args.targets:
+        raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
     if args.json:
         check_output_file(args.json, "--json")  # before the evaluation, not after it
     import time
@@ -122,6 +171,14 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     ctx, device = distributed.setup(args.device)  # under torchrun each rank runs its share of the episodes
     ck = load_checkpoint(args.checkpoint, env=args.env or None, device=device)
     targets = args.targets or list(get_env(ck.env_name).targets)
+    if args.alignment:
+        from dt.alignment import alignment_targets
+
+        data = ck.info.dataset
+        lo, hi = data.return_min, data.return_max
+        targets = alignment_targets(
+            ck.env_name, float("nan") if lo is None else lo, float("nan") if hi is None else hi, args.alignment
+        )
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     bf16, note = resolve_bf16(args.bf16, device)
@@ -151,8 +208,15 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
             f"({r['episodes']} episodes, mean length {r['length_mean']:.0f})"
         )
     print(f"{steps} env steps in {secs:.1f} s ({steps / secs:.0f} steps/s)")
+    out: dict = {"checkpoint": str(args.checkpoint), "results": rows}
+    if args.alignment:
+        from dt.alignment import alignment
+
+        al = alignment(ck.env_name, res)
+        print(al.line())
+        out["alignment"] = al.as_dict()
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "results": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 
@@ -173,7 +237,14 @@ def cmd_card(ns: argparse.Namespace) -> int:
     from dt.report import write_card
 
     args = from_args(CardArgs, ns)
-    check_args(asdict(args), {"episodes": integer(1), "sweep_episodes": integer(1), "seed": integer(0)})
+    check_args(
+        asdict(args),
+        {
+            "episodes": integer(1, MAX_EPISODES),
+            "sweep_episodes": integer(1, MAX_EPISODES),
+            "seed": integer(0, MAX_SEED),
+        },
+    )
     path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
     print(f"wrote {path}")
     return 0
@@ -206,7 +277,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from dt.bench import main as bench_main
 
     args = from_args(BenchArgs, ns)
-    check_args(asdict(args), {"eval_episodes": integer(1), "num_threads": integer(0)})
+    check_args(asdict(args), {"eval_episodes": integer(1, MAX_EPISODES), "num_threads": integer(0, MAX_THREADS)})
     if args.json:
         check_output_file(args.json, "--json")
     return bench_main(args)

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass
 
 from dt.cliconfig import add_command, from_args, opt
 from dt.errors import DtError
-from dt.validate import check_args, integer
+from dt.validate import MAX_SEED, check_args, integer
+
+# 100M transitions is about 6 GB on disk for Hopper (D4RL's largest files hold 2M); more is a typo.
+MAX_GENERATE_STEPS = 100_000_000
 
 
 def cmd_data_list(ns: argparse.Namespace) -> int:
@@ -84,10 +87,10 @@ def cmd_data_generate(ns: argparse.Namespace) -> int:
     check_args(
         asdict(args),
         {
-            "steps": integer(1),
-            "episodes": lambda v: None if v is None else integer(1)(v),
-            "seed": integer(0),
-            "num_envs": integer(1),
+            "steps": integer(1, MAX_GENERATE_STEPS),
+            "episodes": lambda v: None if v is None else integer(1, MAX_GENERATE_STEPS // 10)(v),
+            "seed": integer(0, MAX_SEED),
+            "num_envs": integer(1, 4096),
         },
     )
     path = generate_dataset(

@@ -16,6 +16,10 @@ class DtError(ValueError):
     """Bad user input: a file, flag or config that cannot be used. The message is one line."""
 
 
+class TrainingDiverged(DtError):
+    """A run's loss or weights became NaN or infinite; it stopped without saving them (names the step and cause)."""
+
+
 class ConfigError(DtError):
     """A training or evaluation setting is out of range or of the wrong type (names the flag and the fix)."""
 

@@ -4,6 +4,9 @@ Every choice here falls back: bf16 defaults on only where it is native (CUDA,
 or a CPU with AMX / AVX512-BF16; elsewhere it is emulated and slower than
 fp32), and a compiled function that fails to compile is replaced by the eager
 one with a one-line notice instead of an error.
+
+``DT_NATIVE_BF16=1`` (or ``0``) overrides what is detected, so both defaults can be run and tested on any CPU:
+forced on where the CPU lacks native bf16, the bf16 paths are emulated (slower, same results up to rounding).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dt.validate import COMPILE_MODES
 
 # CPU flags that mean bf16 matrix products run natively (Linux /proc/cpuinfo names).
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# Environment switch that overrides the detection ("1": native, "0": not native; unset: detect).
+NATIVE_BF16_ENV = "DT_NATIVE_BF16"
 # Flags worth reporting beside a speed figure.
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
@@ -42,8 +47,25 @@ def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
     return model or platform.processor() or platform.machine(), flags
 
 
+def native_bf16_override() -> bool | None:
+    """``DT_NATIVE_BF16`` as a bool, or None where unset or empty.
+
+    Raises:
+        ValueError: a value other than 0 or 1 (one line naming the variable).
+    """
+    raw = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if not raw:
+        return None
+    if raw not in ("0", "1"):
+        raise ValueError(f"{NATIVE_BF16_ENV}={raw[:20]!r}: use 1 (treat bf16 as native), 0 (not native) or unset it")
+    return raw == "1"
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix products are native (not emulated) on ``device``."""
+    """Whether bf16 matrix products are native (not emulated) on ``device`` (``DT_NATIVE_BF16`` overrides)."""
+    forced = native_bf16_override()
+    if forced is not None:
+        return forced
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     _, flags = cpu_model_and_flags()
@@ -62,6 +84,8 @@ def resolve_bf16(requested: bool | None, device: torch.device) -> tuple[bool, st
     if requested is None:
         state = "on" if native else "off"
         why = "native bf16" if native else "no native bf16 (it would be emulated, slower than fp32)"
+        if native_bf16_override() is not None:
+            why = f"{NATIVE_BF16_ENV}={int(native)} says bf16 is {'native' if native else 'not native'} here"
         return native, f"precision: bf16 autocast {state} by default on {where}: {why}; --bf16/--no-bf16 overrides"
     if requested and not native:
         return True, f"precision: bf16 autocast forced on {where}, which emulates bf16: expect it slower than fp32"

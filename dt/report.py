@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dt.alignment import Alignment, AlignmentError, alignment, alignment_targets
 from dt.calibration import spearman
 from dt.checkpoint import Checkpoint, load_checkpoint, read_meta, update_meta
 from dt.checkpoint_meta import EvalPoint
@@ -123,8 +124,14 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     res = evaluate(ck, list(spec.targets), episodes=episodes, seed=seed)
     eval_s = time.perf_counter() - t0
     sweep: list[EvalResult] = []
+    align: Alignment | None = None
     if ck.config.model_type == "dt":
-        sweep = target_sweep(ck, sweep_targets(ck), episodes=sweep_episodes, seed=seed)
+        wanted = _alignment_targets(ck)
+        both = sorted({*(float(t) for t in sweep_targets(ck)), *wanted})  # one batched run for both figures
+        swept = target_sweep(ck, both, episodes=sweep_episodes, seed=seed)
+        sweep = [r for r in swept if r.target in set(map(float, sweep_targets(ck)))]
+        if wanted:
+            align = alignment(ck.env_name, [r for r in swept if r.target in wanted])
         plot_calibration(ck, sweep, ckpt_dir / "calibration.png")
     out = {
         "checkpoint": ckpt_dir.name,
@@ -141,12 +148,28 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
             # How far the target moves the behaviour: the spread of the sweep's mean achieved returns.
             "achieved_range": round(float(np.ptp([r.return_mean for r in sweep])), 1),
         }
+    if align is not None:
+        out["alignment"] = align.as_dict()
+        out["calibration"]["alignment_gap"] = round(align.gap, 2)
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     plot_learning_curve(ck, ckpt_dir / "learning.png")
     # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
     update_meta(ckpt_dir, eval=out["results"], calibration=out.get("calibration"))
-    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed))
+    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed, align))
     return ckpt_dir / "README.md"
+
+
+def _alignment_targets(ck: Checkpoint) -> list[float]:
+    """The alignment sweep's targets for this checkpoint's data, or none where the data cannot support it."""
+    ds = ck.info.dataset
+    try:
+        return alignment_targets(ck.env_name, _nan(ds.return_min), _nan(ds.return_max))
+    except AlignmentError:
+        return []
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
@@ -159,7 +182,14 @@ def _f(x: float | None) -> float:
     return 0.0 if x is None else x
 
 
-def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult], episodes: int, seed: int) -> str:
+def card_markdown(
+    ck: Checkpoint,
+    res: list[EvalResult],
+    sweep: list[EvalResult],
+    episodes: int,
+    seed: int,
+    align: Alignment | None = None,
+) -> str:
     m = ck.info
     ds, tr, mach = m.dataset, m.train, m.machine
     name = ck.path.name if ck.path else "checkpoint"
@@ -205,6 +235,18 @@ def card_markdown(ck: Checkpoint, res: list[EvalResult], sweep: list[EvalResult]
             f"{calibration_rho(ck, sweep)[1]:.2f} over the targets inside the data's returns "
             f"(up to {float(ds.return_max or 0):.0f}); the mean achieved return spans "
             f"{np.ptp([r.return_mean for r in sweep]):,.0f} over the sweep.",
+            "",
+        ]
+    if align is not None:
+        lines += [
+            "## Return alignment",
+            "",
+            "| target | " + " | ".join(f"{t:,.0f}" for t in align.targets) + " |",
+            "|---|" + "---|" * len(align.targets),
+            "| achieved | " + " | ".join(f"{x:,.0f}" for x in align.means) + " |",
+            "",
+            f"{align.line()} (`dt.alignment`: targets evenly spaced over the data's returns; the gap is the mean "
+            "|achieved - target| over all episodes in D4RL normalized points, 0 = follows every target exactly).",
             "",
         ]
     hist = m.eval_history

@@ -19,6 +19,7 @@ optimiser-state serialisation (:mod:`dt.checkpoint`).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import time
@@ -43,10 +44,11 @@ from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.windows import Batch
 from dt.envs import get_env
-from dt.errors import CheckpointError, ConfigError, DatasetError, first_line
+from dt.errors import CheckpointError, ConfigError, DatasetError, TrainingDiverged, first_line
 from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
 from dt.metrics import MetricsLog
 from dt.model import action_loss, build_model
+from dt.rundir import RunLock
 from dt.validate import check_train_config
 
 # Serialises the only use of torch's global RNG in training (seeding, then drawing the initial weights).
@@ -148,10 +150,12 @@ class Trainer:
             eager=self._forward_backward_eager,
         )
         self.step = 0
+        self.saved_step = 0  # the step of the checkpoint on disk (0: none yet)
         self.wall_time = 0.0
         self.eval_history: list[dict[str, Any]] = []
         self.dataset_hash = self.ds.content_hash()
         self._stop = threading.Event()
+        self.stopped_by_signal = False  # set by the CLI's signal handler (dt.cli.save_on_signal)
         recover_checkpoint(self.ckpt_dir)  # an earlier run of this out_dir may have died inside a save
         if cfg.resume:
             self._restore(allow_other_dataset)
@@ -279,8 +283,27 @@ class Trainer:
         self.eval_history.append(entry)
         return entry
 
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The one-line error for a run whose loss or weights stopped being finite (nothing is saved)."""
+        kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "nothing was saved"
+        return TrainingDiverged(
+            f"step {self.step}: {what}; stopped, {kept}. Likely causes: --lr {self.cfg.lr:g} too high, --scale "
+            f"{self.scale:g} too small for the returns, or non-finite values in the dataset ({self.ds.source})"
+        )
+
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` if any weight is NaN or infinite (before every save)."""
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise self._diverged(f"weight {name} became non-finite")
+
     def save(self) -> Path:
-        """Write the resumable checkpoint (rank 0; every rank must call it, as it gathers their RNG states)."""
+        """Write the resumable checkpoint (rank 0; every rank must call it, as it gathers their RNG states).
+
+        Never writes non-finite weights: a diverged run raises :class:`TrainingDiverged` and the last good
+        checkpoint stays.
+        """
+        self.check_finite()
         tensors: dict[str, torch.Tensor] = {
             "rng.torch": self.dropout_gen.get_state(),  # the stream dropout draws from (the global RNG before)
             "rng.sampler": self.gen.get_state().cpu(),
@@ -304,6 +327,7 @@ class Trainer:
         if on_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         path = save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
+        self.saved_step = self.step
         distributed.barrier(self.dist)
         return path
 
@@ -353,7 +377,7 @@ class Trainer:
         self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
         if "rng.cuda" + own in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)
-        self.step = int(js["step"])
+        self.step = self.saved_step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
 
     # ---- the loop -----------------------------------------------------------------------
@@ -370,11 +394,20 @@ class Trainer:
         Metrics also go to ``out_dir/metrics.jsonl`` and TensorBoard (:class:`dt.metrics.MetricsLog`; rank 0
         only; every rank yields the same records).
         """
-        cfg = self.cfg
         main = self.dist.is_main
+        lock = None
+        if main:  # the run owns its folder while it runs: a second run on it is refused (dt.rundir)
+            lock = RunLock(self.out_dir, notify=self.note).acquire()
+        try:
+            yield from self._loop(log_dir=main)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _loop(self, log_dir: bool) -> Iterator[dict[str, Any]]:
+        cfg = self.cfg
         log = None
-        if main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if log_dir:
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
             log = MetricsLog(self.out_dir, self.step, cfg.tensorboard)
         # Summed on the device and read once per log interval: no host sync per step.
@@ -389,14 +422,18 @@ class Trainer:
                 loss_sum += m["loss"]
                 n_losses += 1
                 rec: dict[str, Any] | None = None
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                last = self.step == cfg.max_steps
+                if self.step % cfg.log_every == 0 or last:
                     now = time.perf_counter()
                     rate = (self.step - s_last) / max(now - t_last, 1e-9)
                     t_last, s_last = now, self.step
+                    mean_loss = float(distributed.mean_over_ranks(self.dist, loss_sum)) / n_losses
+                    if not math.isfinite(mean_loss):
+                        raise self._diverged(f"the training loss became {mean_loss}")
                     rec = {
                         "step": self.step,
                         "max_steps": cfg.max_steps,
-                        "loss": float(distributed.mean_over_ranks(self.dist, loss_sum)) / n_losses,
+                        "loss": mean_loss,
                         "lr": m["lr"],
                         "grad_norm": float(m["grad_norm"]),
                         "steps_per_s": rate,
@@ -405,7 +442,9 @@ class Trainer:
                     }
                     loss_sum.zero_()
                     n_losses = 0
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.max_steps:
+                if last:  # the finished weights are on disk before the final evaluation (which may fail)
+                    self.save()
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
                     ev = self.evaluate()
                     rec = rec or {"step": self.step, "max_steps": cfg.max_steps}
                     rec["eval"] = ev

@@ -74,28 +74,51 @@ def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else f"must be true or false, got {v!r}"
 
 
-def numbers(length: int | None = None, positive: bool = False) -> Rule:
-    """A list of finite numbers (of a given length; all > 0 with ``positive``)."""
+def numbers(
+    length: int | None = None, positive: bool = False, minimum: float | None = None, max_len: int | None = None
+) -> Rule:
+    """A list of finite numbers (of a given length, or at most ``max_len``; all > 0 with ``positive``; all >=
+    ``minimum``)."""
 
     def rule(v: Any) -> str | None:
         if not isinstance(v, list) or not all(_is_number(x) for x in v):
             return f"must be a list of finite numbers, got {str(v)[:60]}"
         if length is not None and len(v) != length:
             return f"must hold {length} numbers, got {len(v)}"
+        if max_len is not None and len(v) > max_len:
+            return f"must hold at most {max_len} numbers, got {len(v)}"
         if positive and any(x <= 0 for x in v):
             return "must hold only numbers > 0"
+        if minimum is not None and any(x < minimum for x in v):
+            return f"must hold only numbers >= {minimum:g}, got {min(v):.3g}"
         return None
 
     return rule
 
 
+# Documented upper bounds, checked before anything is allocated (flags, checkpoint.json, uploads). They are far
+# above any Decision Transformer in the literature (K=20-50, width 128-512, 3-6 layers) and keep one model and a
+# batch of its activations within a few GB: a 3K x 3K attention map per head and layer is the largest tensor.
+MAX_CONTEXT = 1000  # K: the longest episode (3,000 tokens)
+MAX_EMBED = 4096
+MAX_LAYERS = 48
+MAX_HEADS = 64
+MAX_INNER = 16384
+MAX_BATCH = 65536
+MAX_STEPS = 10**9
+MAX_SEED = 2**63 - 1  # numpy's and torch's seeds are 64-bit
+MAX_EPISODES = 10_000  # per target, evaluated in one batch (one MuJoCo env each)
+MAX_TARGETS = 100
+MAX_EPISODE_STEPS = 100_000
+MAX_THREADS = 1024
+
 # Architecture settings, the same in a training config and in a checkpoint's model config.
 ARCH_RULES: dict[str, Rule] = {
     "model_type": one_of(*MODEL_TYPES),
-    "context_len": integer(1),
-    "embed_dim": integer(1),
-    "n_layer": integer(1),
-    "n_head": integer(1),
+    "context_len": integer(1, MAX_CONTEXT),
+    "embed_dim": integer(1, MAX_EMBED),
+    "n_layer": integer(1, MAX_LAYERS),
+    "n_head": integer(1, MAX_HEADS),
     "activation": one_of(*ACTIVATIONS),
     "dropout": number(0, 1, hi_open=True),
 }
@@ -103,33 +126,33 @@ ARCH_RULES: dict[str, Rule] = {
 # The range of every training setting; the flag is the field name with - for _.
 TRAIN_RULES: dict[str, Rule] = {
     **ARCH_RULES,
-    "n_inner": integer(0),  # 0: 4 x embed_dim
-    "batch_size": integer(1),
-    "lr": number(0, lo_open=True),
-    "weight_decay": number(0),
-    "warmup_steps": integer(0),
+    "n_inner": integer(0, MAX_INNER),  # 0: 4 x embed_dim
+    "batch_size": integer(1, MAX_BATCH),
+    "lr": number(0, 1, lo_open=True),
+    "weight_decay": number(0, 10),
+    "warmup_steps": integer(0, MAX_STEPS),
     "grad_clip": number(0, lo_open=True),
-    "max_steps": integer(1),
+    "max_steps": integer(1, MAX_STEPS),
     "pct_traj": number(0, 1, lo_open=True),
-    "scale": number(0),  # 0: the env's
-    "seed": integer(0),
-    "num_threads": integer(0),
-    "eval_every": integer(0),
-    "eval_episodes": integer(1),
-    "eval_targets": numbers(),
-    "eval_max_steps": integer(0),
-    "log_every": integer(1),
-    "save_every": integer(1),
+    "scale": number(0),  # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)
+    "seed": integer(0, MAX_SEED),
+    "num_threads": integer(0, MAX_THREADS),
+    "eval_every": integer(0, MAX_STEPS),
+    "eval_episodes": integer(1, MAX_EPISODES),
+    "eval_targets": numbers(max_len=MAX_TARGETS),
+    "eval_max_steps": integer(0, MAX_EPISODE_STEPS),
+    "log_every": integer(1, MAX_STEPS),
+    "save_every": integer(1, MAX_STEPS),
     "gym_version": one_of(*GYM_VERSIONS),
 }
 
 # checkpoint.json's "model" (dt.config.ModelConfig), as written by this project or built from config.json.
 MODEL_RULES: dict[str, Rule] = {
     **ARCH_RULES,
-    "state_dim": integer(1),
-    "act_dim": integer(1),
-    "n_inner": integer(1),
-    "max_ep_len": integer(1),
+    "state_dim": integer(1, 100_000),
+    "act_dim": integer(1, 10_000),
+    "n_inner": integer(1, MAX_INNER),
+    "max_ep_len": integer(1, MAX_EPISODE_STEPS),
     "action_tanh": boolean,
 }
 
@@ -203,7 +226,8 @@ def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
     if not isinstance(meta.get("env"), str):
         raise CheckpointError(f"{where}: 'env' must be an env name such as \"hopper\", got {meta.get('env')!r}")
     state_dim = model.get("state_dim")
-    for key, rule in (("state_mean", numbers(state_dim)), ("state_std", numbers(state_dim, positive=True))):
+    # The reference adds 1e-6 to every std, so a smaller one is damage: it would blow states up to inf or NaN.
+    for key, rule in (("state_mean", numbers(state_dim)), ("state_std", numbers(state_dim, minimum=1e-6))):
         if problem := rule(meta.get(key)):
             raise CheckpointError(f"{where}: {key} {problem}")
     for key, rule in (("scale", number(0, lo_open=True)), ("max_ep_len", integer(1)), ("step", integer(0))):

@@ -109,6 +109,8 @@ SHOWN_FRAME = """() => {
 
 
 NEW_VIDEO = "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }"
+# How many sends of the playing live video carried fragments before the episode's last state (app.live_video).
+PARTIAL_SENDS = "() => +(document.querySelector('[data-testid=\"dtLiveVideo\"]')?.dataset.partialSends || 0)"
 RUNNING = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 
 

@@ -38,25 +38,12 @@ def tiny_dataset(tiny_d4rl):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
     """A small DT trained for a few steps on the tiny dataset (its weights are not random)."""
-    from dt.config import TrainConfig
     from dt.train import Trainer
+    from tests.tiny import tiny_config
 
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
-        dataset=tiny_dataset.source,
-        embed_dim=32,
-        n_layer=2,
-        context_len=5,
-        max_steps=20,
-        warmup_steps=5,
-        eval_every=0,
-        eval_episodes=2,
-        eval_max_steps=30,
-        log_every=10,
-        save_every=20,
-        out_dir=str(out),
-        tensorboard=False,
-        num_threads=1,
+    cfg = tiny_config(
+        tiny_dataset.source, out, max_steps=20, warmup_steps=5, eval_max_steps=30, log_every=10, save_every=20
     )
     Trainer(cfg, tiny_dataset).run(progress=False)
     return out / "checkpoint"

@@ -33,28 +33,24 @@ def _walker_checkpoint(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[str, Path]:
     """Shipped-checkpoint dir (a DT, a BC, a walker2d DT), an empty runs dir, and a dataset dir."""
-    from dt.config import TrainConfig
     from dt.train import Trainer
+    from tests.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("app")
     shipped = root / "checkpoints"
     shutil.copytree(tiny_checkpoint, shipped / "dt-tiny")
     bc_run = root / "bc-run"
-    cfg = TrainConfig(
-        dataset=tiny_dataset.source,
+    cfg = tiny_config(
+        tiny_dataset.source,
+        bc_run,
         model_type="bc",
-        embed_dim=32,
         n_layer=1,
-        context_len=5,
         max_steps=5,
         warmup_steps=2,
-        eval_every=0,
         eval_episodes=1,
         eval_max_steps=10,
         log_every=5,
         save_every=5,
-        out_dir=str(bc_run),
-        tensorboard=False,
     )
     Trainer(cfg, tiny_dataset).run(progress=False)
     shutil.copytree(bc_run / "checkpoint", shipped / "bc-tiny")

@@ -42,6 +42,7 @@ def config(out_dir: str, dataset: str, **kw) -> TrainConfig:
         out_dir=out_dir,
         tensorboard=False,
         num_threads=1,
+        bf16=False,  # fp32 on every machine (tests/tiny.py)
     )
     return TrainConfig(**{**base, **kw})
 

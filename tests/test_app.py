@@ -33,7 +33,7 @@ TIMEOUT = 300  # first runs import torch and roll out on a slow shared CPU
 def _run(page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     _assert_ok(at)
     return at
 
@@ -91,7 +91,7 @@ def test_playground_without_checkpoints(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("DT_RUNS_DIR", str(tmp_path / "runs"))
     at = _run()
     assert any("No checkpoint found" in i.value for i in at.info)
-    at.switch_page("pages/attention.py").run()
+    at.switch_page("views/attention.py").run()
     _assert_ok(at)
     assert any("No checkpoint found" in i.value for i in at.info)
 
@@ -224,7 +224,7 @@ def test_attention_against_target_sweep(app_env):
 def test_attention_page_bc_has_no_attention(app_env):
     at = _run()
     _pick(at, "sb.ckpt", "bc-tiny")
-    at.switch_page("pages/attention.py").run()
+    at.switch_page("views/attention.py").run()
     _assert_ok(at)
     assert any("no attention" in i.value for i in at.info)
 
@@ -247,6 +247,8 @@ def test_calibration_sweep(app_env):
     df = at.dataframe[0].value
     assert list(df["target"]) == ["1,000", "3,000"]
     assert any(m.label == "Spearman rank correlation" for m in at.metric)
+    gap = next(m for m in at.metric if m.label == "Alignment gap")  # dt.alignment over the page's episodes
+    assert gap.value.endswith(" points") and float(gap.value.split()[0]) >= 0
     assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0)
 
 

@@ -13,6 +13,7 @@ full-length episodes (for README screenshots in ``docs/screenshots/``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -82,13 +83,22 @@ def page(server):
         browser.close()
 
 
-def test_first_video_plays_within_seconds_of_a_cold_start(page):
+def test_first_video_is_the_stored_preview(page, assets):
     """The stored default episode plays before the page has imported torch (dt.preview, app.first_video).
 
-    The goal is 3 s on 2 cores; the bound leaves room for a busy CI machine, and without a stored preview
-    the first video takes 7-10 s (imports, rollout, render), so the test still fails when the fast path breaks.
+    Checked by what plays, not by how fast: the first video's bytes are the preview file stored beside the
+    default checkpoint (a live rollout would draw a new MP4). The seconds it took are printed above and
+    measured by ``scripts/slider_latency.py``; they depend on the machine, so no test bounds them.
     """
-    assert FIRST_VIDEO["s"] < 6.0, f"first video after {FIRST_VIDEO['s']:.1f} s"
+    digest = page.evaluate(
+        """async () => {
+          const buf = await (await fetch(document.querySelector('video').src)).arrayBuffer();
+          const h = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+          return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
+        }"""
+    )
+    stored = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (assets["shipped"] / "dt-tiny").glob("preview/*.mp4")}
+    assert stored and digest in stored, f"first video ({FIRST_VIDEO['s']:.1f} s) is not a stored preview"
 
 
 def test_playground_slider_video_and_download(page, tmp_path):

@@ -15,7 +15,7 @@ from dt import distributed
 from dt.checkpoint import load_checkpoint, load_trainer_state
 from dt.evaluate import evaluate
 from dt.train import Trainer
-from tests.test_train import small_cfg
+from tests.tiny import cli_flags, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two processes on two cores: the launch checks refuse more ranks than cores.
@@ -28,37 +28,19 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
-def cli_args(dataset: str, out: Path, **kw: str) -> list[str]:
-    """The CLI form of ``small_cfg`` (the two must describe the same run)."""
-    c = small_cfg(dataset, out)
-    flags = {
-        "dataset": dataset,
-        "embed-dim": c.embed_dim,
-        "n-layer": c.n_layer,
-        "context-len": c.context_len,
-        "max-steps": c.max_steps,
-        "warmup-steps": c.warmup_steps,
-        "eval-every": c.eval_every,
-        "eval-episodes": c.eval_episodes,
-        "eval-max-steps": c.eval_max_steps,
-        "log-every": c.log_every,
-        "save-every": c.save_every,
-        "out-dir": out,
-        "num-threads": 1,
-        **kw,
-    }
-    return [x for k, v in flags.items() for x in (f"--{k}", str(v))] + ["--no-tensorboard", "--quiet"]
+def cli_args(dataset: str, out: Path, **kw: object) -> list[str]:
+    """The CLI form of ``tiny_config(dataset, out, **kw)`` (the two describe the same run, fp32 included)."""
+    return [*cli_flags(tiny_config(dataset, out, **kw)), "--quiet"]
 
 
 @needs_two_cores
 def test_two_processes_train_and_evaluate_like_one(tmp_path, tiny_dataset):
     # dropout 0: the ranks' own dropout streams are the one thing a single process cannot reproduce.
     kw = dict(dropout=0.0, batch_size=8, eval_episodes=3)
-    one = Trainer(small_cfg(tiny_dataset.source, tmp_path / "one", **kw), tiny_dataset)
+    one = Trainer(tiny_config(tiny_dataset.source, tmp_path / "one", **kw), tiny_dataset)
     list(one.iterate())
 
-    flags = {"dropout": "0.0", "batch-size": "8", "eval-episodes": "3"}
-    r = torchrun("train", *cli_args(tiny_dataset.source, tmp_path / "two", **flags))
+    r = torchrun("train", *cli_args(tiny_dataset.source, tmp_path / "two", **kw))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "x 2 processes" in r.stderr
     two = load_checkpoint(tmp_path / "two" / "checkpoint")
@@ -94,8 +76,7 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, tiny_dataset):
     assert [g["episodes"] for g in got] == [5, 5]
 
     # Resuming with another number of processes is refused in one line, before any step.
-    flags.update({"max-steps": "20"})
-    r = torchrun("train", *cli_args(tiny_dataset.source, tmp_path / "one", **flags), "--resume")
+    r = torchrun("train", *cli_args(tiny_dataset.source, tmp_path / "one", **kw, max_steps=20), "--resume")
     assert r.returncode != 0
     ck = tmp_path / "one" / "checkpoint"
     assert f"error: {ck} was trained with 1 process(es), this run has 2; resume with the same number" in r.stderr
@@ -111,7 +92,7 @@ def test_launch_checks_fail_in_one_line_before_joining(monkeypatch, tmp_path, ti
     with pytest.raises(distributed.DistributedError, match=r"ranks on this node but \d+ CPU cores"):
         distributed.setup("cpu")
     with pytest.raises(distributed.DistributedError, match="not divisible by 2 processes"):
-        Trainer(small_cfg(tiny_dataset.source, tmp_path, batch_size=7), tiny_dataset)
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, batch_size=7), tiny_dataset)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(distributed.DistributedError, match="pass --device cuda, not cuda:1"):
         distributed.setup("cuda:1")

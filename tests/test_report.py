@@ -31,3 +31,29 @@ def test_card_records_what_the_app_and_readme_show(tmp_path, tiny_checkpoint, ca
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     table = capsys.readouterr().out
     assert "`dt-tiny`" in table and f"{ev['results'][0]['normalized_mean']:.1f} +-" in table
+
+
+def test_card_measures_alignment_over_the_data_range(tmp_path, tiny_checkpoint):
+    """The card's alignment sweep: 9 targets over the data's returns (dt.alignment), in the JSON and the card."""
+    from dt.alignment import alignment_targets
+    from dt.checkpoint import update_meta
+    from dt.checkpoint_meta import read_meta_dict
+
+    ck_dir = tmp_path / "dt-wide"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    # The tiny random data's returns are too narrow to measure; give the checkpoint a wide recorded range.
+    ds = {**read_meta_dict(ck_dir)["dataset"], "return_min": 100.0, "return_max": 3100.0}
+    update_meta(ck_dir, dataset=ds)
+    text = write_card(ck_dir, episodes=1, sweep_episodes=1).read_text()
+    ev = json.loads((ck_dir / "evaluation.json").read_text())
+    assert ev["alignment"]["targets"] == alignment_targets("hopper", 100.0, 3100.0)
+    assert ev["calibration"]["alignment_gap"] == ev["alignment"]["gap_normalized"] > 0
+    assert "## Return alignment" in text and "normalized points" in text
+
+
+def test_card_skips_alignment_on_narrow_data(tmp_path, tiny_checkpoint):
+    ck_dir = tmp_path / "dt-narrow"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    text = write_card(ck_dir, episodes=1, sweep_episodes=1).read_text()
+    assert "alignment" not in json.loads((ck_dir / "evaluation.json").read_text())
+    assert "## Return alignment" not in text

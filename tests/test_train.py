@@ -6,37 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from dt.checkpoint import load_checkpoint
-from dt.config import TrainConfig
 from dt.train import Trainer
+from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def small_cfg(dataset: str, out: Path, **kw) -> TrainConfig:
-    base = TrainConfig(
-        dataset=dataset,
-        embed_dim=32,
-        n_layer=2,
-        context_len=5,
-        max_steps=12,
-        warmup_steps=4,
-        eval_every=0,
-        eval_episodes=2,
-        eval_max_steps=20,
-        log_every=3,
-        save_every=6,
-        out_dir=str(out),
-        tensorboard=False,
-        num_threads=1,
-    )
-    return replace(base, **kw)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -47,11 +26,11 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_resume_continues_exactly(tmp_path, tiny_dataset):
-    straight = Trainer(small_cfg(tiny_dataset.source, tmp_path / "a"), tiny_dataset)
+    straight = Trainer(tiny_config(tiny_dataset.source, tmp_path / "a"), tiny_dataset)
     list(straight.iterate())
-    first = Trainer(small_cfg(tiny_dataset.source, tmp_path / "b", max_steps=6), tiny_dataset)
+    first = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", max_steps=6), tiny_dataset)
     list(first.iterate())
-    resumed = Trainer(small_cfg(tiny_dataset.source, tmp_path / "b", resume=True), tiny_dataset)
+    resumed = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", resume=True), tiny_dataset)
     assert resumed.step == 6
     list(resumed.iterate())
     for (k, v), (_, w) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
@@ -61,7 +40,7 @@ def test_resume_continues_exactly(tmp_path, tiny_dataset):
 
 
 def test_stop_request_saves(tmp_path, tiny_dataset):
-    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / "s", max_steps=1000, save_every=1000), tiny_dataset)
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path / "s", max_steps=1000, save_every=1000), tiny_dataset)
     for rec in tr.iterate():
         if rec["step"] >= 3:
             tr.request_stop()
@@ -69,12 +48,12 @@ def test_stop_request_saves(tmp_path, tiny_dataset):
 
 
 def test_warmup_schedule(tiny_dataset, tmp_path):
-    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path, lr=1e-4, warmup_steps=10), tiny_dataset)
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path, lr=1e-4, warmup_steps=10), tiny_dataset)
     assert tr.lr_at(0) == pytest.approx(1e-5) and tr.lr_at(9) == pytest.approx(1e-4) and tr.lr_at(500) == 1e-4
 
 
 def test_bc_and_pct_bc_through_the_same_trainer(tmp_path, tiny_dataset):
-    tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / "bc", model_type="bc", pct_traj=0.1), tiny_dataset)
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path / "bc", model_type="bc", pct_traj=0.1), tiny_dataset)
     list(tr.iterate())
     ck = load_checkpoint(tmp_path / "bc" / "checkpoint")
     assert ck.config.model_type == "bc" and ck.meta["train"]["pct_traj"] == 0.1
@@ -135,7 +114,9 @@ def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
     assert res["episodes"] == 2 and res["target"] == 3600
     # An existing run is not overwritten without --resume or --force.
     r = run_cli("train", "--dataset", str(tiny_d4rl), "--out-dir", str(out), "--max-steps", "2")
-    assert r.returncode == 2 and "exists; pass --resume" in r.stderr
+    assert (
+        r.returncode == 2 and "holds an earlier run (checkpoint, config.json, metrics.jsonl); pass --resume" in r.stderr
+    )
     assert load_checkpoint(out / "checkpoint").step == 10
 
 
@@ -161,6 +142,12 @@ def test_cli_bad_input(tmp_path, args, message):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_cli_bad_precision_switch_is_one_line(tmp_path, tiny_d4rl):
+    r = run_cli("train", "--dataset", str(tiny_d4rl), "--out-dir", str(tmp_path / "r"), env={"DT_NATIVE_BF16": "yes"})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: DT_NATIVE_BF16='yes': use 1 (treat bf16 as native), 0 (not native) or unset it"
+
+
 def test_cli_checkpoint_for_another_env(tmp_path, tiny_checkpoint):
     r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--env", "walker2d")
     assert r.returncode == 2 and "checkpoint is for hopper, not walker2d" in r.stderr
@@ -168,7 +155,7 @@ def test_cli_checkpoint_for_another_env(tmp_path, tiny_checkpoint):
 
 def test_dataset_for_another_env(tmp_path, tiny_dataset):
     with pytest.raises(ValueError, match="does not fit walker2d"):
-        Trainer(small_cfg(tiny_dataset.source, tmp_path, env="walker2d"), tiny_dataset)
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, env="walker2d"), tiny_dataset)
 
 
 @pytest.mark.parametrize("model_type", ["dt", "bc"])
@@ -177,7 +164,7 @@ def test_two_runs_in_one_process_each_give_what_they_give_alone(tmp_path, tiny_d
     import threading
 
     def train(seed: int, out: str) -> dict[str, torch.Tensor]:
-        tr = Trainer(small_cfg(tiny_dataset.source, tmp_path / out, seed=seed, model_type=model_type), tiny_dataset)
+        tr = Trainer(tiny_config(tiny_dataset.source, tmp_path / out, seed=seed, model_type=model_type), tiny_dataset)
         for _ in tr.iterate():
             torch.empty(64).random_()  # another user of the global RNG between steps changes nothing
         return tr.model.state_dict()

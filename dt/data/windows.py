@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dt.data.dataset import OfflineDataset
+from dt.errors import DatasetError
 
 PAD_ACTION = -10.0
 
@@ -79,6 +80,39 @@ def top_trajectories(returns: np.ndarray, lengths: np.ndarray, pct_traj: float) 
     return np.asarray(kept[::-1], dtype=np.int64)
 
 
+# Returns-to-go divided by the scale beyond this are not a model input anyone meant (Hopper's are about 0-3.6).
+MAX_SCALED_RTG = 1e4
+# A per-step reward beyond this is damage, not a task (D4RL's largest are about 10 a step).
+MAX_REWARD = 1e6
+
+
+def _check_features(ds: OfflineDataset, feats: np.ndarray, S: int, A: int, scale: float) -> None:
+    """Refuse data that would train on NaN or infinity, naming the field and the likely fix (one line)."""
+    fields = (
+        ("observations (after normalisation)", feats[:, :S]),
+        ("actions", feats[:, S : S + A]),
+        ("rewards", feats[:, S + A]),
+        ("returns-to-go / scale", feats[:, S + A + 1]),
+    )
+    for name, x in fields:
+        if not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).any(axis=-1).sum()) if x.ndim > 1 else int((~np.isfinite(x)).sum())
+            hint = f"; is the scale {scale:g} too small?" if name.startswith("returns") else ""
+            raise DatasetError(f"{ds.source}: {name} hold non-finite values in {bad} transitions{hint}")
+    big = float(np.abs(feats[:, S + A]).max()) if len(feats) else 0.0
+    if big > MAX_REWARD:
+        raise DatasetError(
+            f"{ds.source}: rewards reach {big:.3g}, not a per-step reward of a control task (Hopper's are 0-4); "
+            "check how the file was written"
+        )
+    top = float(np.abs(feats[:, S + A + 1]).max()) if len(feats) else 0.0
+    if top > MAX_SCALED_RTG:
+        raise DatasetError(
+            f"{ds.source}: returns-to-go divided by the scale {scale:g} reach {top:.3g}; pass a --scale near the "
+            "largest episode return (Hopper: 1000) so that they stay near 1"
+        )
+
+
 class WindowSampler:
     """Draws (B, K) windows from a dataset with one gather per batch.
 
@@ -130,6 +164,7 @@ class WindowSampler:
         feats[n, S : S + A] = PAD_ACTION
         feats[n, S + A :] = 0.0
         self.pad_index = n
+        _check_features(ds, feats[:n], S, A, scale)
         self.feats = torch.from_numpy(feats).to(self.device)
 
         self.traj_ids = top_trajectories(ds.episode_returns(), ds.episode_lengths, pct_traj)

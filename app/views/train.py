@@ -261,7 +261,7 @@ if view is not None:
         if (ckpt / META_FILE).exists():
             if c1.button("Open in Playground", icon=":material/sports_score:", type="primary"):
                 s.checkpoint = str(ckpt.resolve())
-                st.switch_page("pages/playground.py")
+                st.switch_page("views/playground.py")
             more = c3.number_input(
                 "Resume to step", view.step + 1, 10_000_000, value=view.step + 1000, step=100, key="tr.more"
             )

@@ -6,11 +6,12 @@ import numpy as np
 import streamlit as st
 
 from app import analysis, cache, charts, paths, sidebar, state
-from dt.calibration import round_targets, spearman
+from dt.alignment import alignment
+from dt.calibration import round_targets
 from dt.envs import get_env
 
 sidebar.draw()
-st.title("Target sweep")
+st.title("Calibration")
 st.caption(
     "How well does the achieved return follow the target? Each target runs several episodes in one batched "
     "evaluation (`dt.evaluate.target_sweep`); episode j of every target starts from the same seed. "
@@ -36,8 +37,8 @@ if go:
 
 if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
     st.info(
-        f"Set the range and press **Run sweep**. About {int(n)} targets × {int(episodes)} episodes run as one batch; "
-        "on 2 CPU cores expect about a minute for 24 full 1,000-step episodes."
+        f"Set the range and press **Run sweep**. About {int(n)} targets × {int(episodes)} episodes run as one "
+        "batched evaluation; the time it took is shown with the result."
     )
     st.stop()
 
@@ -46,14 +47,21 @@ with st.spinner(f"Evaluating {len(targets)} targets × {episodes} episodes…"):
     results = cache.sweep_data(path, paths.mtime(path), targets, episodes, seed, cap)
 
 returns = np.array([v for r in results for v in r["returns"]])
-asked = np.array([r["target"] for r in results for _ in r["returns"]])
-rho = spearman(asked, returns)
+al = alignment(spec.name, results) if len(results) >= 2 else None
+rho = al.rho if al is not None else float("nan")
 step = targets[1] - targets[0] if len(targets) > 1 else 0.0
-m1, m2, m3 = st.columns(3)
+m0, m1, m2, m3 = st.columns(4)
+m0.metric(
+    "Alignment gap",
+    "–" if al is None else f"{al.gap:.1f} points",
+    help="Mean |achieved − target| over all episodes, in D4RL normalized points (100 points = expert − random "
+    "return): 0 when every episode returns exactly what was asked (dt.alignment, the same figure as the model "
+    "cards and `python -m dt evaluate --alignment 9`).",
+)
 m1.metric(
     "Spearman rank correlation",
     "–" if np.isnan(rho) else f"{rho:+.2f}",
-    help="Between target and achieved return over all episodes: +1 when a higher target always gives a higher "
+    help="Between target and mean achieved return per target: +1 when a higher target always gives a higher "
     "return, 0 when the target does not matter.",
 )
 m2.metric(

@@ -1,0 +1,217 @@
+"""A user's run is never lost: guarded output folders, no non-finite saves, saves on interrupt and before the
+final evaluation, bounded settings. Each of the four work-loss cases has a test that failed before the guards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dt.checkpoint import load_checkpoint
+from dt.errors import ConfigError, DatasetError, TrainingDiverged
+from dt.rundir import LOCK_NAME, RunLock, check_run_dir, lock_holder
+from dt.train import Trainer
+from tests.tiny import cli_flags, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "dt-hopper-medium"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "dt", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+# ---- 1. divergence never overwrites the last good checkpoint -----------------------------------------------
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, tiny_dataset):
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path / "r", max_steps=12, save_every=6), tiny_dataset)
+    with pytest.raises(TrainingDiverged) as e:
+        for rec in tr.iterate():
+            if rec["step"] == 9:  # step 6 is saved; now the weights blow up, as with a huge learning rate
+                with torch.no_grad():
+                    tr.model.get_parameter("hf.embed_state.weight").fill_(float("inf"))
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and msg.startswith("step 12: ") and "the checkpoint of step 6 is kept" in msg
+    assert "--lr" in msg
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint")
+    assert ck.step == 6 and all(torch.isfinite(p).all() for p in ck.model.parameters())
+
+
+def test_non_finite_data_is_refused_before_training(tmp_path, tiny_dataset):
+    from dt.data import make_dataset
+
+    arrays = {k: getattr(tiny_dataset, k).copy() for k in ("observations", "actions", "rewards", "terminals")}
+    arrays["timeouts"] = tiny_dataset.timeouts.copy()
+    arrays["rewards"][5] = 3e38
+    bad = make_dataset("hopper-random", "memory", "generated", arrays, {})
+    with pytest.raises(DatasetError, match="memory: rewards reach 3e\\+38, not a per-step reward") as e:
+        Trainer(tiny_config("memory", tmp_path / "x"), bad)
+    assert len(str(e.value).splitlines()) == 1
+    with pytest.raises(DatasetError, match="pass a --scale near the largest episode return"):
+        Trainer(tiny_config(tiny_dataset.source, tmp_path / "y", scale=1e-6), tiny_dataset)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# ---- 2. two runs in one folder -------------------------------------------------------------------------------
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_naming_the_pid(tmp_path, tiny_dataset):
+    out = tmp_path / "r"
+    first = Trainer(tiny_config(tiny_dataset.source, out, max_steps=6), tiny_dataset)
+    it = first.iterate()
+    next(it)  # the first run holds the folder now
+    assert lock_holder(out) == os.getpid()
+    with pytest.raises(ConfigError, match=rf"in use by a running training \(pid {os.getpid()}\)"):
+        check_run_dir(out, resume=True, force=True)
+    second = Trainer(tiny_config(tiny_dataset.source, out, max_steps=6, resume=False), tiny_dataset)
+    with pytest.raises(ConfigError, match="in use by a running training"):
+        list(second.iterate())
+    list(it)  # the first run ends normally and lets go
+    assert lock_holder(out) is None and load_checkpoint(out / "checkpoint").step == 6
+
+
+def test_a_lock_held_by_another_process_and_a_stale_one(tmp_path):
+    out = tmp_path / "r"
+    code = (
+        "import sys, time; from dt.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ}
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert lock_holder(out) == holder.pid
+        with pytest.raises(ConfigError, match=f"pid {holder.pid}"):
+            RunLock(out).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: its lock is free, and taking it over says so once.
+    notes: list[str] = []
+    with RunLock(out, notify=notes.append):
+        assert lock_holder(out) == os.getpid()
+    assert notes == [f"{out}: taking over the lock of pid {holder.pid}, which is no longer running"]
+    assert (out / LOCK_NAME).read_text() == ""
+
+
+# ---- 3. existing folders are not overwritten without --force -----------------------------------------------
+
+
+def _earlier_run(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"lr": 0.001}\n')
+    (folder / "metrics.jsonl").write_text('{"step": 100, "loss": 0.5}\n')
+    (folder / "tb").mkdir()
+    (folder / "tb" / "events").write_bytes(b"x")
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("run", "holds an earlier run (config.json, metrics.jsonl, tb); pass --resume to continue it or --force"),
+        ("shipped", "holds files that are not a training run's"),
+        ("empty-name", "--out-dir: empty; name a folder for the run"),
+        ("loop", "is a symlink to nothing (dangling or a loop)"),
+    ],
+)
+def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message):
+    out = tmp_path / "out"
+    before: dict[str, bytes] = {}
+    if make == "run":
+        before = _earlier_run(out)
+    elif make == "shipped":
+        if not SHIPPED.is_dir():
+            pytest.skip("no shipped checkpoint in this checkout")
+        shutil.copytree(SHIPPED, out)
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    elif make == "loop":
+        out.symlink_to(out)
+    flags = ["train", "--dataset", str(tiny_d4rl), "--out-dir", "" if make == "empty-name" else str(out)]
+    r = run_cli(*flags, "--max-steps", "2", "--quiet", "--no-tensorboard")
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "training dt on" not in r.stderr  # refused before the dataset loads
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+
+
+# ---- 4. finished work is kept: interrupts and the final evaluation -------------------------------------------
+
+
+def test_ctrl_c_saves_the_current_step(tmp_path, tiny_d4rl):
+    out = tmp_path / "r"
+    cfg = tiny_config(str(tiny_d4rl), out, max_steps=100_000, save_every=100_000, log_every=1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dt", "train", *cli_flags(cfg), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    logged = int(err.split("interrupted: saved step ")[1].split()[0])
+    assert logged >= 3 and load_checkpoint(out / "checkpoint").step == logged
+    assert lock_holder(out) is None
+
+
+def test_the_final_save_comes_before_the_final_evaluation(tmp_path, tiny_dataset, monkeypatch):
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path / "r", max_steps=10, save_every=1000), tiny_dataset)
+
+    def out_of_memory():
+        raise MemoryError("evaluation")
+
+    monkeypatch.setattr(tr, "evaluate", out_of_memory)
+    with pytest.raises(MemoryError):
+        list(tr.iterate())
+    assert load_checkpoint(tmp_path / "r" / "checkpoint").step == 10
+
+
+# ---- bounds --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--seed", str(2**70), "--seed: must be an integer from 0 to 9223372036854775807"),
+        ("--batch-size", str(10**8), "--batch-size: must be an integer from 1 to 65536"),
+        ("--context-len", "100000", "--context-len: must be an integer from 1 to 1000"),
+        ("--num-threads", "100000", "--num-threads: must be an integer from 0 to 1024"),
+        ("--lr", "1e30", "--lr: must be a finite number in (0, 1]"),
+        ("--embed-dim", "12000", "--embed-dim: must be an integer from 1 to 4096"),
+    ],
+)
+def test_train_bounds_are_checked_before_anything_loads(tmp_path, flag, value, message):
+    r = run_cli("train", "--dataset", "/nonexistent.hdf5", "--out-dir", str(tmp_path / "r"), flag, value)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_checkpoint_with_a_near_zero_state_std_is_refused(tmp_path, tiny_checkpoint):
+    from dt.errors import CheckpointError
+
+    ck_dir = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    meta = json.loads((ck_dir / "checkpoint.json").read_text())
+    meta["state_std"][0] = 1e-300
+    (ck_dir / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="state_std must hold only numbers >= 1e-06"):
+        load_checkpoint(ck_dir)
