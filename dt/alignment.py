@@ -58,7 +58,13 @@ def alignment_targets(env: str, return_min: float, return_max: float, n: int = M
             f"narrow for the alignment measure (it needs {MIN_SPREAD_NORMALIZED:.0f}); train on data with a wider "
             "range, e.g. hopper-medium-replay or hopper-full-replay"
         )
-    return [float(round(t, -1)) for t in np.linspace(return_min, return_max, n)]
+    return even_targets(return_min, return_max, n)
+
+
+def even_targets(lo: float, hi: float, n: int) -> list[float]:
+    """``n`` targets evenly spaced from ``lo`` to ``hi``, each rounded to 10 (never below 0): the one rounding rule
+    for target sweeps (the alignment measure and the Calibration page)."""
+    return [float(max(0.0, round(t, -1))) for t in np.linspace(lo, hi, max(int(n), 1))]
 
 
 def _normalized_span(env: str, returns_span: float) -> float:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dt.cliconfig import opt
 from dt.envs import GymVersion
-from dt.validate import MODEL_TYPES, Activation, CompileMode, ModelType
+from dt.validate import MODEL_TYPES, Activation, CompileMode, LrSchedule, ModelType
 
 if TYPE_CHECKING:
     from transformers import DecisionTransformerConfig
@@ -98,6 +98,13 @@ class TrainConfig:
     lr: float = opt(1e-4, "AdamW learning rate")
     weight_decay: float = opt(1e-4, "AdamW weight decay")
     warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
+    lr_schedule: LrSchedule = opt(
+        "constant", "after warm-up: constant (the paper) or cosine (decays to lr_floor x lr at max_steps)"
+    )
+    lr_floor: float = opt(0.1, "cosine schedule: the final learning rate as a fraction of lr")
+    ema: float = opt(
+        0.0, "decay of an exponential moving average of the weights, evaluated and saved (0: off; e.g. 0.999)"
+    )
     grad_clip: float = opt(0.25, "gradient-norm clip")
     max_steps: int = opt(100_000, "gradient steps in total")
     pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")

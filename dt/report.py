@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dt.alignment import Alignment, AlignmentError, alignment, alignment_targets
+from dt.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets
 from dt.calibration import spearman
 from dt.checkpoint import Checkpoint, load_checkpoint, read_meta, update_meta
 from dt.checkpoint_meta import EvalPoint
@@ -38,8 +38,8 @@ def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
     first target), for the calibration sweep."""
     best = float(ck.info.dataset.return_max or 0.0)
     top = max(1.2 * best, get_env(ck.env_name).targets[0])
-    step = 10 ** max(1, int(np.log10(top / (n - 1))))  # round to 100 for Hopper's ranges
-    return np.linspace(0.0, np.ceil(top / (n - 1) / step) * step * (n - 1), n)
+    step = 10 ** max(1, int(np.log10(top / (n - 1))))  # a round last target: 4,000 rather than 3,956 for Hopper
+    return np.array(even_targets(0.0, float(np.ceil(top / (n - 1) / step) * step * (n - 1)), n))
 
 
 def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, float]:

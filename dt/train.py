@@ -18,6 +18,7 @@ optimiser-state serialisation (:mod:`dt.checkpoint`).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -50,6 +51,21 @@ from dt.metrics import MetricsLog
 from dt.model import action_loss, build_model
 from dt.rundir import RunLock
 from dt.validate import check_train_config
+
+# The settings that make a training recipe: a resume must keep them (max_steps may grow; logging may change).
+RECIPE_FIELDS = (
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "lr_schedule",
+    "lr_floor",
+    "ema",
+    "batch_size",
+    "grad_clip",
+    "pct_traj",
+    "delayed",
+    "scale",
+)
 
 # Serialises the only use of torch's global RNG in training (seeding, then drawing the initial weights).
 _GLOBAL_RNG_LOCK = threading.Lock()
@@ -130,6 +146,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
+        # With cfg.ema the average of the weights is what is evaluated and saved; the raw weights, which the
+        # optimiser updates, travel in the trainer state (train.<name>) so a resume continues exactly.
+        self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema else None
         self.train_model: torch.nn.Module = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -185,8 +204,24 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up as the reference's LambdaLR: lr * min((step + 1) / warmup, 1)."""
-        return self.cfg.lr * min((step + 1) / max(self.cfg.warmup_steps, 1), 1.0)
+        """Linear warm-up as the reference's LambdaLR, lr * min((step + 1) / warmup, 1); then constant (the
+        paper) or, with ``lr_schedule="cosine"``, a half cosine from lr down to ``lr_floor * lr`` at max_steps."""
+        cfg = self.cfg
+        warm = min((step + 1) / max(cfg.warmup_steps, 1), 1.0)
+        if cfg.lr_schedule == "constant" or step < cfg.warmup_steps:
+            return cfg.lr * warm
+        frac = min((step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1), 1.0)
+        return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, with the decay ramped up as (1 + t) / (10 + t) early on
+        (as in TensorFlow's ExponentialMovingAverage), so the average does not drag the initial weights along."""
+        if self.ema_model is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            ema = list(self.ema_model.parameters())
+            torch._foreach_lerp_(ema, list(self.model.parameters()), 1.0 - decay)
 
     def _forward_backward_eager(self, b: Batch, num_real: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)  # a compiled call that failed half-way may have left grads
@@ -222,6 +257,7 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
+        self._update_ema()
         return {"loss": loss, "grad_norm": gnorm, "lr": self.optimizer.param_groups[0]["lr"]}
 
     # ---- evaluation and checkpoints -----------------------------------------------------
@@ -255,9 +291,14 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
+    @property
+    def served_model(self) -> torch.nn.Module:
+        """What is evaluated and saved: the weights' moving average with ``ema``, else the weights."""
+        return self.ema_model if self.ema_model is not None else self.model
+
     def checkpoint(self) -> Checkpoint:
-        """The current model as an in-memory checkpoint (shares the live weights)."""
-        return Checkpoint(model=self.model, config=self.model_cfg, meta=self.meta(), path=None)
+        """The current model as an in-memory checkpoint (shares the live weights, or their average)."""
+        return Checkpoint(model=self.served_model, config=self.model_cfg, meta=self.meta(), path=None)
 
     def evaluate(self) -> dict[str, Any]:
         """Evaluate the current model (each rank runs its share of the episodes; all get the results)."""
@@ -293,9 +334,10 @@ class Trainer:
 
     def check_finite(self) -> None:
         """Raise :class:`TrainingDiverged` if any weight is NaN or infinite (before every save)."""
-        for name, p in self.model.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise self._diverged(f"weight {name} became non-finite")
+        for model in {id(m): m for m in (self.model, self.served_model)}.values():
+            for name, p in model.named_parameters():
+                if not bool(torch.isfinite(p).all()):
+                    raise self._diverged(f"weight {name} became non-finite")
 
     def save(self) -> Path:
         """Write the resumable checkpoint (rank 0; every rank must call it, as it gathers their RNG states).
@@ -326,7 +368,9 @@ class Trainer:
         }
         if on_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        path = save_checkpoint(self.ckpt_dir, self.model, self.meta(), trainer_state=(tensors, opt_json))
+        if self.ema_model is not None:
+            tensors.update({f"train.{n}": p.detach().cpu() for n, p in self.model.named_parameters()})
+        path = save_checkpoint(self.ckpt_dir, self.served_model, self.meta(), trainer_state=(tensors, opt_json))
         self.saved_step = self.step
         distributed.barrier(self.dist)
         return path
@@ -341,6 +385,15 @@ class Trainer:
         ck = load_checkpoint(self.ckpt_dir)  # raises a one-line CheckpointError if absent/damaged
         if ck.config != self.model_cfg:
             raise ConfigError(f"{self.ckpt_dir}: saved model config differs from this run's; use another --out-dir")
+        saved_train = ck.meta.get("train", {})
+        for name in RECIPE_FIELDS:  # a resume continues one recipe; another one is a new run
+            default = TrainConfig.__dataclass_fields__[name].default
+            was, now = saved_train.get(name, default), getattr(self.cfg, name)
+            if was != now:
+                raise ConfigError(
+                    f"{self.ckpt_dir}: trained with {name.replace('_', '-')} {was}, this run asks for {now}; resume "
+                    f"with the same recipe (--{name.replace('_', '-')} {was}) or start a new run in another --out-dir"
+                )
         saved = ck.meta.get("dataset", {}).get("sha256")
         if saved and saved != self.dataset_hash:
             if not allow_other_dataset:
@@ -350,11 +403,18 @@ class Trainer:
                 )
             # Forced: the network was trained on the checkpoint's normalisation, so keep it.
             self.sampler = self._make_sampler(ck.state_mean, ck.state_std)
-        self.model.load_state_dict(ck.model.state_dict())
+        self.served_model.load_state_dict(ck.model.state_dict())
         state = load_trainer_state(self.ckpt_dir)
         if state is None:
             raise CheckpointError(f"{self.ckpt_dir}: no trainer state to resume from (a shipped copy?)")
         tensors, js = state
+        if self.ema_model is not None:
+            raw = {n[len("train.") :]: t for n, t in tensors.items() if n.startswith("train.")}
+            if not raw:
+                raise CheckpointError(f"{self.ckpt_dir}: saved without --ema; resume it with --ema 0")
+            self.model.load_state_dict({**self.model.state_dict(), **raw})
+        elif any(n.startswith("train.") for n in tensors):
+            raise CheckpointError(f"{self.ckpt_dir}: saved with --ema {ck.meta['train'].get('ema')}; resume with it")
         saved_world = int(js.get("world_size", 1))
         if saved_world != self.dist.world_size:
             raise distributed.DistributedError(
@@ -414,6 +474,7 @@ class Trainer:
         loss_sum, n_losses = torch.zeros((), device=self.device), 0
         t_last, s_last = time.perf_counter(), self.step
         rate = 0.0
+        rec: dict[str, Any] | None = None
         try:
             while self.step < cfg.max_steps and not self._stop.is_set():
                 t0 = time.perf_counter()
@@ -421,7 +482,7 @@ class Trainer:
                 self.wall_time += time.perf_counter() - t0
                 loss_sum += m["loss"]
                 n_losses += 1
-                rec: dict[str, Any] | None = None
+                rec = None
                 last = self.step == cfg.max_steps
                 if self.step % cfg.log_every == 0 or last:
                     now = time.perf_counter()
@@ -444,22 +505,39 @@ class Trainer:
                     n_losses = 0
                 if last:  # the finished weights are on disk before the final evaluation (which may fail)
                     self.save()
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                    ev = self.evaluate()
-                    rec = rec or {"step": self.step, "max_steps": cfg.max_steps}
-                    rec["eval"] = ev
+                elif cfg.eval_every and self.step % cfg.eval_every == 0:
+                    rec = self._with_eval(rec)
                     t_last = time.perf_counter()  # evaluation time is not training speed
+                if last:
+                    break  # the final evaluation follows, below
                 if rec is not None:
                     if log is not None:
                         log.write(rec)
                     yield rec
-                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
+                if self.step % cfg.save_every == 0:
                     self.save()
-            if self._stop.is_set():
+            # The final evaluation, also when a run was stopped between its final save and this evaluation
+            # (the resumed run has nothing left to train, but its last record and evaluation are still due).
+            if self.step >= cfg.max_steps and not self._stop.is_set() and not self._evaluated_at(self.step):
+                rec = self._with_eval(rec if rec is not None and rec["step"] == self.step else None)
+                if log is not None:
+                    log.write(rec)
+                yield rec
+                self.save()
+            elif self._stop.is_set():
                 self.save()
         finally:
             if log is not None:
                 log.close()
+
+    def _with_eval(self, rec: dict[str, Any] | None) -> dict[str, Any]:
+        """``rec`` (or a new record for this step) with an evaluation of the current weights."""
+        rec = rec or {"step": self.step, "max_steps": self.cfg.max_steps}
+        rec["eval"] = self.evaluate()
+        return rec
+
+    def _evaluated_at(self, step: int) -> bool:
+        return bool(self.eval_history) and self.eval_history[-1]["step"] == step
 
     def run(self, callback: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> Checkpoint:
         """Train to the end (or until stopped); returns the final checkpoint as saved."""

@@ -24,6 +24,9 @@ MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 # Activations the transformers GPT-2 block (transformers.activations.ACT2FN) and this project's models accept.
 Activation = Literal["relu", "gelu", "gelu_new", "silu", "tanh"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+# Learning-rate schedules after the linear warm-up.
+LrSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
 # torch.compile modes of the training step and the evaluation forward ("off": eager).
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
@@ -38,12 +41,14 @@ def _is_number(v: Any) -> bool:
 
 
 def integer(lo: int, hi: int | None = None) -> Rule:
-    """An integer in ``[lo, hi]`` (``hi`` None: no upper bound)."""
-    want = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
+    """An integer in ``[lo, hi]`` (``hi`` None: no upper bound); the message names the bound that was crossed."""
 
     def rule(v: Any) -> str | None:
-        ok = _is_int(v) and v >= lo and (hi is None or v <= hi)
-        return None if ok else f"must be {want}, got {v!r}"
+        if not _is_int(v) or v < lo:
+            return f"must be an integer >= {lo}, got {v!r}"
+        if hi is not None and v > hi:
+            return f"must be an integer <= {hi}, got {v!r}"
+        return None
 
     return rule
 
@@ -131,6 +136,9 @@ TRAIN_RULES: dict[str, Rule] = {
     "lr": number(0, 1, lo_open=True),
     "weight_decay": number(0, 10),
     "warmup_steps": integer(0, MAX_STEPS),
+    "lr_schedule": one_of(*LR_SCHEDULES),
+    "lr_floor": number(0, 1),
+    "ema": number(0, 1, hi_open=True),
     "grad_clip": number(0, lo_open=True),
     "max_steps": integer(1, MAX_STEPS),
     "pct_traj": number(0, 1, lo_open=True),

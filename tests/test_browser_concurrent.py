@@ -144,7 +144,7 @@ def alone(assets):
     import torch
 
     from app.state import target_range
-    from dt.calibration import round_targets
+    from dt.alignment import even_targets
     from dt.checkpoint import load_checkpoint
     from dt.evaluate import rollout, target_sweep
 
@@ -152,7 +152,7 @@ def alone(assets):
     dt = load_checkpoint(assets["shipped"] / "dt-tiny")
     bc = load_checkpoint(assets["shipped"] / "bc-tiny")
     hi = target_range(dt)[1]
-    targets = round_targets(round(hi * 0.1, -2), hi, 4)  # the Calibration form's defaults, 4 targets
+    targets = even_targets(round(hi * 0.1, -2), hi, 4)  # the Calibration form's defaults, 4 targets
     sweep = [v for r in target_sweep(dt, targets, episodes=1, seed=SWEEP_SEED, max_steps=MAX_STEPS) for v in r.returns]
     return {
         "rollouts": [rollout(dt, t, seed=s, max_steps=MAX_STEPS).total_return for t, s in ROLLOUTS],

@@ -35,7 +35,7 @@ POINTS = {
     "save-after-swap": 20,
     "save-between-renames": 20,  # no checkpoint/ at all: the complete new copy is recovered, with a warning
     "metrics-line": 20,
-    "final-evaluation": 20,
+    "final-evaluation": 30,  # saved before the final evaluation; the resumed run evaluates and logs step 30
 }
 
 

@@ -66,7 +66,7 @@ def test_two_processes_train_and_evaluate_like_one(tmp_path, tiny_dataset):
     ck = tmp_path / "two" / "checkpoint"
     r = torchrun(
         "evaluate", "--checkpoint", str(ck), "--episodes", "5", "--targets", "3600", "1800",
-        "--max-steps", "25", "--quiet", "--json", str(out), "--device", "cpu",
+        "--max-steps", "25", "--quiet", "--json", str(out), "--device", "cpu", "--no-bf16",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("target 3600: return") == 1  # rank 0 alone reports

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from dt.calibration import round_targets, spearman
+from dt.alignment import even_targets
+from dt.calibration import spearman
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule
 from dt.tokens import action_query, context_slots, kind_of, kind_shares, num_tokens, token_labels
 
@@ -110,16 +111,13 @@ def test_policy_jump_moves_return_to_go_at_the_step(tiny_checkpoint):
 # --------------------------------------------------------------------------- #
 
 
-def test_round_targets_are_round_and_even():
-    t = round_targets(986, 5000, 8)
-    assert t == [float(v) for v in range(1000, 5500, 500)]  # not 986, 1,559, ...
-    assert round_targets(0, 4500, 10) == [float(v) for v in range(0, 5000, 500)]
-    assert round_targets(1000, 3000, 2) == [1000.0, 3000.0]
-    for lo, hi, n in [(360, 4500, 8), (0, 5000, 7), (123, 987, 5), (50, 60, 30)]:
-        t = np.array(round_targets(lo, hi, n))
-        steps = np.diff(t)
-        assert np.allclose(steps, steps[0]) and n / 1.5 - 1 <= len(t) <= 1.5 * n + 1, (lo, hi, n, t)
-        assert abs(t[0] - lo) <= steps[0] / 2 and abs(t[-1] - hi) <= steps[0] / 2
+def test_even_targets_are_exactly_n_from_first_to_last():
+    assert even_targets(400, 3600, 9) == [400.0, 800.0, 1200.0, 1600.0, 2000.0, 2400.0, 2800.0, 3200.0, 3600.0]
+    assert even_targets(1000, 3000, 2) == [1000.0, 3000.0]
+    for lo, hi, n in [(360, 4500, 8), (0, 5000, 7), (123, 987, 5), (-50, 60, 3)]:
+        t = np.array(even_targets(lo, hi, n))
+        assert len(t) == n and (t % 10 == 0).all() and (t >= 0).all()
+        assert abs(t[0] - max(lo, 0)) <= 5 and abs(t[-1] - hi) <= 5
 
 
 def test_spearman_against_known_values():

@@ -192,12 +192,12 @@ def test_the_final_save_comes_before_the_final_evaluation(tmp_path, tiny_dataset
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--seed", str(2**70), "--seed: must be an integer from 0 to 9223372036854775807"),
-        ("--batch-size", str(10**8), "--batch-size: must be an integer from 1 to 65536"),
-        ("--context-len", "100000", "--context-len: must be an integer from 1 to 1000"),
-        ("--num-threads", "100000", "--num-threads: must be an integer from 0 to 1024"),
+        ("--seed", str(2**70), "--seed: must be an integer <= 9223372036854775807"),
+        ("--batch-size", str(10**8), "--batch-size: must be an integer <= 65536"),
+        ("--context-len", "100000", "--context-len: must be an integer <= 1000"),
+        ("--num-threads", "100000", "--num-threads: must be an integer <= 1024"),
         ("--lr", "1e30", "--lr: must be a finite number in (0, 1]"),
-        ("--embed-dim", "12000", "--embed-dim: must be an integer from 1 to 4096"),
+        ("--embed-dim", "12000", "--embed-dim: must be an integer <= 4096"),
     ],
 )
 def test_train_bounds_are_checked_before_anything_loads(tmp_path, flag, value, message):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from dt.checkpoint import load_checkpoint
+from dt.errors import ConfigError
 from dt.train import Trainer
 from tests.tiny import tiny_config
 
@@ -37,6 +38,44 @@ def test_resume_continues_exactly(tmp_path, tiny_dataset):
         torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "loss" in x] == [3, 6, 9, 12]
+
+
+def test_ema_is_saved_and_resumes_exactly(tmp_path, tiny_dataset):
+    kw = dict(ema=0.9, lr_schedule="cosine", lr=1e-3)
+    straight = Trainer(tiny_config(tiny_dataset.source, tmp_path / "a", **kw), tiny_dataset)
+    list(straight.iterate())
+    first = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", **kw), tiny_dataset)
+    for rec in first.iterate():  # stopped half-way (the cosine schedule depends on max_steps, so keep it)
+        if rec["step"] == 6:
+            first.request_stop()
+    resumed = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", resume=True, **kw), tiny_dataset)
+    assert resumed.step == 6
+    list(resumed.iterate())
+    for a, b in ((straight.model, resumed.model), (straight.ema_model, resumed.ema_model)):
+        for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+            torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    # The checkpoint holds the average, which differs from the raw weights it averages.
+    saved = load_checkpoint(tmp_path / "b" / "checkpoint").model.state_dict()
+    ema = straight.ema_model.state_dict()
+    assert all(torch.equal(saved[k], ema[k]) for k in saved)
+    w = straight.model.get_parameter("hf.embed_state.weight")
+    assert not torch.equal(saved["hf.embed_state.weight"], w)
+
+
+def test_cosine_schedule_decays_to_its_floor(tmp_path, tiny_dataset):
+    cfg = tiny_config(tiny_dataset.source, tmp_path, lr=1e-3, warmup_steps=4, max_steps=12, lr_schedule="cosine")
+    tr = Trainer(cfg, tiny_dataset)
+    lrs = [tr.lr_at(i) for i in range(13)]
+    assert lrs[3] == pytest.approx(1e-3) and lrs[4] == pytest.approx(1e-3) and lrs[12] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+def test_resume_with_another_recipe_is_refused(tmp_path, tiny_dataset):
+    list(Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=3), tiny_dataset).iterate())
+    with pytest.raises(ConfigError, match="trained with lr 0.0001, this run asks for 0.001; resume with the same"):
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, lr=1e-3, resume=True), tiny_dataset)
+    with pytest.raises(ConfigError, match="trained with ema 0.0, this run asks for 0.99"):
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, ema=0.99, resume=True), tiny_dataset)
 
 
 def test_stop_request_saves(tmp_path, tiny_dataset):
@@ -115,7 +154,8 @@ def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
     # An existing run is not overwritten without --resume or --force.
     r = run_cli("train", "--dataset", str(tiny_d4rl), "--out-dir", str(out), "--max-steps", "2")
     assert (
-        r.returncode == 2 and "holds an earlier run (checkpoint, config.json, metrics.jsonl); pass --resume" in r.stderr
+        r.returncode == 2
+        and "holds an earlier run (checkpoint, config.json, metrics.jsonl, tb); pass --resume" in r.stderr
     )
     assert load_checkpoint(out / "checkpoint").step == 10
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import analysis, attention_charts, cache, paths, sidebar, state
-from dt.calibration import round_targets
+from dt.alignment import even_targets
 from dt.envs import get_env
 from dt.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
 
@@ -94,7 +94,7 @@ elif view == "Compare two targets":
                 )
 else:
     lo, hi = state.target_range(ck)
-    targets = tuple(round_targets(lo, hi, 7))
+    targets = tuple(even_targets(lo, hi, 7))
     steps = min(cap or ck.max_ep_len, 100)
     st.caption(
         f"One episode per target ({len(targets)} targets from {targets[0]:,.0f} to {targets[-1]:,.0f}, seed "

@@ -6,8 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import analysis, cache, charts, paths, sidebar, state
-from dt.alignment import alignment
-from dt.calibration import round_targets
+from dt.alignment import alignment, even_targets
 from dt.envs import get_env
 
 sidebar.draw()
@@ -26,13 +25,15 @@ with st.form("sweep"):
     c1, c2, c3, c4, c5 = st.columns(5)
     t_from = c1.number_input("From target", lo, hi, value=float(round(hi * 0.1, -2)), step=100.0, format="%.0f")
     t_to = c2.number_input("To target", lo, hi, value=float(hi), step=100.0, format="%.0f")
-    n = c3.number_input("Targets", 2, 30, value=8, help="About this many, at round, even steps")
+    n = c3.number_input(
+        "Targets", 2, 30, value=9, help="This many, evenly spaced from the first to the last, rounded to 10"
+    )
     episodes = c4.number_input("Episodes each", 1, 100, value=3)
     seed = c5.number_input("Seed", 0, 2**31 - 1, value=0)
     go = st.form_submit_button("Run sweep", type="primary")
 
 if go:
-    targets = tuple(round_targets(t_from, t_to, int(n)))
+    targets = tuple(even_targets(t_from, t_to, int(n)))
     s.sweep_args = (s.checkpoint, targets, int(episodes), int(seed))
 
 if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
@@ -65,9 +66,19 @@ m1.metric(
     "return, 0 when the target does not matter.",
 )
 m2.metric(
-    "Targets", f"{len(targets)} × {episodes} episodes", f"{targets[0]:,.0f} to {targets[-1]:,.0f}, step {step:,.0f}"
+    "Targets",
+    f"{len(targets)} × {episodes} episodes",
+    f"{targets[0]:,.0f} to {targets[-1]:,.0f}, step {step:,.0f}",
+    delta_color="off",
+    delta_arrow="off",
 )
-m3.metric("Achieved return", f"{returns.min():,.0f} to {returns.max():,.0f}", "min to max of all episodes")
+m3.metric(
+    "Achieved return",
+    f"{returns.min():,.0f} to {returns.max():,.0f}",
+    "min to max of all episodes",
+    delta_color="off",
+    delta_arrow="off",
+)
 
 ds = ck.info.dataset
 data_returns = analysis.dataset_returns(ds.source) if ds.source else None

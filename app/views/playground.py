@@ -147,10 +147,15 @@ def metrics(e: cache.Episode, target: float | None) -> None:
     m1, m2, m3 = st.columns(3)
     delta = f"{r.total_return - target:+,.0f} vs target" if target is not None else None
     m1.metric("Achieved return", f"{r.total_return:,.0f}", delta, delta_color="off")
-    m2.metric("D4RL normalized score", f"{e.normalized:.1f}")
+    m2.metric(
+        "D4RL normalized score",
+        f"{e.normalized:.1f}",
+        help="100 × (return − random policy's) / (expert's − random policy's), with D4RL's reference returns for "
+        "this env: 0 is a random policy, 100 an expert. The unit papers report.",
+    )
     # The unit in the label: "1,000 steps" in the value was cut off in a third of the page at 1400 px.
     ended = "fell over" if r.terminated else "time limit"
-    m3.metric("Episode length (steps)", f"{r.length:,}", ended, delta_color="off")
+    m3.metric("Episode length (steps)", f"{r.length:,}", ended, delta_color="off", delta_arrow="off")
 
 
 def timing(e: cache.Episode, first_s: float | None = None) -> str:
