@@ -22,6 +22,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from tests import conftest_app  # noqa: E402
 
+# Every page through streamlit.testing (imports, rollouts, training jobs): about a minute in all.
+pytestmark = [pytest.mark.slow]
+
 # The shared fixtures, made visible to pytest in this module.
 assets = conftest_app.assets
 app_env = conftest_app.app_env

@@ -26,6 +26,9 @@ from dt.errors import CheckpointError, RecoveryWarning
 from dt.train import Trainer
 from tests.crash_driver import config
 
+# Kills real training processes at seven points and resumes each: about 40 s on 2 cores.
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
 DRIVER = Path(__file__).with_name("crash_driver.py")
 # Kill point -> the step the run resumes from (saves happen at steps 10, 20, 30).
 POINTS = {

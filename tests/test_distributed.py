@@ -17,6 +17,9 @@ from dt.evaluate import evaluate
 from dt.train import Trainer
 from tests.tiny import cli_flags, tiny_config
 
+# Two-process torchrun runs (gloo).
+pytestmark = [pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[1]
 # Two processes on two cores: the launch checks refuse more ranks than cores.
 needs_two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a 2-process run needs 2 CPU cores")

@@ -167,6 +167,7 @@ def test_preview_roundtrip_and_key(tmp_path, tiny_checkpoint):
     assert preview_key(ck, 3600.0, 0, 30) != key and load_preview(ck, 3600.0, 0, 30) is None
 
 
+@pytest.mark.process
 def test_preview_cli_writes_and_prunes(tmp_path, tiny_checkpoint):
     ck = tmp_path / "ck"
     shutil.copytree(tiny_checkpoint, ck)

@@ -32,6 +32,7 @@ def test_generation_is_deterministic_and_loads_back(gen_dir, monkeypatch):
         assert "infos/action_log_probs" in h5 and "next_observations" in h5
 
 
+@pytest.mark.process
 def test_parallel_collection_equals_one_stream():
     a = collect_parallel("hopper", "random", 600, seed=3, num_envs=4, processes=1)
     b = collect_parallel("hopper", "random", 600, seed=3, num_envs=4, processes=2)
@@ -142,6 +143,7 @@ def test_unknown_dataset_lists_known(gen_dir):
         generate_dataset("hopper-legendary", out_dir=gen_dir)
 
 
+@pytest.mark.slow
 def test_medium_expert_is_the_medium_and_expert_files_in_full(tmp_path):
     me = read_d4rl(generate_dataset("hopper-medium-expert", out_dir=tmp_path, steps=1500, progress=False))
     med = read_d4rl(tmp_path / "hopper_medium-v2.hdf5")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# ruff and mypy over the whole tree: mypy alone takes minutes without a cache.
+pytestmark = [pytest.mark.slow, pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

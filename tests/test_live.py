@@ -84,6 +84,7 @@ def test_bad_input_is_refused_with_a_reason():
         faststart(b"not a video")
 
 
+@pytest.mark.process
 def test_live_stream_in_the_render_process_polls_bytes_and_ends_as_the_plain_video(states, tmp_path):
     qpos, qvel = states
     rp = RenderProcess()

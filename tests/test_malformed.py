@@ -416,6 +416,7 @@ PROCESS_CASES = [
 ]
 
 
+@pytest.mark.process
 def test_cli_processes_print_no_traceback(base, tmp_path):
     by_id = {c.id: c for c in ALL_CASES}
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "no-minari")}
@@ -455,6 +456,7 @@ MODULE_CASES = [
 
 
 @pytest.mark.parametrize(("argv", "expect"), MODULE_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.process
 def test_module_command_lines_print_one_line(argv, expect):
     p = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, text=True, capture_output=True, timeout=300)
     lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: ")]

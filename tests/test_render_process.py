@@ -10,6 +10,9 @@ import pytest
 from dt import render as R
 from dt.render_process import RenderProcess, get_render_process
 
+# Starts the render child process.
+pytestmark = [pytest.mark.process]
+
 W, H = 96, 64
 
 

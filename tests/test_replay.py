@@ -14,6 +14,9 @@ from dt.behaviour.replay import DTYPES, collect_replay, plan, read_buffer, read_
 from dt.data import DatasetError, read_d4rl
 from dt.generate import generate_dataset
 
+# Rolls out the SAC snapshots of a replay buffer (dozens of policies): 1-3 min on 2 cores.
+pytestmark = [pytest.mark.slow]
+
 SCALE = 0.02  # 100-200 transitions per part, about 2,000 in all
 RUN_DIR = Path(__file__).resolve().parents[1] / "runs" / "sac-hopper"
 

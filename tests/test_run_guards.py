@@ -25,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "dt-hopper-medium"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "dt", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+def cli(capsys, *args: str) -> tuple[int, str]:
+    """``python -m dt ARGS`` in this process (these refusals happen before any data loads): exit code, stderr."""
+    from dt.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().err
 
 
 # ---- 1. divergence never overwrites the last good checkpoint -----------------------------------------------
@@ -80,6 +84,7 @@ def test_a_second_run_on_a_locked_folder_is_refused_naming_the_pid(tmp_path, tin
     assert lock_holder(out) is None and load_checkpoint(out / "checkpoint").step == 6
 
 
+@pytest.mark.process
 def test_a_lock_held_by_another_process_and_a_stale_one(tmp_path):
     out = tmp_path / "r"
     code = (
@@ -126,7 +131,7 @@ def _earlier_run(folder: Path) -> dict[str, bytes]:
         ("loop", "is a symlink to nothing (dangling or a loop)"),
     ],
 )
-def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message):
+def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message, capsys):
     out = tmp_path / "out"
     before: dict[str, bytes] = {}
     if make == "run":
@@ -139,10 +144,10 @@ def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message)
     elif make == "loop":
         out.symlink_to(out)
     flags = ["train", "--dataset", str(tiny_d4rl), "--out-dir", "" if make == "empty-name" else str(out)]
-    r = run_cli(*flags, "--max-steps", "2", "--quiet", "--no-tensorboard")
-    assert r.returncode == 2, r.stderr
-    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "training dt on" not in r.stderr  # refused before the dataset loads
+    code, err = cli(capsys, *flags, "--max-steps", "2", "--quiet", "--no-tensorboard")
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert "training dt on" not in err  # refused before the dataset loads
     for name, data in before.items():
         assert (out / name).read_bytes() == data, name
 
@@ -150,6 +155,7 @@ def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message)
 # ---- 4. finished work is kept: interrupts and the final evaluation -------------------------------------------
 
 
+@pytest.mark.process
 def test_ctrl_c_saves_the_current_step(tmp_path, tiny_d4rl):
     out = tmp_path / "r"
     cfg = tiny_config(str(tiny_d4rl), out, max_steps=100_000, save_every=100_000, log_every=1)
@@ -200,9 +206,9 @@ def test_the_final_save_comes_before_the_final_evaluation(tmp_path, tiny_dataset
         ("--embed-dim", "12000", "--embed-dim: must be an integer <= 4096"),
     ],
 )
-def test_train_bounds_are_checked_before_anything_loads(tmp_path, flag, value, message):
-    r = run_cli("train", "--dataset", "/nonexistent.hdf5", "--out-dir", str(tmp_path / "r"), flag, value)
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+def test_train_bounds_are_checked_before_anything_loads(tmp_path, flag, value, message, capsys):
+    code, err = cli(capsys, "train", "--dataset", "/nonexistent.hdf5", "--out-dir", str(tmp_path / "r"), flag, value)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_checkpoint_with_a_near_zero_state_std_is_refused(tmp_path, tiny_checkpoint):

@@ -10,6 +10,11 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
+
+# Starts `streamlit run` and reads its sockets.
+pytestmark = [pytest.mark.process]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

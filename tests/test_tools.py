@@ -11,6 +11,9 @@ import pytest
 
 from tests.browser_support import CHROMIUM
 
+# Checks the system tools that the process and browser tests need.
+pytestmark = [pytest.mark.process]
+
 
 @pytest.mark.skipif(not os.environ.get("CI"), reason="only CI requires every tool (CI=true)")
 def test_ci_has_every_tool_the_suite_needs():

@@ -99,6 +99,7 @@ def test_bc_and_pct_bc_through_the_same_trainer(tmp_path, tiny_dataset):
     assert tr.sampler.num_timesteps <= 0.1 * tiny_dataset.num_transitions + 1000
 
 
+@pytest.mark.process
 def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
     out = tmp_path / "run"
     r = run_cli(
@@ -172,6 +173,7 @@ def test_cli_train_then_evaluate_on_real_hopper(tmp_path, tiny_d4rl):
         (["data", "stats", "walker2d-medium"], "walker2d-medium: not found"),
     ],
 )
+@pytest.mark.process
 def test_cli_bad_input(tmp_path, args, message):
     r = run_cli(
         *(a.format(tmp=tmp_path) for a in args),
@@ -182,12 +184,14 @@ def test_cli_bad_input(tmp_path, args, message):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.process
 def test_cli_bad_precision_switch_is_one_line(tmp_path, tiny_d4rl):
     r = run_cli("train", "--dataset", str(tiny_d4rl), "--out-dir", str(tmp_path / "r"), env={"DT_NATIVE_BF16": "yes"})
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == "error: DT_NATIVE_BF16='yes': use 1 (treat bf16 as native), 0 (not native) or unset it"
 
 
+@pytest.mark.process
 def test_cli_checkpoint_for_another_env(tmp_path, tiny_checkpoint):
     r = run_cli("evaluate", "--checkpoint", str(tiny_checkpoint), "--env", "walker2d")
     assert r.returncode == 2 and "checkpoint is for hopper, not walker2d" in r.stderr
