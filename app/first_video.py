@@ -15,6 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import address
 from app.paths import checkpoint_dirs, max_steps_cap, shipped_order
 from dt.checkpoint_meta import META_FILE, read_meta
 from dt.envs import get_env
@@ -68,6 +69,8 @@ def show(slot) -> bytes | None:
     """
     if "dt" in st.session_state:
         return None  # not the first run: the page shows whatever the session chose
+    if address.asks_for_a_view(st.query_params):
+        return None  # a shared link or a reload: the stored default episode is not the one asked for
     found = _default_checkpoint()
     if found is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import catalog, state, upload
+from app import address, catalog, state, upload
 from dt.checkpoint import CheckpointError
 from dt.envs import ENVS
 
@@ -41,6 +41,12 @@ def draw() -> None:
             )
 
         paths = [e.path for e in entries]
+        if not s.address_read:  # a reload or a shared link: the address names the view (app.address)
+            s.address_read = True
+            s.address_msg = address.apply(s, st.query_params, paths)
+        if s.address_msg:
+            st.info(s.address_msg, icon=":material/link_off:")
+            s.address_msg = None  # said once
         if s.checkpoint not in paths:
             same_env = [e.path for e in entries if e.env == s.env]
             s.checkpoint = (same_env or paths or [None])[0]

@@ -56,6 +56,8 @@ class Session:
     sweep_args: tuple | None = None
     steer: bool = False  # the Playground runs a target schedule (dt.steering) beside the plain episode
     schedule: str | None = None  # its text, e.g. "3600; 200: 1800" (None: not yet written, so prefilled)
+    address_read: bool = False  # the address's view (app.address) was applied in this session's first run
+    address_msg: str | None = None  # one line about what the address asked for and could not get
 
     def new_seed(self) -> None:
         self.seed = random.randrange(10_000)

@@ -76,6 +76,25 @@ def test_playground_defaults_to_shipped_dt_and_rolls_out(app_env):
     assert not at.error
 
 
+def test_the_address_holds_the_view(app_env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"checkpoint": "dt-tiny", "target": "1800", "seed": "7"})
+    at.run()
+    _assert_ok(at)
+    s = _session(at)
+    assert (Path(s.checkpoint).name, s.target, s.seed) == ("dt-tiny", 1800.0, 7)
+    at.slider(key="pg.target").set_value(2500.0).run()  # the view goes back into the address
+    assert at.query_params["target"] in ("2500", ["2500"]) and at.query_params["checkpoint"] in ("dt-tiny", ["dt-tiny"])
+    # What the address gets wrong is one line, and the default view.
+    bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    bad.query_params.update({"checkpoint": "gone", "seed": "x", "zoom": "2"})
+    bad.run()
+    _assert_ok(bad)
+    msg = [i.value for i in bad.info if "address" in i.value]
+    assert len(msg) == 1 and "unknown parameter zoom" in msg[0] and "no checkpoint named 'gone'" in msg[0]
+    assert "showing the default" in msg[0] and _session(bad).seed == 0
+
+
 def test_playground_slider_and_seed(app_env):
     at = _run()
     at.slider(key="pg.target").set_value(1800.0).run()

@@ -20,7 +20,7 @@ first_mp4 = first_video.show(video_slot)
 
 import functools  # noqa: E402
 
-from app import analysis, cache, charts, live_video, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
+from app import address, analysis, cache, charts, live_video, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
 from dt.envs import get_env  # noqa: E402
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 
@@ -101,6 +101,15 @@ if follows_target:
                 st.warning(f"Schedule not run: {e}.", icon=":material/warning:")
                 schedule = None
 
+# The address holds this view (app.address): a reload or a shared link shows the same episode.
+if st.query_params.to_dict() != (view := address.view(s)):
+    st.query_params.from_dict(view)
+data_lo, data_hi = ds.get("return_min"), ds.get("return_max")
+if follows_target and data_hi is not None and not data_lo <= s.target <= data_hi:
+    controls.caption(
+        f":material/warning: Extrapolation: target {s.target:,.0f} lies outside the returns of the training data "
+        f"({data_lo:,.0f} to {data_hi:,.0f}); the model never saw an episode that earned it."
+    )
 plain_target = schedule.initial if schedule is not None else s.target
 # Alone on the page, a new episode plays while it is rolled out (app.live_video); a steered pair plays when done.
 player = live_video.LivePlayer(video_slot) if schedule is None else None
