@@ -1,6 +1,6 @@
 """Cached loaders: checkpoints, rollouts, videos, sweeps and datasets, each computed once per version.
 
-Caching follows the Streamlit rules in DESIGN.md: models (and datasets, which
+Caching follows Streamlit's rules: models (and datasets, which
 are large and read-only) go through ``st.cache_resource`` and are never
 mutated; rollouts, videos and sweeps are plain data and go through
 ``st.cache_data``, keyed by the checkpoint path plus the mtime of its
