@@ -40,15 +40,24 @@ class AlignmentError(DtError):
     """The data cannot support the alignment measure (too few episodes, too narrow a return range)."""
 
 
-def alignment_targets(env: str, return_min: float, return_max: float, n: int = MIN_TARGETS) -> list[float]:
+def alignment_targets(
+    env: str, return_min: float, return_max: float, n: int = MIN_TARGETS, episodes: int | None = None
+) -> list[float]:
     """``n`` targets evenly spaced over ``[return_min, return_max]``, rounded to 10.
 
+    Args:
+        episodes: How many episodes the data holds, where known.
+
     Raises:
-        AlignmentError: ``n`` below :data:`MIN_TARGETS`, or a return range narrower than
-            :data:`MIN_SPREAD_NORMALIZED` normalized points (one line naming the figures).
+        AlignmentError: ``n`` below :data:`MIN_TARGETS`, data of fewer than :data:`MIN_EPISODES` episodes, or a
+            return range narrower than :data:`MIN_SPREAD_NORMALIZED` normalized points (one line naming the figures).
     """
     if n < MIN_TARGETS:
         raise AlignmentError(f"alignment needs at least {MIN_TARGETS} targets, not {n}")
+    if episodes is not None and episodes < MIN_EPISODES:
+        raise AlignmentError(
+            f"the data holds {episodes} episodes: too few for the alignment measure (it needs {MIN_EPISODES})"
+        )
     if not (math.isfinite(return_min) and math.isfinite(return_max)):
         raise AlignmentError("alignment needs the dataset's return range; this checkpoint does not record it")
     spread = _normalized_span(env, return_max - return_min)

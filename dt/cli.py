@@ -177,7 +177,11 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         data = ck.info.dataset
         lo, hi = data.return_min, data.return_max
         targets = alignment_targets(
-            ck.env_name, float("nan") if lo is None else lo, float("nan") if hi is None else hi, args.alignment
+            ck.env_name,
+            float("nan") if lo is None else lo,
+            float("nan") if hi is None else hi,
+            args.alignment,
+            episodes=data.episodes,
         )
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

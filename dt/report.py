@@ -163,7 +163,7 @@ def _alignment_targets(ck: Checkpoint) -> list[float]:
     """The alignment sweep's targets for this checkpoint's data, or none where the data cannot support it."""
     ds = ck.info.dataset
     try:
-        return alignment_targets(ck.env_name, _nan(ds.return_min), _nan(ds.return_max))
+        return alignment_targets(ck.env_name, _nan(ds.return_min), _nan(ds.return_max), episodes=ds.episodes)
     except AlignmentError:
         return []
 

@@ -56,3 +56,9 @@ def test_a_policy_that_ignores_the_target():
     assert math.isnan(a.rho)  # a flat curve has no rank order
     assert a.gap > 30
     assert "Spearman n/a" in a.line()
+
+
+def test_targets_refuse_data_with_too_few_episodes():
+    with pytest.raises(AlignmentError, match="the data holds 5 episodes: too few"):
+        alignment_targets("hopper", 0, 3000, episodes=5)
+    assert len(alignment_targets("hopper", 0, 3000, episodes=500)) == MIN_TARGETS
