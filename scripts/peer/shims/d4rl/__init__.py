@@ -1,0 +1,1 @@
+"""Empty stand-in: CORL imports d4rl only to register envs; gym shim below serves the data."""
