@@ -195,9 +195,9 @@ if steered is None:
         st.caption(timing(ep, player.first_s if player else None) + ", real time.")
 else:
     sr = steered.rollout
-    with left:
+    with video_slot.container():  # label above the video, as on the right (the slot sits above everything else)
         st.markdown(f"**Steered: {schedule}**")
-    video_slot.video(steered.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        st.video(steered.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
     with left:
         metrics(steered, schedule.target_at(sr.length - 1))
         downloads(steered, f"{name}-schedule-seed{s.seed}", "pg.steered")
