@@ -76,12 +76,19 @@ class TargetSchedule:
         return "; ".join([f"{self.initial:.0f}", *(f"{s}: {t:.0f}" for s, t in self.switches)])
 
 
-_NUM = r"[-+]?\d[\d,_]*(?:\.\d+)?"
-_SWITCH = re.compile(rf"^\s*(\d[\d,_]*)\s*(?::|->|→)\s*({_NUM})\s*$")
+# ASCII digits only (``\d`` would take Arabic-Indic or full-width digits for others), and commas only as
+# thousands separators in groups of three, so "0,5" is refused rather than read as 5.
+_INT = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9][0-9_]*)"
+_NUM = rf"[-+]?{_INT}(?:\.[0-9]+)?"
+_SWITCH = re.compile(rf"^\s*({_INT})\s*(?::|->|→)\s*({_NUM})\s*$")
+_MAX_DIGITS = 12  # larger than any episode or return: a typo, refused in one line rather than overflowing
 
 
 def _number(text: str) -> float:
-    return float(text.replace(",", "").replace("_", ""))
+    digits = text.replace(",", "").replace("_", "")
+    if len(digits.lstrip("+-").split(".")[0]) > _MAX_DIGITS:
+        raise ScheduleError(f"{text[:20]}... is too large a number for a schedule")
+    return float(digits)
 
 
 def parse_schedule(text: str) -> TargetSchedule:
@@ -93,7 +100,7 @@ def parse_schedule(text: str) -> TargetSchedule:
     parts = [p.strip() for p in text.split(";") if p.strip()]
     if not parts:
         raise ScheduleError("the schedule is empty: write a first target and a switch, e.g. '3600; 200: 1800'")
-    if not re.fullmatch(_NUM, parts[0]):
+    if not re.fullmatch(_NUM, parts[0], flags=re.ASCII):
         raise ScheduleError(f"cannot read {parts[0]!r} as the first target; write e.g. '3600; 200: 1800'")
     switches = []
     for p in parts[1:]:

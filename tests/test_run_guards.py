@@ -221,3 +221,21 @@ def test_a_checkpoint_with_a_near_zero_state_std_is_refused(tmp_path, tiny_check
     (ck_dir / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="state_std must hold only numbers >= 1e-06"):
         load_checkpoint(ck_dir)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("٣٦٠٠; 150: 900", "cannot read '٣٦٠٠' as the first target"),  # Arabic-Indic digits
+        ("３６００; 150: 900", "as the first target"),  # full-width digits
+        ("3600; 150: 0,5", "cannot read '150: 0,5' as a switch"),  # a decimal comma is not a thousands separator
+        ("3600; " + "9" * 400 + ": 900", "too large a number for a schedule"),
+    ],
+)
+def test_schedules_are_never_silently_reinterpreted(text, message):
+    from dt.steering import ScheduleError, parse_schedule
+
+    with pytest.raises(ScheduleError, match=message) as e:
+        parse_schedule(text)
+    assert len(str(e.value).splitlines()) == 1
+    assert str(parse_schedule("3600; 1,500: 900")) == "3600; 1500: 900"  # grouped thousands still read
