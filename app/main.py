@@ -17,7 +17,12 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="Decision Transformer playground", page_icon=":material/smart_toy:", layout="wide")
+# A local image: a :material/...: icon as favicon is fetched from an outside font host (the app works offline).
+st.set_page_config(
+    page_title="Decision Transformer playground",
+    page_icon=str(Path(__file__).with_name("assets") / "favicon.png"),
+    layout="wide",
+)
 
 # The pages live in app/views/, not app/pages/: Streamlit runs a pages/ folder beside the entry script on its own
 # when a page's address is a fresh server's first request, skipping this script's sys.path set-up

@@ -3,12 +3,16 @@
 Streamlit discovers a ``pages/`` folder beside the entry script on its own; before the entry script has run
 once, a request for ``/train`` then ran ``pages/train.py`` directly, without the entry script's ``sys.path``
 set-up: ``No module named 'app'`` and a plain lowercase menu, until someone opened ``/``. The pages now live in
-``app/views/`` (only ``st.navigation`` knows them), and this test opens each by its address.
+``app/views/`` (only ``st.navigation`` knows them), and this test opens each by its address. It also holds the
+app to working offline: no request may go to a host other than the app's (the favicon was once a material icon,
+fetched from an outside font host). Streamlit's own probes of ``/<page>/_stcore/...`` answer 404 before it falls
+back to the root; those are printed, not failed.
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -44,6 +48,10 @@ def test_each_page_opens_by_its_address_on_a_fresh_server(fresh_url):
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        hosts: set[str] = set()
+        failed: list[str] = []
+        page.on("request", lambda req: hosts.add(urlsplit(req.url).hostname or req.url[:20]))
+        page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
         for path, title in DOORS:
             page.goto(f"{fresh_url}/{path}")
             page.get_by_role("heading", level=1).first.wait_for()
@@ -53,3 +61,5 @@ def test_each_page_opens_by_its_address_on_a_fresh_server(fresh_url):
             assert nav.get_by_text(title, exact=True).count() >= 1, f"/{path}: the menu lacks {title!r}"
             assert nav.get_by_text("side by side", exact=True).count() == 0, f"/{path}: auto-generated menu"
         browser.close()
+    print(f"\nhosts requested: {sorted(hosts)}; failed responses: {failed}")
+    assert hosts <= {"127.0.0.1"}, f"requests left the machine: {sorted(hosts - {'127.0.0.1'})}"
