@@ -109,6 +109,11 @@ SHOWN_FRAME = """() => {
 
 
 NEW_VIDEO = "(old) => { const v = document.querySelector('video'); return v && v.src !== old && v.readyState >= 2; }"
+# The page's video is the live player's (app.live_video): its element, fed through a blob URL.
+LIVE_PLAYER = (
+    "() => { const v = document.querySelector('video');"
+    " return !!v && v.dataset.testid === 'dtLiveVideo' && v.src.startsWith('blob:'); }"
+)
 # How many sends of the playing live video carried fragments before the episode's last state (app.live_video).
 PARTIAL_SENDS = "() => +(document.querySelector('[data-testid=\"dtLiveVideo\"]')?.dataset.partialSends || 0)"
 RUNNING = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
