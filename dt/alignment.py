@@ -41,11 +41,12 @@ class AlignmentError(DtError):
 
 
 def alignment_targets(
-    env: str, return_min: float, return_max: float, n: int = MIN_TARGETS, episodes: int | None = None
+    env: str, return_min: float | None, return_max: float | None, n: int = MIN_TARGETS, episodes: int | None = None
 ) -> list[float]:
     """``n`` targets evenly spaced over ``[return_min, return_max]``, rounded to 10.
 
     Args:
+        return_min, return_max: The data's episode returns (None where a checkpoint does not record them).
         episodes: How many episodes the data holds, where known.
 
     Raises:
@@ -58,7 +59,7 @@ def alignment_targets(
         raise AlignmentError(
             f"the data holds {episodes} episodes: too few for the alignment measure (it needs {MIN_EPISODES})"
         )
-    if not (math.isfinite(return_min) and math.isfinite(return_max)):
+    if return_min is None or return_max is None or not (math.isfinite(return_min) and math.isfinite(return_max)):
         raise AlignmentError("alignment needs the dataset's return range; this checkpoint does not record it")
     spread = _normalized_span(env, return_max - return_min)
     if spread < MIN_SPREAD_NORMALIZED:

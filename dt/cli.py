@@ -175,14 +175,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         from dt.alignment import alignment_targets
 
         data = ck.info.dataset
-        lo, hi = data.return_min, data.return_max
-        targets = alignment_targets(
-            ck.env_name,
-            float("nan") if lo is None else lo,
-            float("nan") if hi is None else hi,
-            args.alignment,
-            episodes=data.episodes,
-        )
+        targets = alignment_targets(ck.env_name, data.return_min, data.return_max, args.alignment, data.episodes)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     bf16, note = resolve_bf16(args.bf16, device)

@@ -127,9 +127,9 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     align: Alignment | None = None
     if ck.config.model_type == "dt":
         wanted = _alignment_targets(ck)
-        both = sorted({*(float(t) for t in sweep_targets(ck)), *wanted})  # one batched run for both figures
-        swept = target_sweep(ck, both, episodes=sweep_episodes, seed=seed)
-        sweep = [r for r in swept if r.target in set(map(float, sweep_targets(ck)))]
+        calib = {float(t) for t in sweep_targets(ck)}
+        swept = target_sweep(ck, sorted(calib | set(wanted)), episodes=sweep_episodes, seed=seed)  # one batched run
+        sweep = [r for r in swept if r.target in calib]
         if wanted:
             align = alignment(ck.env_name, [r for r in swept if r.target in wanted])
         plot_calibration(ck, sweep, ckpt_dir / "calibration.png")
@@ -163,13 +163,9 @@ def _alignment_targets(ck: Checkpoint) -> list[float]:
     """The alignment sweep's targets for this checkpoint's data, or none where the data cannot support it."""
     ds = ck.info.dataset
     try:
-        return alignment_targets(ck.env_name, _nan(ds.return_min), _nan(ds.return_max), episodes=ds.episodes)
+        return alignment_targets(ck.env_name, ds.return_min, ds.return_max, episodes=ds.episodes)
     except AlignmentError:
         return []
-
-
-def _nan(x: float | None) -> float:
-    return float("nan") if x is None else float(x)
 
 
 def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
