@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from dt.atomic import atomic_dir, write_atomic
@@ -235,12 +235,24 @@ def save_checkpoint(
         if key not in meta:
             raise CheckpointError(f"{path}: metadata lacks {key!r}")
     meta = {"format_version": FORMAT_VERSION, **meta, "model": model.config.to_dict()}
+    kept = "the previous checkpoint is kept" if (path / META_FILE).exists() else "nothing was saved"
     try:
         _write_checkpoint(path, model, meta, trainer_state)
     except OSError as e:  # name the checkpoint, not the staging directory; the old copy is untouched
         reason = e.strerror or first_line(e)
-        raise OSError(e.errno, f"{reason}, while saving; the previous checkpoint is kept", str(path)) from None
+        raise OSError(e.errno, f"{reason}, while saving; {kept}", str(path)) from None
+    except SafetensorError as e:  # safetensors reports the writer's OS error in its own class ("... (os error 28)")
+        code = _os_error_code(str(e))
+        reason = os.strerror(code) if code else first_line(e)
+        raise OSError(code or 0, f"{reason}, while saving; {kept}", str(path)) from None
     return path
+
+
+def _os_error_code(message: str) -> int | None:
+    """The errno inside a safetensors I/O message, e.g. ``... No space left on device (os error 28)``."""
+    tail = message.rsplit("(os error ", 1)
+    digits = tail[1].split(")", 1)[0] if len(tail) == 2 else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def _write_checkpoint(
@@ -278,6 +290,35 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors file ({first_line(e)})") from None
+
+
+def _check_weight_shapes(path: Path, config: ModelConfig) -> None:
+    """Compare the tensor shapes the config implies (a model built on the meta device: no memory) with the
+    shapes in the weights file's header (read without its data); refuse a mismatch in one line."""
+    weights = path / WEIGHTS_FILE
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: file not found")
+    with torch.device("meta"):
+        shell = build_model(config)
+    target = shell.hf if isinstance(shell, DecisionTransformer) else shell
+    want = {k: tuple(v.shape) for k, v in target.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({first_line(e)})") from None
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    wrong = [k for k in want if k in have and want[k] != have[k]]
+    if missing or unexpected or wrong:
+        if wrong:
+            k = wrong[0]
+            detail = f"{k}: the config wants {list(want[k])}, the file holds {list(have[k])}"
+        elif missing:
+            detail = f"{len(missing)} tensors missing, e.g. {missing[0]}"
+        else:
+            detail = f"{len(unexpected)} unexpected tensors, e.g. {unexpected[0]}"
+        raise CheckpointError(f"{path}: weights do not fit the config ({detail[:200]})")
 
 
 def _read_meta(path: Path) -> dict:
@@ -319,6 +360,7 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
         )
     if len(info.state_mean) != config.state_dim or len(info.state_std) != config.state_dim:
         raise CheckpointError(f"{path}: state_mean/state_std do not have {config.state_dim} entries")
+    _check_weight_shapes(path, config)  # before building: a declared size the file does not hold allocates nothing
     model = build_model(config)
     tensors = _read_tensors(path / WEIGHTS_FILE)
     target = model.hf if isinstance(model, DecisionTransformer) else model

@@ -47,19 +47,21 @@ def _collect_block(args: tuple) -> Collected:
 def collect_parallel(
     env: str,
     level: str,
-    num_transitions: int,
+    num_transitions: int | None,
     seed: int = 0,
     num_envs: int = 32,
     gym_version: str = "v4",
     processes: int | None = None,
     progress: bool = False,
     resume_dir: str | Path | None = None,
+    num_episodes: int | None = None,
 ) -> Collected:
     """``collect`` with blocks of ``BLOCK_EPISODES`` episodes run in parallel processes.
 
-    The result equals ``collect(env, policy, num_transitions, seed=seed)`` exactly, whatever ``processes`` and
-    ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream, and the blocks are
-    concatenated in order until they hold ``num_transitions`` steps.
+    The result equals ``collect(env, policy, num_transitions, num_episodes, seed=seed)`` exactly, whatever
+    ``processes`` and ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream,
+    and the blocks are concatenated in order until they hold ``num_transitions`` steps (or, with
+    ``num_transitions`` None, ``num_episodes`` whole episodes).
 
     With ``resume_dir`` each finished block is also saved there (atomically, one ``.npz`` per block), and a
     later call with the same directory, env, level, policy weights, seed and gym version starts after the
@@ -69,9 +71,16 @@ def collect_parallel(
     import multiprocessing as mp
 
     # Starting a process costs seconds (imports); small datasets stay in this one.
-    processes = processes or (1 if num_transitions < 50_000 else os.cpu_count() or 1)
+    if (num_transitions is None) == (num_episodes is None):
+        raise ValueError("pass num_transitions or num_episodes")
+    by_episodes = num_transitions is None
+    goal = num_episodes if by_episodes else num_transitions
+    small = goal * 400 < 50_000 if by_episodes else goal < 50_000  # about 400 steps an episode
+    processes = processes or (1 if small else os.cpu_count() or 1)
     if processes <= 1 and resume_dir is None:
-        return collect(env, _policy_for(env, level), num_transitions, None, seed, num_envs, gym_version, progress)
+        return collect(
+            env, _policy_for(env, level), num_transitions, num_episodes, seed, num_envs, gym_version, progress
+        )
     t0 = time.perf_counter()
     manifest = {
         "generator_version": GENERATOR_VERSION,
@@ -84,34 +93,42 @@ def collect_parallel(
     }
     saved = BlockStore(resume_dir, manifest) if resume_dir is not None else None
     parts = saved.load() if saved else []
-    total = sum(len(p["rewards"]) for p in parts)
+
+    def size(p: dict) -> int:  # what a block adds towards the goal
+        return int((p["terminals"] | p["timeouts"]).sum()) if by_episodes else len(p["rewards"])
+
+    total = sum(size(p) for p in parts)
     if parts and progress:
-        print(f"resuming from {len(parts)} saved blocks ({total:,} transitions) in {resume_dir}", flush=True)
+        unit = "episodes" if by_episodes else "transitions"
+        print(f"resuming from {len(parts)} saved blocks ({total:,} {unit}) in {resume_dir}", flush=True)
     first = len(parts)
     jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(first, 10**9))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=num_transitions, initial=min(total, num_transitions), unit="step")
+        bar = tqdm(total=goal, initial=min(total, goal), unit="episode" if by_episodes else "step")
     pool = mp.get_context("spawn").Pool(processes) if processes > 1 else None
     try:
         results = pool.imap(_collect_block, jobs) if pool else map(_collect_block, jobs)
-        while total < num_transitions:
+        while total < goal:
             part = next(results)
             if saved:
                 saved.save(len(parts), part.arrays)
             parts.append(part.arrays)
-            n = len(part.arrays["rewards"])
+            n = size(part.arrays)
             total += n
             if bar:
-                bar.update(min(n, num_transitions - total + n))
+                bar.update(min(n, goal - total + n))
     finally:
         if pool:
             pool.terminate()
     if bar:
         bar.close()
-    arrays = {k: np.concatenate([p[k] for p in parts])[:num_transitions] for k in parts[0]}
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if by_episodes:  # up to the end of the num_episodes-th episode
+        num_transitions = int(np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[num_episodes - 1]) + 1
+    arrays = {k: v[:num_transitions] for k, v in arrays.items()}
     if not arrays["terminals"][-1]:
         arrays["timeouts"][-1] = True
     return Collected(arrays, time.perf_counter() - t0)
@@ -212,12 +229,18 @@ def generate_dataset(
             pol = _policy_for(env, level)
         except (FileNotFoundError, KeyError) as e:
             raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
-        if steps is None:
-            col = collect(env, pol, None, episodes, seed, num_envs, gym_version, progress)
-        else:  # finished blocks are kept beside the file until it is written: a re-run resumes after them
-            col = collect_parallel(
-                env, level, steps, seed, num_envs, gym_version, progress=progress, resume_dir=blocks_dir(path)
-            )
+        # Finished blocks are kept beside the file until it is written: a re-run resumes after them.
+        col = collect_parallel(
+            env,
+            level,
+            steps,
+            seed,
+            num_envs,
+            gym_version,
+            progress=progress,
+            resume_dir=blocks_dir(path),
+            num_episodes=episodes if steps is None else None,
+        )
         arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
         algorithm = pol.meta.get("algorithm", algorithm)
     meta = {

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from dt.errors import ConfigError
+from dt.validate import check_path_names
 
 LOCK_NAME = ".lock"
 # What a run writes into its folder (dt.train, dt.metrics, dt.checkpoint's staging names start with a dot).
@@ -45,7 +46,10 @@ def check_run_dir(out_dir: str | os.PathLike, resume: bool, force: bool) -> None
     raw = os.fspath(out_dir)
     if not raw.strip():
         raise ConfigError("--out-dir: empty; name a folder for the run, e.g. --out-dir runs/my-run")
+    if "\0" in raw:
+        raise ConfigError("--out-dir: the path holds a NUL character; name a folder without it")
     out = Path(raw)
+    check_path_names(out, "--out-dir")
     if out.is_symlink() and not out.exists():
         raise ConfigError(f"--out-dir: {out} is a symlink to nothing (dangling or a loop); pick another folder")
     if not out.exists():

@@ -43,6 +43,7 @@ from dt.checkpoint import (
 )
 from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
+from dt.data.dataset import check_action_bound
 from dt.data.windows import Batch
 from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, TrainingDiverged, first_line
@@ -122,6 +123,7 @@ class Trainer:
                 f"{self.ds.source}: state/action size {self.ds.state_dim}/{self.ds.act_dim} does not fit "
                 f"{self.spec.name} ({self.spec.state_dim}/{self.spec.act_dim})"
             )
+        check_action_bound(self.ds)  # every env here acts in [-1, 1] (dt.envs)
         self.scale = cfg.scale or self.spec.scale
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoint"

@@ -10,6 +10,8 @@ A rule is a function ``value -> problem or None``; a problem reads after the fla
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -116,6 +118,10 @@ MAX_EPISODES = 10_000  # per target, evaluated in one batch (one MuJoCo env each
 MAX_TARGETS = 100
 MAX_EPISODE_STEPS = 100_000
 MAX_THREADS = 1024
+# A checkpoint's return-to-go divisor (the paper: 1000 for MuJoCo, 1 for Atari) and state statistics (Hopper's
+# states stay within about 10): past these the model's inputs overflow or vanish.
+MIN_SCALE, MAX_SCALE = 0.01, 10**9
+MAX_STATE_STAT = 1e6
 
 # Architecture settings, the same in a training config and in a checkpoint's model config.
 ARCH_RULES: dict[str, Rule] = {
@@ -183,25 +189,105 @@ def check_train_config(cfg: Any) -> None:
         raise ConfigError(f"--embed-dim {cfg.embed_dim} must be divisible by --n-head {cfg.n_head}")
     if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
         raise ConfigError(f"--device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
-    check_output_dir(cfg.out_dir, "--out-dir")
+    check_output_dir(cfg.out_dir, "--out-dir", need_bytes=checkpoint_bytes_estimate(cfg))
+    need, free = train_memory_estimate(cfg), available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} x --context-len {cfg.context_len} x --embed-dim {cfg.embed_dim} x "
+            f"--n-layer {cfg.n_layer}: a training step needs about {need / 2**30:.0f} GiB, more memory than this "
+            f"machine has free ({free / 2**30:.1f} GiB); lower --batch-size or --context-len"
+        )
 
 
-def check_output_dir(path: str | Path, what: str) -> None:
-    """A directory to write into: it, and whatever of its parents exist, must be directories."""
+def available_memory() -> int | None:
+    """Bytes this machine can still give (``MemAvailable`` of /proc/meminfo); None where it is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def checkpoint_bytes_estimate(cfg: Any) -> int:
+    """Bytes one save of a run writes, twice (the new copy is complete before the old one goes): the weights
+    and AdamW's two moments in fp32, an EMA copy where on, and a megabyte of JSON and metrics."""
+    h, inner = cfg.embed_dim, cfg.n_inner or 4 * cfg.embed_dim
+    params = cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h
+    return 2 * 4 * params * (4 if getattr(cfg, "ema", 0) else 3) + (1 << 20)
+
+
+def train_memory_estimate(cfg: Any) -> int:
+    """A lower estimate of a training step's bytes in fp32: weights, gradients and AdamW's two moments (plus an
+    EMA copy), and the activations autograd keeps per layer (about 10 widths and 2 feed-forward widths per
+    token, and the attention probabilities with their dropout mask per head). Far configurations only: the
+    paper's needs about 120 MB, and a refusal means the step could not run."""
+    h, layers, batch = cfg.embed_dim, cfg.n_layer, cfg.batch_size
+    inner = cfg.n_inner or 4 * h
+    tokens = 3 * cfg.context_len if cfg.model_type == "dt" else cfg.context_len
+    params = layers * (4 * h * h + 2 * h * inner) + 1000 * h
+    copies = 5 if getattr(cfg, "ema", 0) else 4
+    activations = batch * layers * (tokens * (10 * h + 2 * inner) + 2 * cfg.n_head * tokens * tokens)
+    return 4 * (copies * params + activations)
+
+
+def check_path_names(path: Path, flag: str) -> None:
+    """Refuse a path holding a NUL, or one the filesystem cannot name (a part over NAME_MAX bytes, the whole
+    over PATH_MAX), before anything is read or written."""
+    if "\0" in str(path):
+        raise ConfigError(f"{flag}: the path holds a NUL character; name one without it")
+    name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says
+    for anchor in (path.absolute(), *path.absolute().parents):
+        try:
+            if anchor.exists():
+                name_max, path_max = os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")
+                break
+        except (OSError, ValueError):
+            continue
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(
+                f"{flag}: a name of {len(os.fsencode(part))} bytes in the path is longer than this filesystem "
+                f"allows ({name_max}); pick a shorter one"
+            )
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise ConfigError(
+            f"{flag}: the path is longer than this filesystem allows ({path_max} bytes); pick a shorter one"
+        )
+
+
+def check_output_dir(path: str | Path, what: str, need_bytes: int = 1 << 20) -> None:
+    """A directory to write into: it, and whatever of its parents exist, must be directories, writable, on a
+    filesystem with at least ``need_bytes`` free (a full or read-only disk is found now, not after the work)."""
     p = Path(path)
+    check_path_names(p, what)
     for q in (p, *p.parents):
         if q.exists():
             if not q.is_dir():
                 raise ConfigError(f"{what}: {q} is a file, not a directory; pick another path")
+            if not os.access(q, os.W_OK):
+                raise ConfigError(f"{what}: {q} is not writable (read-only); pick another path")
+            free = shutil.disk_usage(q).free
+            if free < need_bytes:
+                raise ConfigError(
+                    f"{what}: the disk holding {q} has {free / 2**20:.1f} MiB free, {need_bytes / 2**20:.1f} MiB "
+                    "are needed; free some space or pick another disk"
+                )
             return
 
 
 def check_output_file(path: str | Path, what: str) -> None:
     """A file to write: not a directory, and its parent must be (or become) a directory."""
     p = Path(path)
+    check_path_names(p, what)
     if p.is_dir():
         raise ConfigError(f"{what}: {p} is a directory; name a file in it, e.g. {p / 'results.json'}")
-    check_output_dir(p.parent, what)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir() and not any(q.is_file() for q in parent.parents):
+        raise ConfigError(f"{what}: {p}: the folder {parent} does not exist; create it or pick another path")
+    check_output_dir(parent, what)
 
 
 def check_args(values: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
@@ -238,7 +324,16 @@ def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
     for key, rule in (("state_mean", numbers(state_dim)), ("state_std", numbers(state_dim, minimum=1e-6))):
         if problem := rule(meta.get(key)):
             raise CheckpointError(f"{where}: {key} {problem}")
-    for key, rule in (("scale", number(0, lo_open=True)), ("max_ep_len", integer(1)), ("step", integer(0))):
+        if max(abs(x) for x in meta[key]) > MAX_STATE_STAT:
+            raise CheckpointError(
+                f"{where}: {key} must hold only numbers within +-{MAX_STATE_STAT:g} (a simulator's "
+                f"state), got {max(meta[key], key=abs):.3g}"
+            )
+    for key, rule in (
+        ("scale", number(MIN_SCALE, MAX_SCALE)),
+        ("max_ep_len", integer(1, MAX_EPISODE_STEPS)),
+        ("step", integer(0, MAX_STEPS)),
+    ):
         if key in meta and (problem := rule(meta[key])):
             raise CheckpointError(f"{where}: {key} {problem}")
     for key in ("dataset", "train"):

@@ -70,6 +70,33 @@ def test_interrupted_generation_resumes_after_its_saved_blocks(tmp_path, monkeyp
     assert len(list(blocks.glob("block-*.npz"))) == 1
 
 
+def test_episode_generation_saves_blocks_and_resumes_to_the_same_episodes(tmp_path, monkeypatch):
+    """``data generate --episodes N`` keeps its finished blocks like ``--steps`` does, and equals one stream."""
+    import dt.generate as G
+
+    whole = collect("hopper", G._policy_for("hopper", "random"), None, 140, 5, 4).arrays
+    real, calls = G._collect_block, []
+
+    def dies_on_the_third_block(args):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(args)
+
+    monkeypatch.setattr(G, "_collect_block", dies_on_the_third_block)
+    blocks = tmp_path / "blocks"
+    with pytest.raises(KeyboardInterrupt):
+        collect_parallel("hopper", "random", None, seed=5, num_envs=4, processes=1, resume_dir=blocks, num_episodes=140)
+    assert len(list(blocks.glob("block-*.npz"))) == 2  # 128 finished episodes kept
+    monkeypatch.setattr(G, "_collect_block", real)
+    resumed = collect_parallel(
+        "hopper", "random", None, seed=5, num_envs=4, processes=1, resume_dir=blocks, num_episodes=140
+    ).arrays
+    assert int((resumed["terminals"] | resumed["timeouts"]).sum()) == 140
+    for k in whole:
+        np.testing.assert_array_equal(resumed[k], whole[k])
+
+
 def test_generate_dataset_removes_its_blocks_when_done(tmp_path):
     path = generate_dataset("hopper-random", out_dir=tmp_path, steps=1500, progress=False)
     assert path.exists() and not any(p.name.endswith(".blocks") for p in tmp_path.iterdir())

@@ -1,4 +1,10 @@
-"""A corpus of malformed inputs, made here: each gives one clear line on stderr (or in the page), never a traceback.
+"""A corpus of malformed inputs, made here: each gives one clear line on stderr (or in the page), never a traceback,
+and writes nothing.
+
+The second corpus (bounds, data values, output paths, declared sizes) covers counts and sizes past what the machine
+can hold, values a dataset may not carry (rewards, actions outside the action space, flags that are not 0/1),
+numbers that do not fit a float, output paths found bad only after the work, and checkpoint sizes that would
+build a model the weights file does not hold.
 
 Three entry points: the CLI in-process (``dt.cli.main``, every case), the CLI as a real process (one case of
 each class) and the app's upload path (every malformed checkpoint, zipped, plus zips that are malformed as
@@ -280,8 +286,8 @@ _CK_MUTATIONS = [
     Case("ck-state-mean-text", _set("state_mean", ["x"] * 11), "state_mean must be a list of finite numbers"),
     Case("ck-state-mean-nan", _set("state_mean", [float("nan")] * 11), "state_mean must be a list of finite numbers"),
     Case("ck-state-std-zero", _set("state_std", [0.0] * 11), "state_std must hold only numbers >= 1e-06, got 0"),
-    Case("ck-scale-text", _set("scale", "big"), "scale must be a finite number in (0, inf], got 'big'"),
-    Case("ck-scale-negative", _set("scale", -1), "scale must be a finite number in (0, inf]"),
+    Case("ck-scale-text", _set("scale", "big"), "scale must be a finite number in [0.01, 1000000000], got 'big'"),
+    Case("ck-scale-negative", _set("scale", -1), "scale must be a finite number in [0.01, "),
     Case("ck-env-number", _set("env", 5), "'env' must be an env name"),
     Case("ck-env-unknown", _set("env", "ant"), "unknown env 'ant'"),
     Case("ck-format-99", _set("format_version", 99), "format version 99 is newer than this code reads"),
@@ -376,7 +382,141 @@ FLAG_CASES = [
     ),
 ]
 
-ALL_CASES = DATASET_CASES + CHECKPOINT_CASES + FLAG_CASES
+
+# --------------------------------------------------------------------------- #
+# Second corpus: bounds, data values, output paths, declared sizes (each refused before any work; nothing written)
+# --------------------------------------------------------------------------- #
+
+
+def _generate(*flags: str) -> Callable[[Path, dict], list[str]]:
+    return lambda tmp, base: ["data", "generate", "hopper-random", "--dir", str(tmp / "gen"), *flags]
+
+
+BOUND_FLAG_CASES = [
+    Case("train-seed-negative", _train("--seed", "-1"), "--seed: must be an integer >= 0, got -1"),
+    Case("train-seed-huge", _train("--seed", "9" * 40), "--seed: must be an integer <= 9223372036854775807"),
+    Case("train-max-steps-huge", _train("--max-steps", str(10**12)), "--max-steps: must be an integer <= "),
+    Case("train-warmup-huge", _train("--warmup-steps", str(10**12)), "--warmup-steps: must be an integer <= "),
+    Case("train-n-layer-huge", _train("--n-layer", "1000"), "--n-layer: must be an integer <= 48"),
+    Case("train-n-head-huge", _train("--n-head", "1000"), "--n-head: must be an integer <= 64"),
+    Case("train-n-inner-huge", _train("--n-inner", str(10**6)), "--n-inner: must be an integer <= 16384"),
+    Case("train-eval-episodes-huge", _train("--eval-episodes", str(10**8)), "--eval-episodes: must be an integer <="),
+    Case("train-eval-targets-neg-inf", _train("--eval-targets=-inf"), "--eval-targets: must be a list of finite"),
+    Case("train-eval-targets-overflow", _train("--eval-targets", "1e400"), "--eval-targets: must be a list of finite"),
+    Case(
+        "train-eval-targets-many",
+        _train("--eval-targets", *["1"] * 101),
+        "--eval-targets: must hold at most 100 numbers, got 101",
+    ),
+    Case("train-scale-tiny", _train("--scale", "1e-300"), "is the scale 1e-300 too small?"),
+    Case("train-scale-nan", _train("--scale", "nan"), "--scale: must be a finite number"),
+    Case("train-scale-negative", _train("--scale", "-5"), "--scale: "),
+    Case("train-weight-decay-negative", _train("--weight-decay", "-1"), "--weight-decay: "),
+    Case("train-ema-one", _train("--ema", "1"), "--ema: "),
+    Case("train-lr-floor-two", _train("--lr-floor", "2", "--lr-schedule", "cosine"), "--lr-floor: "),
+    Case("train-batch-text", _train("--batch-size", "1e3"), "--batch-size: invalid int value: '1e3'"),
+    Case(
+        "train-memory",
+        _train("--batch-size", "65536", "--context-len", "1000", "--embed-dim", "4096"),
+        "more memory than this machine has",
+    ),
+    Case("train-out-dir-nul", lambda tmp, base: _train()(tmp, base)[:4] + [str(tmp / "a\0b")], "--out-dir: "),
+    Case(
+        "train-out-dir-long-name", lambda tmp, base: _train()(tmp, base)[:4] + [str(tmp / ("x" * 300))], "--out-dir: "
+    ),
+    Case("evaluate-targets-neg-inf", _evaluate("--targets=-inf"), "--targets: must be a list of finite numbers"),
+    Case("evaluate-targets-overflow", _evaluate("--targets", "1e400"), "--targets: must be a list of finite"),
+    Case(
+        "evaluate-targets-many",
+        _evaluate("--targets", *["1"] * 101),
+        "--targets: must hold at most 100 numbers, got 101",
+    ),
+    Case("evaluate-episodes-huge", _evaluate("--episodes", str(10**8)), "--episodes: must be an integer <= 10000"),
+    Case("evaluate-seed-huge", _evaluate("--seed", str(2**64)), "--seed: must be an integer <= "),
+    Case("evaluate-max-steps-huge", _evaluate("--max-steps", str(10**12)), "--max-steps: must be an integer <= "),
+    Case("evaluate-threads-huge", _evaluate("--num-threads", "100000"), "--num-threads: must be an integer <= 1024"),
+    Case("evaluate-alignment-huge", _evaluate("--alignment", "1000"), "--alignment: must be an integer <= 100"),
+    Case(
+        "evaluate-json-missing-folder",
+        lambda tmp, base: _evaluate("--json", str(tmp / "no" / "r.json"))(tmp, base),
+        "no/r.json: the folder",
+    ),
+    Case("generate-episodes-huge", _generate("--episodes", str(10**8)), "--episodes: must be an integer <= "),
+    Case("generate-steps-huge", _generate("--steps", str(10**12)), "--steps: must be an integer <= "),
+    Case("generate-envs-huge", _generate("--num-envs", "100000"), "--num-envs: must be an integer <= "),
+    Case("generate-seed-huge", _generate("--seed", str(2**64)), "--seed: must be an integer <= "),
+    Case("generate-unknown", lambda tmp, base: ["data", "generate", "hopper-legendary"], "hopper-legendary"),
+]
+
+
+def _h5_values(tmp: Path, base: dict, **change) -> Path:
+    arrays = {
+        k: base["arrays"][k][:300].copy() for k in ("observations", "actions", "rewards", "terminals", "timeouts")
+    }
+    for k, f in change.items():
+        arrays[k] = arrays[k].astype(np.float64)  # a flag array may then hold 2 or 0.5
+        f(arrays[k])
+    path = tmp / "hopper_medium-v2.hdf5"
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+    return path
+
+
+def _data(expect: str, **change) -> Case:
+    def make(tmp: Path, base: dict) -> list[str]:
+        return [
+            "train",
+            "--dataset",
+            str(_h5_values(tmp, base, **change)),
+            "--out-dir",
+            str(tmp / "run"),
+            "--max-steps",
+            "2",
+        ]
+
+    return make, expect
+
+
+def _at(value: float, index: int = 7) -> Callable[[np.ndarray], None]:
+    def f(a: np.ndarray) -> None:
+        a.flat[index] = value
+
+    return f
+
+
+VALUE_CASES = [
+    Case(f"data-{cid}", *_data(expect, **change))
+    for cid, expect, change in [
+        ("reward-huge", "rewards reach 3e+38, not a per-step reward", {"rewards": _at(3e38)}),
+        ("reward-huge-negative", "rewards reach -1e+09, not a per-step reward", {"rewards": _at(-1e9)}),
+        ("action-outside", "actions: values outside the action space [-1, 1]", {"actions": _at(5.0)}),
+        ("action-outside-negative", "actions: values outside the action space [-1, 1]", {"actions": _at(-1.5)}),
+        ("terminal-two", "terminals must hold only 0 and 1 (row 7 holds 2)", {"terminals": _at(2)}),
+        ("terminal-negative", "terminals must hold only 0 and 1 (row 7 holds -1)", {"terminals": _at(-1)}),
+        ("timeout-half", "timeouts must hold only 0 and 1 (row 7 holds 0.5)", {"timeouts": _at(0.5)}),
+        ("observation-huge", "observations reach 1e+30 at row", {"observations": _at(1e30)}),
+    ]
+]
+
+
+SIZE_CASES = [
+    Case("ck-embed-huge", _ck(_set("model.embed_dim", 12000)), "model.embed_dim must be an integer <= 4096"),
+    Case("ck-context-huge", _ck(_set("model.context_len", 100000)), "model.context_len must be an integer <= 1000"),
+    Case("ck-layers-huge", _ck(_set("model.n_layer", 1000)), "model.n_layer must be an integer <= 48"),
+    Case("ck-inner-huge", _ck(_set("model.n_inner", 10**7)), "model.n_inner must be an integer <= 16384"),
+    Case("ck-max-ep-len-huge", _ck(_set("max_ep_len", 10**12)), "max_ep_len must be an integer <= 100000"),
+    Case("ck-scale-tiny", _ck(_set("scale", 1e-300)), "scale must be a finite number in [0.01, 1000000000]"),
+    Case(
+        "ck-state-mean-huge",
+        _ck(_meta(lambda m: m.update(state_mean=[1e300] * len(m["state_mean"])))),
+        "state_mean must hold only numbers within +-1e+06",
+    ),
+    Case("ck-embed-larger-than-weights", _ck(_set("model.embed_dim", 256)), "weights do not fit the config"),
+]
+
+SECOND_CORPUS = BOUND_FLAG_CASES + VALUE_CASES + SIZE_CASES
+ALL_CASES = DATASET_CASES + CHECKPOINT_CASES + FLAG_CASES + SECOND_CORPUS
 
 
 @pytest.fixture(scope="module")
@@ -387,6 +527,7 @@ def base(tiny_arrays, tiny_d4rl, tiny_checkpoint) -> dict:
 def test_corpus_is_large_and_distinct():
     ids = [c.id for c in ALL_CASES]
     assert len(ids) == len(set(ids)) and len(ids) + len(ZIP_CASES) >= 50
+    assert len(SECOND_CORPUS) >= 40
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
@@ -394,6 +535,7 @@ def test_cli_one_line_error(case, base, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "no-minari"))
     monkeypatch.chdir(tmp_path)
     argv = case.make(tmp_path, base)
+    before = sorted(tmp_path.rglob("*"))
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
@@ -402,6 +544,7 @@ def test_cli_one_line_error(case, base, tmp_path, capsys, monkeypatch):
     assert len(errors) == 1 and errors[0].startswith("error: "), err
     assert case.expect in errors[0], errors[0]
     assert ".tmp" not in errors[0]
+    assert sorted(tmp_path.rglob("*")) == before, "the refusal wrote files"
 
 
 # One case of each class, through a real `python -m dt` process: exit status 2, one line, no traceback.

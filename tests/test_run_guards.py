@@ -239,3 +239,77 @@ def test_schedules_are_never_silently_reinterpreted(text, message):
         parse_schedule(text)
     assert len(str(e.value).splitlines()) == 1
     assert str(parse_schedule("3600; 1,500: 900")) == "3600; 1500: 900"  # grouped thousands still read
+
+
+# ---- a real full disk (a small tmpfs in the test's own mount namespace) ---------------------------------------
+
+
+def _private_tmpfs_works() -> bool:
+    try:
+        probe = "mkdir -p /tmp/.dt-probe && mount -t tmpfs -o size=64k tmpfs /tmp/.dt-probe"
+        return subprocess.run(["unshare", "-rm", "sh", "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _in_small_tmpfs(tmp_path: Path, size: str, script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` (sh) with a fresh ``size`` tmpfs at $MNT, private to it (a user and mount namespace)."""
+    if not _private_tmpfs_works():
+        pytest.skip("this machine does not let a test mount a private tmpfs (unshare -rm)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    full = f"mount -t tmpfs -o size={size} tmpfs {mnt} && export MNT={mnt} PY={sys.executable} && {script}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", full], cwd=ROOT, env=env, text=True, capture_output=True, timeout=600
+    )
+
+
+@pytest.mark.process
+def test_a_full_disk_during_a_save_keeps_the_last_checkpoint(tmp_path, tiny_checkpoint):
+    """safetensors reports a full disk as its own SafetensorError ("... (os error 28)"): the save names the
+    checkpoint and the cause in one line, and the step saved before stays loadable."""
+    script = f"""
+import sys
+from pathlib import Path
+from dt.checkpoint import load_checkpoint, save_checkpoint
+ck = load_checkpoint({str(tiny_checkpoint)!r})
+dest = Path(sys.argv[1]) / "ck"
+save_checkpoint(dest, ck.model, {{**ck.meta, "step": 1}})
+with open(Path(sys.argv[1]) / "filler", "wb") as f:  # the disk fills up between two saves
+    try:
+        while True:
+            f.write(bytes(1 << 16))
+            f.flush()
+    except OSError:
+        pass
+try:
+    save_checkpoint(dest, ck.model, {{**ck.meta, "step": 2}})
+except OSError as e:
+    print("refused:", e.errno, e)
+print("step:", load_checkpoint(dest).step)
+"""
+    (tmp_path / "s.py").write_text(script)
+    p = _in_small_tmpfs(tmp_path, "4m", f'"$PY" {tmp_path / "s.py"} "$MNT"')
+    assert p.returncode == 0, p.stderr
+    refused, step = p.stdout.strip().splitlines()
+    assert (
+        refused.startswith("refused: 28 ")
+        and "No space left on device, while saving; the previous checkpoint is kept" in refused
+    )
+    assert str(tmp_path / "mnt" / "ck") in refused and ".tmp" not in refused
+    assert step == "step: 1"
+
+
+@pytest.mark.process
+def test_a_run_on_a_full_disk_is_refused_before_training(tmp_path, tiny_d4rl):
+    cfg = tiny_config(str(tiny_d4rl), "$MNT/run", max_steps=3, save_every=3)
+    flags = " ".join(f"'{f}'" if "$" not in f else f'"{f}"' for f in cli_flags(cfg))
+    p = _in_small_tmpfs(
+        tmp_path,
+        "2m",
+        f'dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null; "$PY" -m dt train {flags} --quiet; echo "rc=$?"',
+    )
+    lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: ")]
+    assert p.stdout.strip().endswith("rc=2"), (p.stdout, p.stderr)
+    assert len(lines) == 1 and "--out-dir: the disk holding" in lines[0] and "MiB free" in lines[0], p.stderr

@@ -15,7 +15,18 @@ import numpy as np
 
 from dt.errors import DatasetError
 
-__all__ = ["DatasetError", "DatasetStats", "OfflineDataset", "make_dataset", "split_episodes", "validate_arrays"]
+__all__ = [
+    "DatasetError",
+    "DatasetStats",
+    "OfflineDataset",
+    "check_action_bound",
+    "make_dataset",
+    "split_episodes",
+    "validate_arrays",
+]
+
+# A simulator state past this is a broken file, not physics (Hopper's observations stay within about 10).
+MAX_OBSERVATION = 1e6
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,35 @@ def validate_arrays(source: str | Path, arrays: dict[str, np.ndarray]) -> None:
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
             raise DatasetError(f"{source}: {key} holds NaN or inf (first at row {row})")
+    for key in ("terminals", "timeouts"):
+        col = arrays.get(key)
+        if col is not None and col.dtype.kind != "b" and not np.isin(col, (0, 1)).all():
+            row = int(np.flatnonzero(~np.isin(np.ravel(col), (0, 1)))[0])
+            raise DatasetError(
+                f"{source}: {key} must hold only 0 and 1 (row {row} holds {np.ravel(col)[row]:g}); "
+                "check how the file was written"
+            )
+    big = float(np.abs(obs).max())
+    if big > MAX_OBSERVATION:
+        row = int(np.argwhere(np.abs(obs) == big)[0][0])
+        raise DatasetError(
+            f"{source}: observations reach {big:.3g} at row {row}, far beyond a simulator's state "
+            f"(at most {MAX_OBSERVATION:g}); check how the file was written"
+        )
+
+
+def check_action_bound(ds: OfflineDataset, bound: float = 1.0, tolerance: float = 1e-3) -> None:
+    """Refuse actions outside the action space [-bound, bound] (a policy with a tanh head cannot imitate them)."""
+    if not len(ds.actions):
+        return
+    lo, hi = float(ds.actions.min()), float(ds.actions.max())
+    if lo < -bound - tolerance or hi > bound + tolerance:
+        worst = lo if -lo > hi else hi
+        row = int(np.argwhere(ds.actions == worst)[0][0])
+        raise DatasetError(
+            f"{ds.source}: actions: values outside the action space [-{bound:g}, {bound:g}] ({worst:g} at row "
+            f"{row}); clip them to the action space or check how the file was written"
+        )
 
 
 def make_dataset(

@@ -99,8 +99,9 @@ def _check_features(ds: OfflineDataset, feats: np.ndarray, S: int, A: int, scale
             bad = int((~np.isfinite(x)).any(axis=-1).sum()) if x.ndim > 1 else int((~np.isfinite(x)).sum())
             hint = f"; is the scale {scale:g} too small?" if name.startswith("returns") else ""
             raise DatasetError(f"{ds.source}: {name} hold non-finite values in {bad} transitions{hint}")
-    big = float(np.abs(feats[:, S + A]).max()) if len(feats) else 0.0
-    if big > MAX_REWARD:
+    rewards = feats[:, S + A]
+    big = float(rewards[np.argmax(np.abs(rewards))]) if len(feats) else 0.0
+    if abs(big) > MAX_REWARD:
         raise DatasetError(
             f"{ds.source}: rewards reach {big:.3g}, not a per-step reward of a control task (Hopper's are 0-4); "
             "check how the file was written"

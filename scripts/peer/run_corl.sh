@@ -12,5 +12,5 @@ export PEER_DATASET=${PEER_DATASET:-$HOME/.cache/dt-playground/datasets/hopper_m
 export PEER_LOG=${PEER_LOG_DIR:-runs}/$name.jsonl
 export PYTHONPATH=$here/shims:${PEER_SITE:-/tmp/peer/site}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-exec "$here/../../.venv/bin/python" "${CORL_DT:?set CORL_DT to CORL's dt.py}" --device cpu --num_workers 0 \
+exec "$here/../../.venv/bin/python" "${CORL_DT:?set CORL_DT to the path of the peer dt.py}" --device cpu --num_workers 0 \
   --env_name hopper-medium-v2 --target_returns "[3600.0,1800.0]" "$@"

@@ -14,8 +14,18 @@ from dt.train import Trainer
 
 out, steps, jitter = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-cfg = TrainConfig(dataset="hopper-medium", bf16=True, num_threads=1, max_steps=steps, eval_every=2000,
-                  eval_episodes=10, save_every=1000, out_dir=out, tensorboard=False, seed=seed)
+cfg = TrainConfig(
+    dataset="hopper-medium",
+    bf16=True,
+    num_threads=1,
+    max_steps=steps,
+    eval_every=2000,
+    eval_episodes=10,
+    save_every=1000,
+    out_dir=out,
+    tensorboard=False,
+    seed=seed,
+)
 tr = Trainer(cfg)
 sample = tr.sampler.sample
 g = torch.Generator().manual_seed(1234 + seed)

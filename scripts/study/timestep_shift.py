@@ -31,6 +31,9 @@ for offset in map(int, sys.argv[2:]):
 
     P.DTPolicy.act = shifted
     r = evaluate(ck, [3600.0], episodes=100, seed=0)[0]
-    print(f"offset {offset:+d}: normalized {r.normalized_mean:.1f} +- {r.normalized_std:.1f}, "
-          f"length mean {r.lengths.mean():.0f} (std {r.lengths.std():.0f})", flush=True)
+    print(
+        f"offset {offset:+d}: normalized {r.normalized_mean:.1f} +- {r.normalized_std:.1f}, "
+        f"length mean {r.lengths.mean():.0f} (std {r.lengths.std():.0f})",
+        flush=True,
+    )
 P.DTPolicy.act = act
