@@ -59,6 +59,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     cfg = from_args(TrainConfig, ns, base=apply_preset(TrainConfig(), args.preset))  # flags given beat the preset
     check_train_config(cfg)
     check_run_dir(cfg.out_dir, resume=cfg.resume, force=args.force)  # before the dataset loads
+    if getattr(ns, "check_only", False):
+        return 0
     out = Path(cfg.out_dir) / "checkpoint"
     if out.parent.is_dir():
         recover_checkpoint(out)  # a run killed inside a save: its complete copy comes back (with a warning)
@@ -159,6 +161,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
     if args.json:
         check_output_file(args.json, "--json")  # before the evaluation, not after it
+    if getattr(ns, "check_only", False):
+        return 0
     import time
 
     import torch
@@ -329,9 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, check_only: bool = False) -> int:
+    """Run ``python -m dt ARGV``; with ``check_only``, stop after the checks that need no data (exit 0 if they
+    pass): what :mod:`dt.launch` runs before it starts any worker."""
+
     def run() -> int:
         args = build_parser().parse_args(argv)  # --help exits here (SystemExit passes through)
+        args.check_only = check_only
         return args.func(args)
 
     return run_cli(run)

@@ -74,7 +74,7 @@ def collect_parallel(
     if (num_transitions is None) == (num_episodes is None):
         raise ValueError("pass num_transitions or num_episodes")
     by_episodes = num_transitions is None
-    goal = num_episodes if by_episodes else num_transitions
+    goal = int(num_episodes or 0) if num_transitions is None else num_transitions
     small = goal * 400 < 50_000 if by_episodes else goal < 50_000  # about 400 steps an episode
     processes = processes or (1 if small else os.cpu_count() or 1)
     if processes <= 1 and resume_dir is None:

@@ -115,3 +115,29 @@ def test_one_process_context_without_torchrun(monkeypatch):
     assert ctx.shard(8) == slice(0, 8)
     assert distributed.DistContext(rank=1, world_size=2).shard(8) == slice(4, 8)
     assert [list(distributed.episode_share(distributed.DistContext(r, 2), 5)) for r in (0, 1)] == [[0, 1, 2], [3, 4]]
+
+
+def launch(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "dt.launch", "--standalone", "--nproc-per-node", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+@needs_two_cores
+def test_launch_trains_and_reports_failures_without_torchruns_traceback(tmp_path, tiny_dataset):
+    ok = launch("train", *cli_args(tiny_dataset.source, tmp_path / "ok", max_steps=2, save_every=2))
+    assert ok.returncode == 0, ok.stderr
+    assert load_checkpoint(tmp_path / "ok" / "checkpoint").step == 2
+    # Refused before any worker starts: the usual one line.
+    flags = cli_args(tiny_dataset.source, tmp_path / "bad", max_steps=2)
+    early = launch("train", *flags, "--batch-size", "0")
+    assert early.returncode == 2 and early.stderr.strip().splitlines() == [
+        "error: --batch-size: must be an integer >= 1, got 0"
+    ], early.stderr
+    # Refused inside the workers (the dataset is read there): rank 0's line and the launcher's, no traceback.
+    late = launch("train", *flags, "--dataset", str(tmp_path / "nope.hdf5"))
+    lines = [line for line in late.stderr.strip().splitlines() if not line.startswith("warning: ")]
+    assert late.returncode == 2, late.stderr
+    assert "Traceback" not in late.stderr and "ChildFailedError" not in late.stderr, late.stderr
+    assert lines[0] == f"error: {tmp_path / 'nope.hdf5'}: file not found", late.stderr
+    assert lines[1].startswith("error: torchrun: rank ") and "exit status 2" in lines[1] and len(lines) == 2

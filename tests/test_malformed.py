@@ -727,3 +727,36 @@ def test_upload_of_a_run_dir_installs_its_checkpoint(base, tmp_path, monkeypatch
     data = _zip({f"run/{f.relative_to(run)}": f.read_bytes() for f in run.rglob("*") if f.is_file()})
     dest = install_upload("../../weird name?.zip", data, env="hopper")
     assert dest.parent == tmp_path / "runs" / "uploads" and dest.name.startswith("weird-name-")
+
+
+@pytest.mark.process
+def test_a_hostile_upload_is_refused_without_growing_the_server(base, tmp_path):
+    """checkpoint.json declaring the largest model the bounds allow (4096 wide, 48 layers: 9.7 billion weights,
+    39 GB) beside small weights: refused from the weights file's header, before a model is built, with the
+    process growing by well under 100 MB (measured in a fresh process, as a server would run it)."""
+    meta = json.loads((base["checkpoint"] / "checkpoint.json").read_text())
+    meta["model"].update(embed_dim=4096, n_layer=48, n_head=64, n_inner=16384)
+    files = {**_good_files(base), "ck/checkpoint.json": json.dumps(meta).encode()}
+    (tmp_path / "up.zip").write_bytes(_zip(files))
+    script = f"""
+import resource, sys
+from pathlib import Path
+from app.upload import install_upload
+from dt.errors import CheckpointError
+data = Path({str(tmp_path / "up.zip")!r}).read_bytes()
+install_upload("warm.zip", Path({str(tmp_path / "ok.zip")!r}).read_bytes(), env="hopper")  # imports, one model
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    install_upload("big.zip", data, env="hopper")
+except CheckpointError as e:
+    print("refused:", e)
+print("grew_kb:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    (tmp_path / "ok.zip").write_bytes(_zip(_good_files(base)))
+    env = {**os.environ, "DT_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    refused, grew = p.stdout.strip().splitlines()[-2:]
+    assert "big.zip" in refused and "weights do not fit the config" in refused, refused
+    print(grew)
+    assert int(grew.split()[1]) < 100_000, grew
