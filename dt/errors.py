@@ -40,6 +40,17 @@ class RecoveryWarning(UserWarning):
     """A checkpoint was restored from the complete copy an interrupted save left behind."""
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """A failed allocation, as Python, torch's CPU allocator or CUDA report it."""
+    text = str(e)
+    return (
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "OutOfMemoryError"
+        or "can't allocate memory" in text
+        or ("out of memory" in text.lower())
+    )
+
+
 def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line reports."""
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -75,6 +86,19 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
+        if not _out_of_memory(e):
+            print(
+                f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            "error: out of memory: this machine could not give the memory asked for; lower --batch-size, "
+            "--episodes or the model's size",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as e:  # a bug: still one line, and the way to see more
         print(
             f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",

@@ -760,3 +760,24 @@ print("grew_kb:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
     assert "big.zip" in refused and "weights do not fit the config" in refused, refused
     print(grew)
     assert int(grew.split()[1]) < 100_000, grew
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        MemoryError(),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried"),
+    ],
+    ids=["python", "torch-cpu"],
+)
+def test_running_out_of_memory_is_one_line(exc, monkeypatch, capsys, tmp_path):
+    """What the allocators raise (a torch CPU allocation of 10**12 floats raises the second) becomes one line."""
+    import dt.cli
+
+    def allocate(args):
+        raise exc
+
+    monkeypatch.setattr(dt.cli, "cmd_results", allocate)
+    assert main(["results", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of memory: "), err
