@@ -183,6 +183,32 @@ def test_playground_target_schedule(page):
     settle(page)
 
 
+BOTH_PLAYING = (
+    "() => { const v = [...document.querySelectorAll('video')];"
+    " return v.length === 2 && v.every(x => !x.paused && x.currentTime > 0.3); }"
+)
+
+
+def test_steer_in_a_new_session_plays_both_videos(server, page):
+    """A new session at the default target and seed switches on Steer: the unsteered episode is the stored first
+    video again, and it plays (Streamlit starts an autoplaying video once per element id; app.views.playground
+    gives each new view its own)."""
+    ctx = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # a new session
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(120_000)
+        pg.goto(server)
+        pg.wait_for_function(VIDEO_READY, arg=1)
+        pg.locator('[data-testid="stMetric"]').filter(has_text="Achieved return").first.wait_for()
+        settle(pg)
+        pg.get_by_text("Steer: change the target during the episode").click()
+        pg.locator("strong", has_text="Unsteered:").wait_for()
+        settle(pg)
+        pg.wait_for_function(BOTH_PLAYING)
+    finally:
+        ctx.close()
+
+
 def test_bad_upload_shows_error_and_app_keeps_working(page, tmp_path):
     junk = tmp_path / "not-a-checkpoint.zip"
     junk.write_bytes(b"this is not a zip file")

@@ -26,6 +26,7 @@ from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E
 
 sidebar.draw()
 s = state.session()
+st.session_state["pg.runs"] = st.session_state.get("pg.runs", 0) + 1  # for play(): what the last run showed
 if s.checkpoint is None:
     with controls:
         state.no_checkpoint_message()
@@ -181,12 +182,29 @@ def timing(e: cache.Episode, first_s: float | None = None) -> str:
     return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {cache.VIDEO_SIZE} px"
 
 
+def play(where, mp4: bytes, role: str, what: str) -> None:
+    """``st.video`` in ``where`` that starts playing whenever the page starts showing it.
+
+    Streamlit lets an autoplaying video start once per element id, made of its bytes and arguments: an episode
+    shown before (the stored first video, shown again beside a steered one; a target visited twice) stayed
+    paused at 0:00. The ``alt`` text (the screen readers' label) counts the times this ``role`` began showing
+    ``what``: a new view gets a new id and plays, and a rerun that keeps showing it keeps its id (no restart).
+    """
+    views = st.session_state.setdefault("pg.video_views", {})
+    run = st.session_state["pg.runs"]
+    shown, count, last_run = views.get(role, ("", 0, -1))
+    if shown != what or last_run != run - 1:
+        count += 1
+    views[role] = (what, count, run)
+    where.video(mp4, format="video/mp4", autoplay=True, muted=True, loop=True, alt=f"{what} (view {count})")
+
+
 name = paths.checkpoint_name(s.checkpoint)
 r = ep.rollout
 if steered is None:
     # The live video, or the stored first video when it is this episode, keeps playing.
     if not (player and player.started) and ep.mp4 != first_mp4:
-        video_slot.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        play(video_slot, ep.mp4, "main", f"Target {plain_target:,.0f}, seed {s.seed}")
     with left:
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     with right:
@@ -197,13 +215,13 @@ else:
     sr = steered.rollout
     with video_slot.container():  # label above the video, as on the right (the slot sits above everything else)
         st.markdown(f"**Steered: {schedule}**")
-        st.video(steered.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        play(st, steered.mp4, "steered", f"Steered: {schedule}, seed {s.seed}")
     with left:
         metrics(steered, schedule.target_at(sr.length - 1))
         downloads(steered, f"{name}-schedule-seed{s.seed}", "pg.steered")
     with right:
         st.markdown(f"**Unsteered: {schedule.initial:,.0f} throughout**")
-        st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        play(st, ep.mp4, "unsteered", f"Unsteered: target {schedule.initial:,.0f}, seed {s.seed}")
         metrics(ep, schedule.initial)
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     first_switch = schedule.switches[0][0]

@@ -1,6 +1,5 @@
 """Study script for docs/recipes.md (see scripts/study/README.md)."""
 
-
 import torch
 
 torch.manual_seed(0)
