@@ -10,6 +10,7 @@ interfere.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,29 @@ class JobView:
     @property
     def last(self) -> dict[str, Any]:
         return self.records[-1] if self.records else {}
+
+    def latest(self, key: str) -> Any:
+        """The newest logged value of ``key`` (an evaluation record has no loss: the one before it does)."""
+        return next((r[key] for r in reversed(self.records) if key in r), None)
+
+    def steady_speed(self, window_s: float = 60.0) -> float | None:
+        """Steps per second over about the last ``window_s`` seconds of training: the mean of the newest log
+        lines' rates weighted by the time each covers, so one slow or fast interval does not swing it."""
+        steps = secs = prev_rate = 0.0
+        prev_step = None
+        for r in reversed(self.records):
+            rate = r.get("steps_per_s")
+            if not rate or "step" not in r:
+                continue
+            if prev_step is not None:
+                gap = prev_step - r["step"]
+                steps, secs = steps + gap, secs + gap / prev_rate
+                if secs >= window_s:
+                    break
+            prev_step, prev_rate = r["step"], rate
+        if prev_step is None:
+            return None
+        return steps / secs if secs > 0 else prev_rate
 
 
 def _logged_records(path: Path, upto: int) -> list[dict[str, Any]]:
@@ -179,16 +203,66 @@ class TrainJob:
                 self._status, self._error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-# Measured on this project's 2 cores beside a training run: 50,000 hopper-medium transitions in 55 s
-# (2 worker processes; about 10 s of that is starting them) and a 10.3 MB file.
-GEN_RATE = 1_100.0  # transitions per second
-GEN_STARTUP_S = 10.0
+# The generated file's size per transition (observations, actions, rewards, flags, qpos/qvel, log-probs in the
+# D4RL layout): a property of the format, not of the machine. Times are measured here, at run time.
 GEN_BYTES_PER_TRANSITION = 206
+SPEED_FILE = ".generation-speed.json"  # under the runs folder: the app's last generation, transitions and seconds
 
 
-def generation_estimate(transitions: int) -> tuple[float, float]:
-    """(seconds, megabytes) that generating ``transitions`` transitions is expected to take on this machine."""
-    return GEN_STARTUP_S + transitions / GEN_RATE, transitions * GEN_BYTES_PER_TRANSITION / 1e6
+def generation_speed() -> tuple[float, str] | None:
+    """(transitions per second, where it was measured) of the newest generation on this machine: the app's own
+    last job (start-up included) or, failing that, a generated dataset's own record (its steps and seconds)."""
+    from app import paths
+    from dt.data.locate import generated_dir
+
+    try:
+        m = json.loads((paths.runs_dir() / SPEED_FILE).read_text())
+        return m["transitions"] / m[
+            "seconds"
+        ], f"the last generation here ({m['transitions']:,} in {m['seconds']:.0f} s)"
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        pass
+    from dt.data.io import read_d4rl_metadata
+
+    newest: tuple[float, float, int, str] | None = None
+    for f in generated_dir().glob("*.hdf5") if generated_dir().is_dir() else ():
+        try:
+            meta = read_d4rl_metadata(f)
+            steps, secs = int(meta["steps"]), float(meta["seconds"])
+        except (DatasetError, OSError, ValueError, KeyError, TypeError):
+            continue
+        if secs > 0 and (newest is None or f.stat().st_mtime > newest[0]):
+            newest = (f.stat().st_mtime, secs, steps, f.name)
+    if newest is None:
+        return None
+    _, secs, steps, name = newest
+    return steps / secs, f"{name} ({steps:,} transitions in {secs:.0f} s, start-up not counted)"
+
+
+def generation_estimate(transitions: int) -> tuple[float | None, float]:
+    """(seconds or None where nothing was measured yet, megabytes) for generating ``transitions`` here."""
+    speed = generation_speed()
+    return (transitions / speed[0] if speed else None), transitions * GEN_BYTES_PER_TRANSITION / 1e6
+
+
+def _record_speed(transitions: int, seconds: float) -> None:
+    """Keep this machine's latest generation speed for the next estimate (best effort: a hint, not data)."""
+    from app import paths
+    from dt.atomic import write_atomic
+
+    try:
+        paths.runs_dir().mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.runs_dir() / SPEED_FILE, json.dumps({"transitions": transitions, "seconds": seconds}))
+    except OSError:
+        pass
+
+
+def progress_fraction(line: str) -> float | None:
+    """The done fraction in a tqdm line such as ``12%|#   | 6144/50000 [00:05<00:40, 1100step/s]``."""
+    found = re.search(r"(\d+)/(\d+) \[", line)
+    if not found or int(found.group(2)) == 0:
+        return None
+    return min(1.0, int(found.group(1)) / int(found.group(2)))
 
 
 @dataclass(frozen=True)
@@ -199,7 +273,6 @@ class GenView:
     name: str
     transitions: int
     elapsed_s: float
-    estimate_s: float
     line: str  # the generator's last progress line
     error: str | None
 
@@ -208,9 +281,15 @@ class GenView:
         return self.status == "running"
 
     @property
-    def fraction(self) -> float:
-        """Elapsed over estimated time, below 1 until the generator has finished."""
-        return 1.0 if self.status == "finished" else min(0.99, self.elapsed_s / max(self.estimate_s, 1e-9))
+    def fraction(self) -> float | None:
+        """The generator's own done fraction (its progress line), 1 when finished; None before it reports."""
+        return 1.0 if self.status == "finished" else progress_fraction(self.line)
+
+    @property
+    def left_s(self) -> float | None:
+        """Seconds left at the pace measured so far in this run (None until 2% is done)."""
+        f = self.fraction
+        return None if f is None or f < 0.02 else self.elapsed_s * (1 - f) / f
 
 
 class GenerateJob:
@@ -258,6 +337,7 @@ class GenerateJob:
                 return
             if code == 0:
                 self._status = "finished"
+                _record_speed(self.transitions, self._ended - self._started)
             else:
                 self._status = "failed"
                 errors = [t for t in tail if "Error" in t] or tail or [f"exit code {code}"]
@@ -283,7 +363,6 @@ class GenerateJob:
                 name=self.name,
                 transitions=self.transitions,
                 elapsed_s=end - self._started,
-                estimate_s=generation_estimate(self.transitions)[0],
                 line=self._line,
                 error=self._error,
             )

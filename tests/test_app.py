@@ -423,7 +423,8 @@ def test_train_without_datasets_generates_one_in_the_page(app_env, monkeypatch, 
     cache.available_datasets.clear()
     at = _run("train")
     assert any("No dataset on disk yet" in i.value for i in at.info)
-    assert any("MB on disk" in c.value and " s on this machine" in c.value for c in at.caption)
+    # Nothing generated on this machine yet (an empty runs folder and dataset folder): no time is guessed.
+    assert any("MB on disk; its time is measured by the first generation" in c.value for c in at.caption)
     at.selectbox(key="tr.gen_name").select("hopper-random")
     at.number_input(key="tr.gen_n").set_value(2_000)
     at.button(key="tr.gen_go").click().run()
@@ -436,6 +437,10 @@ def test_train_without_datasets_generates_one_in_the_page(app_env, monkeypatch, 
     _assert_ok(at)
     assert "hopper-random" in at.selectbox(key="tr.dataset").value  # the training form now offers it
     assert any("Generated hopper-random" in m.value for m in at.success)
+    # The next estimate comes from this machine's measured generation.
+    assert any(
+        "at the speed measured on this machine (the last generation here (2,000 in" in c.value for c in at.caption
+    )
 
 
 def test_generation_can_be_cancelled(app_env, monkeypatch, tmp_path):
@@ -515,3 +520,22 @@ def test_first_video_is_the_pickers_default(monkeypatch, tmp_path):
     path, env = _default_checkpoint()
     assert Path(discover_checkpoints()[0].path) == path.resolve()
     assert path.name == "dt-hopper-medium-expert" and env == "hopper"
+
+
+def test_train_numbers_keep_their_last_values_and_a_steady_speed():
+    """The Train page's Loss and Speed never blank to "-" because the newest record is an evaluation, and Time
+    left comes from the speed over the last minute, not from one log line's (which swung 30-108 steps/s)."""
+    from app.jobs import JobView, progress_fraction
+
+    records = [
+        {"step": 100, "loss": 0.5, "steps_per_s": 10.0},
+        {"step": 200, "loss": 0.4, "steps_per_s": 100.0},  # 1 s
+        {"step": 300, "loss": 0.3, "steps_per_s": 10.0},  # 10 s
+        {"step": 300, "eval": {"results": []}},  # an evaluation record: no loss, no speed
+    ]
+    v = JobView("running", None, "run", 1000, 300, records)
+    assert v.latest("loss") == 0.3
+    assert v.steady_speed() == pytest.approx(200 / 11)  # 200 steps in 11 s, not the last line's 10 or 100
+    assert JobView("running", None, "run", 1000, 0).steady_speed() is None
+    assert progress_fraction(" 12%|#    | 6144/50000 [00:05<00:40, 1100step/s]") == pytest.approx(6144 / 50000)
+    assert progress_fraction("loading the behaviour policy") is None

@@ -9,7 +9,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app import cache, charts, paths, sidebar, state
-from app.jobs import GenerateJob, TrainJob, generation_estimate
+from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_speed
 from dt.checkpoint_meta import META_FILE, read_meta
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
@@ -50,25 +50,30 @@ def generate_panel(found: list) -> None:
                 "`python -m dt data generate hopper-medium --steps N`).",
                 icon=":material/dataset:",
             )
-        with st.form("train.generate"):
-            c1, c2 = st.columns([2, 1])
-            name = c1.selectbox(
-                "Dataset to generate",
-                GENERATABLE,
-                help="medium: SAC stopped at about a third of expert return; random: uniform actions; "
-                "expert: a linear ARS policy (see dt/behaviour/README.md)",
-                key="tr.gen_name",
-            )
-            n = c2.number_input(
-                "Transitions", 2_000, 1_000_000, value=50_000, step=10_000, key="tr.gen_n", help="Env steps recorded"
-            )
-            secs, mb = generation_estimate(int(n))
-            st.caption(
-                f"About {mb:,.1f} MB on disk and about {secs:,.0f} s on this machine's 2 cores (more when busy). "
-                f"50,000 transitions are enough for the quick preset; the paper used 1,000,000."
-            )
-            go = st.form_submit_button("Generate dataset", icon=":material/add_circle:", key="tr.gen_go")
-        if go:
+        # Plain widgets, not a form: the estimate below follows the number as it changes.
+        c1, c2 = st.columns([2, 1])
+        name = c1.selectbox(
+            "Dataset to generate",
+            GENERATABLE,
+            help="medium: SAC stopped at about a third of expert return; random: uniform actions; "
+            "expert: a linear ARS policy (see dt/behaviour/README.md)",
+            key="tr.gen_name",
+        )
+        n = c2.number_input(
+            "Transitions", 2_000, 1_000_000, value=50_000, step=10_000, key="tr.gen_n", help="Env steps recorded"
+        )
+        secs, mb = generation_estimate(int(n))
+        speed = generation_speed()
+        when = (
+            f"about {secs:,.0f} s at the speed measured on this machine ({speed[1]})"
+            if secs is not None and speed is not None
+            else "its time is measured by the first generation on this machine"
+        )
+        st.caption(
+            f"About {mb:,.1f} MB on disk; {when}. 50,000 transitions are enough for the quick preset; the paper "
+            "used 1,000,000."
+        )
+        if st.button("Generate dataset", icon=":material/add_circle:", key="tr.gen_go"):
             s.generate_job = GenerateJob(name, int(n))
             st.rerun()
         return
@@ -94,11 +99,11 @@ def generation_progress() -> None:
     if not v.active:
         cache.available_datasets.clear()
         st.rerun()
-    left = max(0.0, v.estimate_s - v.elapsed_s)
+    left = v.left_s
+    pace = f"about {left:,.0f} s left at this run's pace" if left is not None else "measuring its pace…"
     st.progress(
-        v.fraction,
-        text=f"Generating {v.name}: {v.transitions:,} transitions · {v.elapsed_s:.0f} s elapsed, "
-        f"about {left:.0f} s left (estimated)",
+        v.fraction or 0.0,
+        text=f"Generating {v.name}: {v.transitions:,} transitions · {v.elapsed_s:.0f} s elapsed, {pace}",
     )
     st.caption(f"Generator: {v.line or 'starting (loading the behaviour policy)…'}")
     st.button("Cancel generation", icon=":material/cancel:", on_click=s.generate_job.cancel, key="tr.gen_cancel")
@@ -221,12 +226,21 @@ def progress_panel() -> None:
     st.subheader(f"Run `{paths.checkpoint_name(v.out_dir)}` · {status}")
     if v.error:
         st.error(v.error)
-    last = v.last
     st.progress(min(1.0, v.step / max(v.max_steps, 1)), text=f"step {v.step:,} / {v.max_steps:,}")
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Loss", f"{last['loss']:.4f}" if "loss" in last else "–")
-    m2.metric("Speed", f"{last['steps_per_s']:.1f} steps/s" if "steps_per_s" in last else "–")
-    m3.metric("Time left", f"{last['eta_s'] / 60:.1f} min" if v.active and "eta_s" in last else "–")
+    loss, speed = v.latest("loss"), v.steady_speed()
+    m1.metric("Loss", f"{loss:.4f}" if loss is not None else "–", help="Mean squared action error, last log line")
+    m2.metric(
+        "Speed",
+        f"{speed:.1f} steps/s" if speed is not None else "–",
+        help="Training steps per second over the last minute of training (evaluations not counted)",
+    )
+    left = (v.max_steps - v.step) / speed if speed else None
+    m3.metric(
+        "Time left",
+        f"{left / 60:.1f} min" if v.active and left is not None else "–",
+        help="Steps left at the speed beside it, evaluations not counted",
+    )
     first = v.evals[-1]["results"][0] if v.evals else None
     m4.metric(
         f"Normalized score at {first['target']:,.0f}" if first else "Normalized score",

@@ -58,6 +58,15 @@ def _metadata(group: h5py.Group | None) -> dict:
     return out
 
 
+def read_d4rl_metadata(path: str | Path) -> dict:
+    """Only the ``metadata`` group of a D4RL-layout file (cheap: no arrays are read)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _metadata(f.get("metadata"))
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: unreadable metadata ({str(e).splitlines()[0]})") from None
+
+
 def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
     """Read a D4RL-layout hdf5 file (float32 or float64; infos optional).
 
