@@ -102,18 +102,24 @@ def _rtg_range(*series: np.ndarray) -> list[float]:
     return [lo - (pad if lo < 0 else 0.0), hi + pad]
 
 
-def _add_episode(fig: go.Figure, returns_to_go: np.ndarray, rewards: np.ndarray, name: str, other: bool) -> None:
-    """Return-to-go (left axis) and reward per step (right axis) of one episode; ``other`` draws it dashed."""
+def _add_episode(
+    fig: go.Figure, returns_to_go: np.ndarray, rewards: np.ndarray, name: str, other: bool, conditioned: bool = True
+) -> None:
+    """Return-to-go (left axis; the return so far for a model that reads no target) and reward per step (right
+    axis) of one episode; ``other`` draws it dashed."""
     t = np.arange(len(rewards))
     pre = f"{name}: " if name else ""
+    left = returns_to_go if conditioned else np.cumsum(rewards)
     fig.add_trace(
         go.Scatter(
             x=t,
-            y=returns_to_go,
-            name=f"{pre}return-to-go",
+            y=left,
+            name=f"{pre}return-to-go" if conditioned else f"{pre}return so far",
             line=dict(color=COLORS["R"], dash="dash" if other else "solid"),
             opacity=0.6 if other else 1.0,
-            hovertemplate="step %{x}: %{y:,.0f} to go<extra></extra>",
+            hovertemplate="step %{x}: %{y:,.0f} to go<extra></extra>"
+            if conditioned
+            else "step %{x}: %{y:,.0f} so far<extra></extra>",
         ),
         secondary_y=False,
     )
@@ -137,6 +143,8 @@ def rollout_chart(
     compare: tuple[str, np.ndarray, np.ndarray] | None = None,
     switches: Sequence[tuple[int, float]] = (),
     name: str = "",
+    conditioned: bool = True,
+    ranges: tuple[list[float], list[float]] | None = None,
 ) -> go.Figure:
     """Return-to-go the model was conditioned on, and reward per step, over the episode.
 
@@ -147,13 +155,15 @@ def rollout_chart(
         compare: ``(name, returns_to_go, rewards)`` of a second episode, drawn dashed.
         switches: ``(step, new target)`` of a target schedule, marked by vertical lines.
         name: Name of the main episode in the legend (e.g. "steered").
+        conditioned: False for a model that reads no target (BC): the left axis shows the return so far.
+        ranges: (left, right) axis ranges shared with another chart (:func:`shared_ranges`).
     """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    _add_episode(fig, returns_to_go, rewards, name, other=False)
-    series = [returns_to_go]
+    _add_episode(fig, returns_to_go, rewards, name, other=False, conditioned=conditioned)
+    series = [returns_to_go if conditioned else np.cumsum(rewards)]
     if compare is not None:
-        _add_episode(fig, compare[1], compare[2], compare[0], other=True)
-        series.append(compare[1])
+        _add_episode(fig, compare[1], compare[2], compare[0], other=True, conditioned=conditioned)
+        series.append(compare[1] if conditioned else np.cumsum(compare[2]))
     for step, tgt in switches:
         fig.add_vline(
             x=step,
@@ -163,11 +173,18 @@ def rollout_chart(
             annotation_font=dict(size=10, color=COLORS["target"]),
         )
     fig.update_xaxes(title_text="env step")
+    left_range, right_range = ranges if ranges is not None else (_rtg_range(*series), None)
     fig.update_yaxes(
-        title_text="return-to-go", secondary_y=False, range=_rtg_range(*series), tickformat=",.0f", rangemode="tozero"
+        title_text="return-to-go" if conditioned else "return so far",
+        secondary_y=False,
+        range=left_range,
+        tickformat=",.0f",
+        rangemode="tozero",
     )
     # Three significant digits: ".1f" labelled a narrow range's ticks 0.9, 0.9, 1.0, 1.0.
-    fig.update_yaxes(title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".3~g")
+    fig.update_yaxes(
+        title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".3~g", range=right_range
+    )
     fig.update_layout(
         height=360,
         margin=dict(l=10, r=10, t=40 if title else 10, b=10),
@@ -175,6 +192,16 @@ def rollout_chart(
         legend=dict(orientation="h", y=-0.22, x=0, font=dict(size=11)),
     )
     return fig
+
+
+def shared_ranges(episodes: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> tuple[list[float], list[float]]:
+    """One (left, right) pair of axis ranges for several episodes' charts, each given as (returns_to_go,
+    rewards, conditioned), so that charts side by side compare by eye."""
+    left = [rtg if cond else np.cumsum(rew) for rtg, rew, cond in episodes]
+    rewards = np.concatenate([np.asarray(rew, dtype=np.float64) for _, rew, _ in episodes])
+    lo, hi = min(0.0, float(rewards.min())), max(1e-6, float(rewards.max()))
+    pad = 0.05 * (hi - lo)
+    return _rtg_range(*left), [lo - (pad if lo < 0 else 0.0), hi + pad]
 
 
 def calibration(
@@ -239,7 +266,7 @@ def calibration(
             opacity=0.12,
             line_width=0,
             annotation_text="dataset return range",
-            annotation_position="top left",
+            annotation_position="bottom left",
             row=1,
             col=1,
         )
@@ -247,7 +274,7 @@ def calibration(
             y=ds.return_max,
             line=dict(color=COLORS["data"], dash="dash"),
             annotation_text=f"best in dataset ({ds.return_max:,.0f})",
-            annotation_position="bottom right",
+            annotation_position="top left",  # the right end holds the high targets' error bars
             row=1,
             col=1,
         )
@@ -328,10 +355,15 @@ def eval_chart(evals: list[dict]) -> go.Figure:
 
 
 def histogram(values: np.ndarray, title: str, xlabel: str, marks: dict[str, float] | None = None) -> go.Figure:
+    """Episodes per bin of ``values``: counts are whole episodes, so the count axis has whole-number ticks."""
+    counts, _ = np.histogram(values, bins=50)
     fig = go.Figure(go.Histogram(x=values, nbinsx=50, marker_color=COLORS["s"]))
     for name, x in (marks or {}).items():
         fig.add_vline(x=x, line=dict(color=COLORS["R"], dash="dot"), annotation_text=name)
     fig.update_layout(
         height=300, title=title, xaxis_title=xlabel, yaxis_title="episodes", margin=dict(l=10, r=10, t=40, b=10)
     )
+    fig.update_xaxes(tickformat=",.0f")
+    # plotly's automatic ticks on a short count axis are 0, 0.5, 1, ...: whole numbers only.
+    fig.update_yaxes(tickformat=",d", dtick=1 if counts.max(initial=0) <= 6 else None, rangemode="tozero")
     return fig

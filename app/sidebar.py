@@ -22,8 +22,18 @@ def _apply_runtime_defaults() -> None:
         torch.set_num_threads(want)
 
 
+# The methods the picker names, for newcomers (the picker's help and the caption under it).
+METHODS = {
+    "DT": "Decision Transformer, acts to collect the target return you set",
+    "DT (delayed reward)": "a DT that sees the whole return only at the episode's last step (the paper's test)",
+    "BC": "behaviour cloning, imitates the actions of every training episode and reads no target",
+    "BC10": "behaviour cloning on the best 10% of the training episodes (by return); reads no target",
+}
+
+
 def draw() -> None:
     _apply_runtime_defaults()
+    state.new_run()
     s = state.session()
     entries = catalog.discover_checkpoints()
     with st.sidebar:
@@ -59,17 +69,23 @@ def draw() -> None:
                 other = "" if e.env == s.env else f" ({e.env}: other env)"
                 return f"{_SOURCE[e.source]}: {e.name} · {e.method}{other}"
 
-            st.selectbox("Checkpoint", paths, format_func=fmt, **state.bind("sb.ckpt", "checkpoint"))
+            st.selectbox(
+                "Checkpoint",
+                paths,
+                format_func=fmt,
+                help="  \n".join(f"**{k}**: {v}" for k, v in METHODS.items()),
+                **state.bind("sb.ckpt", "checkpoint"),
+            )
             e = by_path[s.checkpoint]
             lines = [f"{e.method} · {e.env} · trained on {e.dataset} for {e.step:,} steps"]
+            if e.method in METHODS:
+                lines.append(f"{e.method}: {METHODS[e.method]}")
             if e.score is not None:
                 lines.append(f"D4RL normalized score {e.score:.1f} at target {e.score_target:,.0f}")
             if e.return_mean is not None:
                 lines.append(
                     f"dataset returns: min {e.return_min:,.0f}, mean {e.return_mean:,.0f}, max {e.return_max:,.0f}"
                 )
-            if e.model_type != "dt":
-                lines.append("behaviour cloning: ignores the target return")
             st.caption("  \n".join(lines))
         else:
             st.caption("No checkpoints yet.")

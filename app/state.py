@@ -141,3 +141,33 @@ def page_checkpoint() -> tuple[Session, Checkpoint]:
     if ck is None:
         st.stop()
     return s, ck
+
+
+# Plain-language help shared by every page that shows these terms.
+NORMALIZED_HELP = (
+    "D4RL normalized score: 100 × (return − a random policy's) / (an expert's − a random policy's), with D4RL's "
+    "reference returns for this env. 0 is a random policy, 100 an expert; the unit papers report."
+)
+
+
+def new_run() -> None:
+    """Count this script run (every page calls it once, through :func:`app.sidebar.draw`)."""
+    st.session_state["app.runs"] = st.session_state.get("app.runs", 0) + 1
+
+
+def play_video(where: Any, mp4: bytes, role: str, what: str) -> None:
+    """``st.video`` in ``where`` that starts playing whenever the page starts showing it.
+
+    Streamlit lets an autoplaying video start once per element id, made of its bytes and arguments: an episode
+    shown before (the stored first video, shown again beside a steered one; a target visited twice) stayed
+    paused at 0:00. The ``alt`` text (the screen readers' label) counts the times ``role`` (one place on a page)
+    began showing ``what``: a new view gets a new id and plays, and a rerun that keeps showing the same thing
+    keeps its id (no restart).
+    """
+    views = st.session_state.setdefault("app.video_views", {})
+    run = st.session_state.get("app.runs", 0)
+    shown, count, last_run = views.get(role, ("", 0, -1))
+    if shown != what or last_run != run - 1:
+        count += 1
+    views[role] = (what, count, run)
+    where.video(mp4, format="video/mp4", autoplay=True, muted=True, loop=True, alt=f"{what} (view {count})")

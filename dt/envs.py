@@ -31,6 +31,7 @@ class EnvSpec:
         targets: The paper's evaluation targets (return-to-go at t=0).
         scale: Divisor applied to returns-to-go before they enter the model.
         max_ep_len: Episode length cap; timesteps are clipped at max_ep_len - 1.
+        description: One plain sentence on the body and its reward, for the app's help.
     """
 
     name: str
@@ -42,6 +43,7 @@ class EnvSpec:
     targets: tuple[float, ...]
     scale: float = 1000.0
     max_ep_len: int = 1000
+    description: str = ""  # for newcomers: the body and what it is rewarded for
 
     def gym_id(self, version: str = "v4") -> str:
         """Gymnasium id, e.g. ``Hopper-v4``."""
@@ -55,9 +57,36 @@ class EnvSpec:
 
 
 ENVS: dict[str, EnvSpec] = {
-    "hopper": EnvSpec("hopper", "Hopper", 11, 3, -20.272305, 3234.3, (3600.0, 1800.0)),
-    "halfcheetah": EnvSpec("halfcheetah", "HalfCheetah", 17, 6, -280.178953, 12135.0, (12000.0, 6000.0)),
-    "walker2d": EnvSpec("walker2d", "Walker2d", 17, 6, 1.629008, 4592.3, (5000.0, 2500.0)),
+    "hopper": EnvSpec(
+        "hopper",
+        "Hopper",
+        11,
+        3,
+        -20.272305,
+        3234.3,
+        (3600.0, 1800.0),
+        description="a one-legged robot in 2-D, rewarded for hopping forward and for staying up",
+    ),
+    "halfcheetah": EnvSpec(
+        "halfcheetah",
+        "HalfCheetah",
+        17,
+        6,
+        -280.178953,
+        12135.0,
+        (12000.0, 6000.0),
+        description="a two-legged cat-like robot in 2-D, rewarded for running forward (it cannot fall)",
+    ),
+    "walker2d": EnvSpec(
+        "walker2d",
+        "Walker2d",
+        17,
+        6,
+        1.629008,
+        4592.3,
+        (5000.0, 2500.0),
+        description="a two-legged robot in 2-D, rewarded for walking forward and for staying up",
+    ),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import cache, charts, sidebar, state
+from app import cache, charts, paths, sidebar, state
 from dt.data import DatasetError
 
 sidebar.draw()
@@ -16,10 +16,12 @@ s = state.session()
 found = cache.available_datasets()
 options: dict[str, str] = {}  # label -> name or path to load
 ck = state.current_checkpoint(show_errors=False)
+ck_data = None  # (name, label) of the selected checkpoint's training data when it is on this machine
 if ck is not None:
     src, name = ck.info.dataset.source, ck.info.dataset.name
     if src and Path(src).exists():
-        options[f"{name} (this checkpoint's training data)"] = src
+        ck_data = (name, f"{name} (this checkpoint's training data)")
+        options[ck_data[1]] = src
 for n, kind, _path in found:
     options.setdefault(f"{n} ({kind})", n)
 OTHER = "Other path…"
@@ -30,7 +32,8 @@ st.selectbox("Dataset", labels, **state.bind("ds.pick", "dataset"))
 if s.dataset == OTHER:
     path = st.text_input("Dataset path (D4RL .hdf5 file or Minari directory)", **state.bind("ds.path", "dataset_path"))
     if not path.strip():
-        st.info("Enter a path, or generate a dataset: `python -m dt data generate hopper-medium`.")
+        st.info("Enter a path, or generate a dataset on the Train page (its **Generate dataset** button).")
+        st.page_link("views/train.py", label="Train: generate a dataset", icon=":material/dataset:")
         st.stop()
     source = path.strip()
 else:
@@ -56,6 +59,14 @@ r[1].metric("Return mean", f"{st_.return_mean:,.0f}")
 r[2].metric("Return max", f"{st_.return_max:,.0f}")
 r[3].metric("Return std", f"{float(rets.std()):,.0f}")
 st.caption(f"{ds.kind} · {ds.source}")
+if ck is not None and (ck_data is None or s.dataset != ck_data[1]):
+    trained_on = ck.info.dataset.name or "data not recorded in the checkpoint"
+    where = "" if ck_data is not None else " (not on this machine: generate it on the Train page)"
+    st.caption(
+        f":material/info: This is not the training data of the selected checkpoint "
+        f"`{paths.checkpoint_name(ck.path)}`, which learnt from "
+        f"{trained_on}{where}."
+    )
 
 h1, h2 = st.columns(2)
 mean_mark = {f"mean {rets.mean():,.0f}": float(rets.mean())}
@@ -86,4 +97,4 @@ except (DatasetError, RuntimeError) as e:
     st.error(str(e).splitlines()[0])
 else:
     v, _ = st.columns([1, 1])
-    v.video(mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+    state.play_video(v, mp4, "ds.episode", f"{ds.name} episode {idx:,}")

@@ -26,7 +26,6 @@ from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E
 
 sidebar.draw()
 s = state.session()
-st.session_state["pg.runs"] = st.session_state.get("pg.runs", 0) + 1  # for play(): what the last run showed
 if s.checkpoint is None:
     with controls:
         state.no_checkpoint_message()
@@ -60,7 +59,9 @@ with controls:
             format="%.0f",
             disabled=not follows_target,
             **state.bind("pg.target", "target", float),
-            help="R₀, the return the model is asked to achieve. The paper uses "
+            help="R₀: the return-to-go at the first step, the total reward the model is asked to collect in the "
+            f"episode. {spec.gym_id()} is Gymnasium's MuJoCo {spec.gym_name} task: {spec.description}, for at "
+            f"most {spec.max_ep_len:,} steps. The paper uses "
             + " and ".join(f"{t:,.0f}" for t in spec.targets)
             + f" for {spec.name}.",
         )
@@ -160,8 +161,7 @@ def metrics(e: cache.Episode, target: float | None) -> None:
     m2.metric(
         "D4RL normalized score",
         f"{e.normalized:.1f}",
-        help="100 × (return − random policy's) / (expert's − random policy's), with D4RL's reference returns for "
-        "this env: 0 is a random policy, 100 an expert. The unit papers report.",
+        help=state.NORMALIZED_HELP,
     )
     # The unit in the label: "1,000 steps" in the value was cut off in a third of the page at 1400 px.
     ended = "fell over" if r.terminated else "time limit"
@@ -182,46 +182,29 @@ def timing(e: cache.Episode, first_s: float | None = None) -> str:
     return f"{e.rollout.length:,} steps, seed {s.seed}: {how}; video {len(e.mp4) / 1e6:.2f} MB, {cache.VIDEO_SIZE} px"
 
 
-def play(where, mp4: bytes, role: str, what: str) -> None:
-    """``st.video`` in ``where`` that starts playing whenever the page starts showing it.
-
-    Streamlit lets an autoplaying video start once per element id, made of its bytes and arguments: an episode
-    shown before (the stored first video, shown again beside a steered one; a target visited twice) stayed
-    paused at 0:00. The ``alt`` text (the screen readers' label) counts the times this ``role`` began showing
-    ``what``: a new view gets a new id and plays, and a rerun that keeps showing it keeps its id (no restart).
-    """
-    views = st.session_state.setdefault("pg.video_views", {})
-    run = st.session_state["pg.runs"]
-    shown, count, last_run = views.get(role, ("", 0, -1))
-    if shown != what or last_run != run - 1:
-        count += 1
-    views[role] = (what, count, run)
-    where.video(mp4, format="video/mp4", autoplay=True, muted=True, loop=True, alt=f"{what} (view {count})")
-
-
 name = paths.checkpoint_name(s.checkpoint)
 r = ep.rollout
 if steered is None:
     # The live video, or the stored first video when it is this episode, keeps playing.
     if not (player and player.started) and ep.mp4 != first_mp4:
-        play(video_slot, ep.mp4, "main", f"Target {plain_target:,.0f}, seed {s.seed}")
+        state.play_video(video_slot, ep.mp4, "pg.main", f"Target {plain_target:,.0f}, seed {s.seed}")
     with left:
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     with right:
         metrics(ep, plain_target if follows_target else None)
-        st.plotly_chart(charts.rollout_chart(r.returns_to_go, r.rewards), key="pg.chart")
+        st.plotly_chart(charts.rollout_chart(r.returns_to_go, r.rewards, conditioned=follows_target), key="pg.chart")
         st.caption(timing(ep, player.first_s if player else None) + ", real time.")
 else:
     sr = steered.rollout
     with video_slot.container():  # label above the video, as on the right (the slot sits above everything else)
         st.markdown(f"**Steered: {schedule}**")
-        play(st, steered.mp4, "steered", f"Steered: {schedule}, seed {s.seed}")
+        state.play_video(st, steered.mp4, "pg.steered", f"Steered: {schedule}, seed {s.seed}")
     with left:
         metrics(steered, schedule.target_at(sr.length - 1))
         downloads(steered, f"{name}-schedule-seed{s.seed}", "pg.steered")
     with right:
         st.markdown(f"**Unsteered: {schedule.initial:,.0f} throughout**")
-        play(st, ep.mp4, "unsteered", f"Unsteered: target {schedule.initial:,.0f}, seed {s.seed}")
+        state.play_video(st, ep.mp4, "pg.unsteered", f"Unsteered: target {schedule.initial:,.0f}, seed {s.seed}")
         metrics(ep, schedule.initial)
         downloads(ep, f"{name}-target{plain_target:.0f}-seed{s.seed}", "pg")
     first_switch = schedule.switches[0][0]

@@ -46,11 +46,12 @@ else:
     runs = [(s.checkpoint, s.side_target), (s.side_checkpoint, s.side_target)]
 
 cols = st.columns(2)
+shown = []  # (column, index, name, target, episode, conditioned), drawn after both ran: the charts share axes
 for i, (col, (path, target)) in enumerate(zip(cols, runs)):
     with col:
         name = paths.checkpoint_name(path)
         try:
-            cache.load(path, ck.env_name)  # B must be for the same env
+            other = cache.load(path, ck.env_name)  # B must be for the same env
             with st.spinner(f"{name}: target {target:.0f}, seed {seed}…"):
                 ep = cache.episode(path, target, seed)
         except CheckpointError as e:
@@ -59,10 +60,22 @@ for i, (col, (path, target)) in enumerate(zip(cols, runs)):
         except RuntimeError as e:
             st.error(f"Rendering failed: {str(e).splitlines()[0]}")
             continue
-        st.markdown(f"**{'AB'[i]}: {name}, target {target:,.0f}**")
-        st.video(ep.mp4, format="video/mp4", autoplay=True, muted=True, loop=True)
+        shown.append((col, i, name, target, ep, other.config.model_type == "dt"))
+ranges = (
+    charts.shared_ranges([(ep.rollout.returns_to_go, ep.rollout.rewards, dt) for *_, ep, dt in shown])
+    if shown
+    else None
+)
+for col, i, name, target, ep, conditioned in shown:
+    with col:
+        st.markdown(f"**{'AB'[i]}: {name}, target {target:,.0f}**" + ("" if conditioned else " (reads no target)"))
+        state.play_video(st, ep.mp4, f"sbs.{i}", f"{'AB'[i]}: {name}, target {target:,.0f}, seed {seed}")
         m1, m2, m3 = st.columns(3)
         m1.metric("Return", f"{ep.rollout.total_return:,.0f}")
-        m2.metric("Normalized", f"{ep.normalized:.1f}")
-        m3.metric("Length", f"{ep.rollout.length:,} steps")
-        st.plotly_chart(charts.rollout_chart(ep.rollout.returns_to_go, ep.rollout.rewards), key=f"sbs.chart.{i}")
+        m2.metric("Normalized", f"{ep.normalized:.1f}", help=state.NORMALIZED_HELP)
+        m3.metric("Length (steps)", f"{ep.rollout.length:,}")
+        st.plotly_chart(
+            charts.rollout_chart(ep.rollout.returns_to_go, ep.rollout.rewards, conditioned=conditioned, ranges=ranges),
+            key=f"sbs.chart.{i}",
+        )
+st.caption("Both charts share their axes, so the two episodes compare by eye.")

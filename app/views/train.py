@@ -170,7 +170,8 @@ def new_run_form() -> None:
         dataset = found[names.index(pick)][0]
     cfg = apply_preset(TrainConfig(), preset)
     stem = paths.safe_name(dataset.removesuffix(".hdf5"), fallback="dataset")  # a user's path: one safe component
-    out = paths.runs_dir() / f"app-{model.lower()}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{s.id[:4]}"
+    # Short enough to read whole in the sidebar's picker: method, data, month-day and time.
+    out = paths.runs_dir() / f"{model.lower()}-{stem}-{time.strftime('%m%d-%H%M%S')}"
     cfg = replace(
         cfg,
         dataset=dataset,
