@@ -170,8 +170,9 @@ def new_run_form() -> None:
         dataset = found[names.index(pick)][0]
     cfg = apply_preset(TrainConfig(), preset)
     stem = paths.safe_name(dataset.removesuffix(".hdf5"), fallback="dataset")  # a user's path: one safe component
-    # Short enough to read whole in the sidebar's picker: method, data, month-day and time.
-    out = paths.runs_dir() / f"{model.lower()}-{stem}-{time.strftime('%m%d-%H%M%S')}"
+    # Short enough to read whole in the sidebar's picker: method, data, month-day, time and the session (two tabs
+    # may start a run in the same second).
+    out = paths.runs_dir() / f"{model.lower()}-{stem}-{time.strftime('%m%d-%H%M%S')}-{s.id[:3]}"
     cfg = replace(
         cfg,
         dataset=dataset,
