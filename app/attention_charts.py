@@ -37,7 +37,10 @@ def attention_heatmaps(
     n_layer, n_head, n = attn.shape[:3]
     layers = list(range(n_layer)) if layers is None else list(layers)
     valid = np.ones(n, bool) if mask is None else np.repeat(np.asarray(mask) > 0, PER_STEP)  # (3K,)
-    blank = ~(valid[:, None] & valid[None, :])
+    # Keys a query cannot see (later tokens: the causal mask; padding) are left out of the colour scale and show
+    # the grey background, so they are not confused with a weight of zero.
+    unseen = np.triu(np.ones((n, n), bool), k=1)
+    blank = ~(valid[:, None] & valid[None, :]) | unseen
     fig = make_subplots(
         rows=n_layer,
         cols=n_head,
@@ -72,10 +75,18 @@ def attention_heatmaps(
                 row=li + 1,
                 col=h + 1,
             )
-    ticks = dict(tickmode="array", tickvals=idx.tolist(), ticktext=list(labels), tickfont=dict(size=7))
-    fig.update_xaxes(title_text="key (token attended to)", title_font=dict(size=11), tickangle=-90, **ticks)
-    fig.update_yaxes(title_text="query (token attending)", title_font=dict(size=11), autorange="reversed", **ticks)
-    fig.update_layout(height=560 * n_layer, margin=dict(l=10, r=10, t=60 if title else 40, b=10), title=title or None)
+    # Every token labelled; 10 px dark text fits one label per row of a 3K = 60 token map 700 px tall.
+    ticks = dict(tickmode="array", tickvals=idx.tolist(), ticktext=list(labels), tickfont=dict(size=10, color="#222"))
+    fig.update_xaxes(title_text="key (token attended to)", title_font=dict(size=12), tickangle=-90, **ticks)
+    fig.update_yaxes(title_text="query (token attending)", title_font=dict(size=12), autorange="reversed", **ticks)
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_yaxes(showgrid=False, zeroline=False)
+    fig.update_layout(
+        height=max(420, 12 * n + 120) * n_layer,
+        margin=dict(l=10, r=10, t=60 if title else 40, b=10),
+        title=title or None,
+        plot_bgcolor="#d9d9d9",  # what no query can see (above the diagonal, padding)
+    )
     return fig
 
 

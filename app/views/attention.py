@@ -25,7 +25,8 @@ st.caption(
     f"The rollout of the Playground (target {s.target:,.0f}, seed {s.seed}), re-run with attention recorded. "
     f"Each step the model reads the last {K} timesteps as {num_tokens(K)} tokens ({layout}, numbered by env "
     "step) and predicts the action from the newest state token. Rows are queries (the token attending), columns "
-    "keys (the token attended to); the model is causal, so the upper triangle is empty."
+    "keys (the token attended to). Grey cells are keys a query cannot see: later tokens (the model is causal, "
+    "so the whole upper triangle) and padding; a weight of zero is dark purple."
 )
 cap = paths.max_steps_cap()
 with st.spinner("Re-running the episode with attention recorded…"):
