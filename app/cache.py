@@ -27,6 +27,21 @@ from dt.envs import get_env
 from dt.preview import APP_VIDEO, load_preview
 from dt.tokens import context_slots
 
+
+def _one_torch_thread() -> None:
+    """One torch thread for the app (``DT_TORCH_THREADS``): batch-of-one rollouts only lose time to thread
+    hand-offs. Set where torch is first imported by the app (here), so pages draw their controls before it."""
+    import os
+
+    import torch
+
+    want = int(os.environ.get("DT_TORCH_THREADS", "1"))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+
+
+_one_torch_thread()
+
 if TYPE_CHECKING:
     from dt.evaluate import Rollout
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped_order, uploads_dir
-from dt.checkpoint import list_checkpoints
-from dt.checkpoint_meta import META_FILE, read_meta
+from dt.checkpoint_meta import META_FILE, list_checkpoints, read_meta
 from dt.errors import CheckpointError
 
 

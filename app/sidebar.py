@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import address, catalog, state, upload
-from dt.checkpoint import CheckpointError
+from app import address, catalog, state
 from dt.envs import ENVS
+from dt.errors import CheckpointError
 
 _SOURCE = {"shipped": "Shipped", "run": "Your runs", "upload": "Uploaded"}
-
-
-def _apply_runtime_defaults() -> None:
-    """One torch thread for the app: batch-of-one rollouts only lose time to thread hand-offs."""
-    import os
-
-    import torch
-
-    want = int(os.environ.get("DT_TORCH_THREADS", "1"))
-    if torch.get_num_threads() != want:
-        torch.set_num_threads(want)
 
 
 # The methods the picker names, for newcomers (the picker's help and the caption under it).
@@ -32,7 +21,6 @@ METHODS = {
 
 
 def draw() -> None:
-    _apply_runtime_defaults()
     state.new_run()
     s = state.session()
     entries = catalog.discover_checkpoints()
@@ -96,6 +84,8 @@ def draw() -> None:
             )
             if up is not None and s.upload_id != up.file_id:
                 s.upload_id = up.file_id
+                from app import upload  # torch: only when a zip arrives
+
                 try:
                     dest = upload.install_upload(up.name, up.getvalue(), env=s.env)
                 except CheckpointError as err:

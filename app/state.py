@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from app.cache import load
 from app.paths import checkpoint_dirs, runs_dir, uploads_dir
-from dt.checkpoint import Checkpoint, CheckpointError
+from dt.checkpoint_meta import CheckpointMeta
 from dt.envs import get_env
+from dt.errors import CheckpointError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch: this module stays importable before it (the Playground draws its controls first)
     from app.jobs import GenerateJob, TrainJob
+    from dt.checkpoint import Checkpoint
 
 
 @dataclass
@@ -93,6 +94,8 @@ def bind(key: str, attr: str, convert: Callable[[Any], Any] = lambda v: v) -> di
 
 def current_checkpoint(show_errors: bool = True) -> Checkpoint | None:
     """The session's chosen checkpoint, loaded for the session's env; errors go in the page."""
+    from app.cache import load  # torch
+
     s = session()
     if not s.checkpoint:
         return None
@@ -104,17 +107,17 @@ def current_checkpoint(show_errors: bool = True) -> Checkpoint | None:
         return None
 
 
-def target_range(ck: Checkpoint) -> tuple[float, float]:
+def target_range(info: CheckpointMeta) -> tuple[float, float]:
     """Slider bounds: 0 to a round number above the paper's targets and the dataset's best return."""
-    spec = get_env(ck.env_name)
-    hi = max([*spec.targets, ck.info.dataset.return_max or 0.0]) * 1.25
+    spec = get_env(info.env)
+    hi = max([*spec.targets, info.dataset.return_max or 0.0]) * 1.25
     step = 10 ** max(2, int(np.log10(max(hi, 1))) - 1)
     return 0.0, float(np.ceil(hi / step) * step)
 
 
-def default_target(ck: Checkpoint) -> float:
+def default_target(info: CheckpointMeta) -> float:
     """The env's first paper target (3600 for Hopper), as the paper evaluates."""
-    return float(get_env(ck.env_name).targets[0])
+    return float(get_env(info.env).targets[0])
 
 
 def no_checkpoint_message() -> None:

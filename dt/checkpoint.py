@@ -44,6 +44,7 @@ from dt.checkpoint_meta import (
     META_FILE,
     WEIGHTS_FILE,
     CheckpointMeta,
+    list_checkpoints,
     parse_meta,
     read_json,
     read_meta,
@@ -405,16 +406,3 @@ def optimizer_state(tensors: dict[str, torch.Tensor], param_groups: list[dict], 
             _, pid, name = key.split(".", 2)
             sd["state"].setdefault(int(pid), {})[name] = v.to(device)  # fused AdamW keeps step on device
     return sd
-
-
-def list_checkpoints(*roots: str | Path) -> list[Path]:
-    """Checkpoint directories (holding ``checkpoint.json``) under the given roots, sorted by name."""
-    found: list[Path] = []
-    for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        for meta in sorted(root.glob(f"*/{META_FILE}")):
-            if not meta.parent.name.startswith("."):
-                found.append(meta.parent)
-    return found

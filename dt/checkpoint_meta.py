@@ -369,9 +369,23 @@ __all__ = [
     "DatasetInfo",
     "EvalPoint",
     "EvalScore",
+    "list_checkpoints",
     "method_of",
     "model_config_from_hf",
     "parse_meta",
     "read_meta",
     "read_meta_dict",
 ]
+
+
+def list_checkpoints(*roots: str | Path) -> list[Path]:
+    """Checkpoint directories (holding ``checkpoint.json``) under the given roots, sorted by name (no torch)."""
+    found: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for meta in sorted(root.glob(f"*/{META_FILE}")):
+            if not meta.parent.name.startswith("."):
+                found.append(meta.parent)
+    return found

@@ -16,7 +16,7 @@ if ck.config.model_type != "dt":
     st.info("This checkpoint is the MLP behaviour-cloning baseline: it has no attention. Pick a DT checkpoint.")
     st.stop()
 if s.target is None or s.target_for != s.checkpoint:
-    s.target, s.target_for = state.default_target(ck), s.checkpoint
+    s.target, s.target_for = state.default_target(ck.info), s.checkpoint
 
 K = ck.config.context_len
 QUERY = action_query(K)
@@ -57,7 +57,7 @@ elif view == "Summary over the episode":
     st.plotly_chart(attention_charts.attention_shares_over_time(over_time, step), key="att.time")
 elif view == "Compare two targets":
     spec = get_env(ck.env_name)
-    lo, hi = state.target_range(ck)
+    lo, hi = state.target_range(ck.info)
     other_default = next((t for t in spec.targets if t != s.target), spec.targets[-1])
     if s.compare_target is None:
         s.compare_target = float(other_default)
@@ -94,7 +94,7 @@ elif view == "Compare two targets":
                     key=f"att.cmpmap.{i}",
                 )
 else:
-    lo, hi = state.target_range(ck)
+    lo, hi = state.target_range(ck.info)
     targets = tuple(even_targets(lo, hi, 7))
     steps = min(cap or ck.max_ep_len, 100)
     st.caption(

@@ -18,7 +18,7 @@ st.caption(
 )
 s, ck = state.page_checkpoint()
 spec = get_env(ck.env_name)
-lo, hi = state.target_range(ck)
+lo, hi = state.target_range(ck.info)
 cap = paths.max_steps_cap()
 
 with st.form("sweep"):

@@ -18,10 +18,11 @@ left, right = st.columns([1, 1])
 video_slot = left.empty()
 first_mp4 = first_video.show(video_slot)
 
-import functools  # noqa: E402
-
-from app import address, analysis, cache, charts, live_video, paths, sidebar, state  # noqa: E402  (torch and transformers: seconds on a cold server)
+# Torch-free so far: the controls come from the checkpoint's metadata and are drawn before torch loads.
+from app import address, charts, paths, sidebar, state  # noqa: E402
+from dt.checkpoint_meta import read_meta  # noqa: E402
 from dt.envs import get_env  # noqa: E402
+from dt.errors import CheckpointError  # noqa: E402
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 
 sidebar.draw()
@@ -30,23 +31,22 @@ if s.checkpoint is None:
     with controls:
         state.no_checkpoint_message()
     st.stop()
-with controls:
-    ck = state.current_checkpoint()
-if ck is None:
-    controls.info("Pick a checkpoint for this environment in the sidebar.")
+try:
+    info = read_meta(s.checkpoint)
+except CheckpointError as e:
+    controls.error(str(e).splitlines()[0])
     st.stop()
 
-spec = get_env(ck.env_name)
-# While the stored first video plays: the render process starts, and the model's acting graph is traced.
+spec = get_env(info.env)
+# While the stored first video plays: the render process starts (the acting graph is traced once torch loads).
 first_video.warm_renderer(spec.name)
-cache.warm_policy(s.checkpoint, ck)
-ds = ck.meta.get("dataset", {})
-lo, hi = state.target_range(ck)
+ds = info.dataset
+lo, hi = state.target_range(info)
 if s.target_for != s.checkpoint or s.target is None:
-    s.target, s.target_for = state.default_target(ck), s.checkpoint
+    s.target, s.target_for = state.default_target(info), s.checkpoint
 s.target = float(min(max(s.target, lo), hi))
-follows_target = ck.config.model_type == "dt"
-cap = paths.max_steps_cap() or ck.max_ep_len
+follows_target = info.model.model_type == "dt"
+cap = paths.max_steps_cap() or info.max_ep_len
 
 with controls:
     c_target, c_seed = st.columns([5, 1], vertical_alignment="bottom")
@@ -66,15 +66,15 @@ with controls:
             + f" for {spec.name}.",
         )
         marks = {f"paper {t:,.0f}": t for t in spec.targets}
-        if ds.get("return_min") is not None:
-            marks |= {"data min": ds["return_min"], "data mean": ds["return_mean"], "data max": ds["return_max"]}
+        if ds.return_min is not None and ds.return_mean is not None and ds.return_max is not None:
+            marks |= {"data min": ds.return_min, "data mean": ds.return_mean, "data max": ds.return_max}
         st.plotly_chart(charts.target_ruler(lo, hi, s.target, marks), config={"displayModeBar": False}, key="pg.ruler")
     with c_seed:
         st.number_input("Seed", 0, 2**31 - 1, step=1, **state.bind("pg.seed", "seed", int))
         st.button("New seed", icon=":material/casino:", on_click=s.new_seed, width="stretch")
     if not follows_target:
         st.info(
-            f"This is a {ck.config.model_type.upper()} checkpoint (behaviour cloning): it never reads the target, "
+            f"This is a {info.model.model_type.upper()} checkpoint (behaviour cloning): it never reads the target, "
             "so every target gives the same episode. Pick a DT checkpoint to steer by return."
         )
 
@@ -106,12 +106,23 @@ if follows_target:
 # The address holds this view (app.address): a reload or a shared link shows the same episode.
 if st.query_params.to_dict() != (view := address.view(s)):
     st.query_params.from_dict(view)
-data_lo, data_hi = ds.get("return_min"), ds.get("return_max")
-if follows_target and data_hi is not None and not data_lo <= s.target <= data_hi:
+data_lo, data_hi = ds.return_min, ds.return_max
+if follows_target and data_lo is not None and data_hi is not None and not data_lo <= s.target <= data_hi:
     controls.caption(
         f":material/warning: Extrapolation: target {s.target:,.0f} lies outside the returns of the training data "
         f"({data_lo:,.0f} to {data_hi:,.0f}); the model never saw an episode that earned it."
     )
+
+# Now the model (torch and transformers: seconds on a cold server, while the stored first video plays).
+import functools  # noqa: E402
+
+from app import analysis, cache, live_video  # noqa: E402
+
+with controls:
+    ck = state.current_checkpoint()
+if ck is None:
+    st.stop()
+cache.warm_policy(s.checkpoint, ck)
 plain_target = schedule.initial if schedule is not None else s.target
 # Alone on the page, a new episode plays while it is rolled out (app.live_video); a steered pair plays when done.
 player = live_video.LivePlayer(video_slot) if schedule is None else None

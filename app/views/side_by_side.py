@@ -12,7 +12,7 @@ sidebar.draw()
 st.title("Side by side")
 s, ck = state.page_checkpoint()
 spec = get_env(ck.env_name)
-lo, hi = state.target_range(ck)
+lo, hi = state.target_range(ck.info)
 
 MODES = ["Two targets", "Two checkpoints"]
 st.radio("Compare", MODES, horizontal=True, **state.bind("sbs.mode", "side_mode"))
