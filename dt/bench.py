@@ -40,8 +40,9 @@ import torch
 from dt.cliconfig import opt
 from dt.config import ModelConfig
 from dt.data import WindowSampler, make_dataset
-from dt.hardware import machine_info, native_bf16
+from dt.hardware import check_compile_mode, machine_info, native_bf16
 from dt.model import action_loss, build_model
+from dt.validate import CompileMode
 
 
 @dataclass
@@ -61,7 +62,7 @@ class BenchArgs:
 
 def synthetic_dataset(n: int = 1_000_000, seed: int = 0):
     rng = np.random.default_rng(seed)
-    lens = []
+    lens: list[int] = []
     while sum(lens) < n:
         lens.append(int(rng.integers(100, 820)))
     lens[-1] -= sum(lens) - n
@@ -212,7 +213,7 @@ def step_flops(cfg: ModelConfig, batch_size: int, device: torch.device) -> float
     return float(fc.get_total_flops())
 
 
-def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: str, out_dir: str):
+def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: CompileMode, out_dir: str):
     from dt.config import TrainConfig
     from dt.train import Trainer
 
@@ -235,7 +236,7 @@ def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode
     return Trainer(cfg, ds, notify=notify)
 
 
-def bench_training(ds, reps: int, device: torch.device, compile_mode: str, bf16: bool) -> dict:
+def bench_training(ds, reps: int, device: torch.device, compile_mode: CompileMode, bf16: bool) -> dict:
     """Reference step against the Trainer's step in fp32, bf16 (if ``bf16``) and compiled, interleaved."""
     torch.manual_seed(0)
     cfg = ModelConfig()
@@ -365,7 +366,7 @@ def main(args: BenchArgs) -> int:
         torch.set_float32_matmul_precision("high")  # as the trainer does on CUDA
     reps = 5 if args.quick else 30
     # --quick skips what takes minutes on a CPU: compiling (inductor), and bf16 where it is emulated.
-    compile_mode = args.compile or ("off" if args.quick and not cuda else "default")
+    compile_mode = check_compile_mode(args.compile or ("off" if args.quick and not cuda else "default"))
     with_bf16 = native_bf16(device) or not args.quick
     ds = synthetic_dataset(200_000 if args.quick else 1_000_000)
     default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"

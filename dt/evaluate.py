@@ -155,7 +155,7 @@ def evaluate(
     out = []
     for k, tgt in enumerate(targets):
         sl = slice(k * episodes, (k + 1) * episodes)
-        out.append(EvalResult(tgt, returns[sl], lengths[sl], seeds[sl], spec.normalized_score(returns[sl])))
+        out.append(EvalResult(tgt, returns[sl], lengths[sl], seeds[sl], np.asarray(spec.normalized_score(returns[sl]))))
     return out
 
 

@@ -16,11 +16,11 @@ import platform
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from dt.validate import COMPILE_MODES
+from dt.validate import COMPILE_MODES, CompileMode
 
 # CPU flags that mean bf16 matrix products run natively (Linux /proc/cpuinfo names).
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -118,10 +118,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def check_compile_mode(mode: str) -> None:
-    """Refuse an unknown ``torch.compile`` mode before anything runs."""
+def check_compile_mode(mode: str) -> CompileMode:
+    """Refuse an unknown ``torch.compile`` mode before anything runs; the mode, typed."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {mode!r}; known: {', '.join(COMPILE_MODES)}")
+    return cast(CompileMode, mode)
 
 
 class CompiledOrEager:

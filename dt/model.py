@@ -171,7 +171,12 @@ class DecisionTransformer(_Model):
         """
         states = inputs[0]
         if self.training or not self.fast or states.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
-            return self._fast_actions(*inputs, last_only=True) if self.fast else self(*inputs, last_only=True).actions
+            s, a, r, t, m = inputs
+            return (
+                self._fast_actions(s, a, r, t, m, last_only=True)
+                if self.fast
+                else self(*inputs, last_only=True).actions
+            )
         # One graph for single episodes (the app) and one for batches (evaluation): TorchScript specialises a
         # graph to the shapes it sees, and a batch-of-one graph that has also seen batches runs a third slower.
         single = states.shape[0] == 1
@@ -184,7 +189,8 @@ class DecisionTransformer(_Model):
                 except Exception:
                     self._traced[single] = None
             traced = self._traced[single]
-        return traced(*inputs) if traced is not None else self._fast_actions(*inputs, last_only=True)
+        s, a, r, t, m = inputs
+        return traced(*inputs) if traced is not None else self._fast_actions(s, a, r, t, m, last_only=True)
 
     def _fast_actions(
         self,
@@ -256,8 +262,15 @@ class _LastActions(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model._fast_actions(*inputs, last_only=True)
+    def forward(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        rtg: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.model._fast_actions(states, actions, rtg, timesteps, mask, last_only=True)
 
 
 def fast_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:

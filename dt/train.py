@@ -49,7 +49,7 @@ from dt.envs import get_env
 from dt.errors import CheckpointError, ConfigError, DatasetError, TrainingDiverged, first_line
 from dt.hardware import check_compile_mode, compile_or_eager, machine_info, resolve_bf16
 from dt.metrics import MetricsLog
-from dt.model import action_loss, build_model
+from dt.model import MLPBC, DecisionTransformer, action_loss, build_model
 from dt.rundir import RunLock
 from dt.validate import check_train_config
 
@@ -222,8 +222,9 @@ class Trainer:
             return
         decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
-            ema = list(self.ema_model.parameters())
-            torch._foreach_lerp_(ema, list(self.model.parameters()), 1.0 - decay)
+            ema: list[torch.Tensor] = list(self.ema_model.parameters())
+            raw: list[torch.Tensor] = list(self.model.parameters())
+            torch._foreach_lerp_(ema, raw, 1.0 - decay)
 
     def _forward_backward_eager(self, b: Batch, num_real: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)  # a compiled call that failed half-way may have left grads
@@ -294,7 +295,7 @@ class Trainer:
         }
 
     @property
-    def served_model(self) -> torch.nn.Module:
+    def served_model(self) -> DecisionTransformer | MLPBC:
         """What is evaluated and saved: the weights' moving average with ``ema``, else the weights."""
         return self.ema_model if self.ema_model is not None else self.model
 

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -127,7 +127,8 @@ class Trainer:
         if self.buffer.size > self.saved_rows:
             name = f"rows_{self.saved_rows:07d}_{self.buffer.size:07d}.npz"
             with atomic_file(buf_dir / name) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **self.buffer.rows_of(self.saved_rows, self.buffer.size))
+                rows: dict[str, Any] = self.buffer.rows_of(self.saved_rows, self.buffer.size)
+                np.savez(f, **rows)
             self.saved_rows = self.buffer.size
         data, tl = self.env.unwrapped.data, _time_limit(self.env)
         state = {
