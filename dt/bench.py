@@ -442,9 +442,3 @@ def main(args: BenchArgs) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":  # python -m dt.bench: the same as python -m dt bench
-    from dt.cli import main as cli_main
-
-    sys.exit(cli_main(["bench", *sys.argv[1:]]))

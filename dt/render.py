@@ -2,7 +2,7 @@
 
 The jobs live in their own modules and their names are re-exported here, so ``from dt.render import ...``
 keeps working: :mod:`dt.scene` (camera, timing, recorded states, :class:`SceneRenderer`), :mod:`dt.video`
-(MP4 / GIF files) and :mod:`dt.render_cli` (``python -m dt.render``, a timing command line). This module is
+(MP4 / GIF files) and :mod:`dt.render_cli` (``python -m dt.render_cli``, a timing command line). This module is
 the render thread and the three ways to submit to it (frames, a whole MP4, an MP4 streamed while a rollout
 runs, :class:`Mp4Stream`); it is a little over 400 lines because each of them is a job on that one thread and
 they share its rules.
@@ -34,7 +34,7 @@ The fast picture lacks the floor's reflection, the body's
 shadow and the green tint the reflection pass gives the floor; edges are
 slightly jagged. A 1000-step Hopper episode (250 frames at 31.25 fps) costs
 about 5 CPU-s to render plus 1-1.5 CPU-s to encode. Measure with ``python -m
-dt.render --bench`` (:mod:`dt.render_cli`).
+dt.render_cli --bench`` (:mod:`dt.render_cli`).
 
 Example:
     >>> qpos, qvel = rollout_states("hopper", steps=1000)
@@ -438,12 +438,3 @@ def render_mp4(
     return get_render_worker().render_mp4(
         env_name, qpos, qvel, target_fps=target_fps, stride=stride, width=width, height=height, fast=fast
     )
-
-
-if __name__ == "__main__":  # `python -m dt.render`: the timing command line (a module of its own, see above)
-    import sys
-
-    from dt.errors import run_cli
-    from dt.render_cli import main
-
-    sys.exit(run_cli(main))

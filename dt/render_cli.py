@@ -1,4 +1,4 @@
-"""``python -m dt.render``: render a random-action rollout to MP4 and time each stage (``--bench``: fps)."""
+"""``python -m dt.render_cli``: render a random-action rollout to MP4 and time each stage (``--bench``: fps)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dt.video import gif_bytes
 
 @dataclass
 class RenderArgs:
-    """Flags of ``python -m dt.render``."""
+    """Flags of ``python -m dt.render_cli``."""
 
     env: str = opt("hopper", "env short name or gym id")
     steps: int = opt(1000, "rollout length in env steps")
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     """Render a random-action rollout to MP4 and print how long each stage took.
 
     Example:
-        ``python -m dt.render --env hopper --steps 1000 --out /tmp/x.mp4 --bench``
+        ``python -m dt.render_cli --env hopper --steps 1000 --out /tmp/x.mp4 --bench``
     """
-    parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
+    parser = parser_for(RenderArgs, "python -m dt.render_cli", main.__doc__.splitlines()[0])
     args = from_args(RenderArgs, parser.parse_args(argv))
     for name in ("steps", "fps", "width", "height"):
         if getattr(args, name) <= 0:

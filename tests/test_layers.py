@@ -21,10 +21,7 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     tree = ast.parse(path.read_text(), str(path))
-    # An `if __name__ == "__main__":` block runs only when the file is run as the module `__main__`, a module
-    # object other than `name`, so what it imports is no edge of `name` (python -m dt.render imports dt.render_cli,
-    # which imports dt.render afresh).
-    tree.body = [n for n in tree.body if not _is_main_guard(n)]
+    # `if __name__ == "__main__":` blocks count too: a module run as a command must not import its importers.
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -45,16 +42,6 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
             if t and t != name:
                 found.add(t)
     return found
-
-
-def _is_main_guard(node: ast.stmt) -> bool:
-    return (
-        isinstance(node, ast.If)
-        and isinstance(node.test, ast.Compare)
-        and isinstance(node.test.left, ast.Name)
-        and node.test.left.id == "__name__"
-        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in node.test.comparators)
-    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -102,7 +89,7 @@ def test_cycle_finder_sees_imports_inside_functions(tmp_path):
         "if __name__ == '__main__':\n    from dt.render_cli import main\n"
     )
     modules = {"dt.generate", "dt.scene", "dt.probe", "dt.render_cli"}
-    assert _imports(probe, "dt.probe", modules) == {"dt.generate", "dt.scene"}
+    assert _imports(probe, "dt.probe", modules) == {"dt.generate", "dt.scene", "dt.render_cli"}
 
 
 def test_help_and_data_list_do_not_import_torch():
