@@ -95,7 +95,7 @@ def warm_policy(path: str, ck: Checkpoint) -> None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray, size: int = VIDEO_SIZE) -> bytes:
     """Real-time H.264 MP4 of recorded states, ``size`` px square (rendered in the render process)."""
-    from dt.render_process import get_render_process
+    from dt.render.process import get_render_process
 
     return get_render_process().render_mp4(env, qpos, qvel, target_fps=VIDEO_FPS, width=size, height=size)
 
@@ -104,7 +104,7 @@ def video_mp4(env: str, qpos: np.ndarray, qvel: np.ndarray, size: int = VIDEO_SI
 def video_gif(env: str, qpos: np.ndarray, qvel: np.ndarray) -> bytes:
     """A small looping GIF of recorded states."""
     from dt.render import gif_bytes, playback_fps, realtime_stride
-    from dt.render_process import get_render_process
+    from dt.render.process import get_render_process
 
     stride = realtime_stride(env, GIF_FPS)
     frames = get_render_process().render_frames(env, qpos, qvel, width=GIF_SIZE, height=GIF_SIZE, stride=stride)
@@ -144,11 +144,11 @@ def rendered_rollout(
 ) -> Episode:
     """``run(on_state)`` rolls out an episode; its video renders in the render process while it runs.
 
-    With ``live``, the video is a fragmented MP4 (:mod:`dt.live`) whose bytes go to ``live`` as they are made,
+    With ``live``, the video is a fragmented MP4 (:mod:`dt.render.live`) whose bytes go to ``live`` as they are made,
     so a page can play it before the episode ends; the Episode's ``mp4`` is the ordinary MP4 either way.
     ``keep(episode)`` runs before the last ``live`` call, which (a Streamlit call) may end the page's run.
     """
-    from dt.render_process import get_render_process
+    from dt.render.process import get_render_process
 
     t0 = time.perf_counter()
     with get_render_process().mp4_stream(

@@ -44,12 +44,12 @@ def _default_checkpoint() -> tuple[Path, str] | None:
 def warm_renderer(env: str) -> threading.Thread:
     """Start the render process and its scene for the app's video size now, in the background, once per env.
 
-    Every video is drawn in one child process (dt.render_process: rendering on a thread of the server would
+    Every video is drawn in one child process (dt.render.process: rendering on a thread of the server would
     contend for its GIL with the rollout and with every other session); it starts in about 0.7 s and its
     scene in about 0.3 s (2-3 s while a cold server loads torch for its first page), which a page calls this
     to take off its first slider release. Torch-free: a new session starts it before the page imports torch.
     """
-    from dt.render_process import get_render_process
+    from dt.render.process import get_render_process
 
     thread = threading.Thread(
         target=lambda: get_render_process().prepare(env, APP_VIDEO.width, APP_VIDEO.height),

@@ -1,4 +1,4 @@
-"""A video element that plays an episode while it is still being rolled out (:mod:`dt.live`).
+"""A video element that plays an episode while it is still being rolled out (:mod:`dt.render.live`).
 
 The page's script feeds :class:`LivePlayer` the fragmented MP4's bytes as the render process makes them; the
 player sends them to the browser a few times a second through a Streamlit component (``st.components.v2``,
@@ -22,7 +22,7 @@ from typing import Any
 
 import streamlit as st
 
-from dt.live import complete_fragments, mime_type
+from dt.render.live import complete_fragments, mime_type
 
 # Seconds between sends while an episode runs (each send re-sends every byte so far).
 SEND_EVERY_S = 0.3

@@ -86,10 +86,10 @@ def test_cycle_finder_sees_imports_inside_functions(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(
         "def f():\n    from dt.generate import collect\n    from . import scene\n"
-        "if __name__ == '__main__':\n    from dt.render_cli import main\n"
+        "if __name__ == '__main__':\n    from dt.render.cli import main\n"
     )
-    modules = {"dt.generate", "dt.scene", "dt.probe", "dt.render_cli"}
-    assert _imports(probe, "dt.probe", modules) == {"dt.generate", "dt.scene", "dt.render_cli"}
+    modules = {"dt.generate", "dt.scene", "dt.probe", "dt.render.cli"}
+    assert _imports(probe, "dt.probe", modules) == {"dt.generate", "dt.scene", "dt.render.cli"}
 
 
 def test_help_and_data_list_do_not_import_torch():

@@ -1,4 +1,4 @@
-"""dt.live: a fragmented MP4 that plays while it is made (real MuJoCo on EGL, real ffmpeg)."""
+"""dt.render.live: a fragmented MP4 that plays while it is made (real MuJoCo on EGL, real ffmpeg)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from dt import render as R
-from dt.live import FragmentedMp4Encoder, LiveMp4Stream, complete_fragments, faststart, mime_type
-from dt.render_process import RenderProcess
+from dt.render.live import FragmentedMp4Encoder, LiveMp4Stream, complete_fragments, faststart, mime_type
+from dt.render.process import RenderProcess
 
 W, H = 96, 64
 

@@ -589,10 +589,10 @@ def test_cli_processes_print_no_traceback(base, tmp_path):
         assert "Traceback" not in err + out
 
 
-# The package's other command lines (python -m dt.render_cli, dt.preview, dt.behaviour.*) share dt.errors.run_cli.
+# The package's other command lines (python -m dt.render, dt.preview, dt.behaviour.*) share dt.errors.run_cli.
 MODULE_CASES = [
-    (["dt.render_cli", "--steps", "-5"], "--steps: must be > 0"),
-    (["dt.render_cli", "--width", "0"], "--width: must be > 0"),
+    (["dt.render", "--steps", "-5"], "--steps: must be > 0"),
+    (["dt.render", "--width", "0"], "--width: must be > 0"),
     (["dt.preview", "/nonexistent-checkpoint"], "not a checkpoint directory"),
     (["dt.behaviour.ars", "--eval-episodes", "x"], "invalid int value"),
 ]

@@ -1,4 +1,4 @@
-"""dt.render_process: the app's renderer in a child process (real MuJoCo on EGL, real ffmpeg)."""
+"""dt.render.process: the app's renderer in a child process (real MuJoCo on EGL, real ffmpeg)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dt import render as R
-from dt.render_process import RenderProcess, get_render_process
+from dt.render.process import RenderProcess, get_render_process
 
 # Starts the render child process.
 pytestmark = [pytest.mark.process]

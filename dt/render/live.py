@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from dt.atomic import temp_file
-from dt.render import Mp4Stream
-from dt.video import MP4_PRESET
+from dt.render.video import MP4_PRESET
+from dt.render.worker import Mp4Stream
 
 __all__ = ["FRAGMENT_S", "FragmentedMp4Encoder", "LiveMp4Stream", "complete_fragments", "faststart", "mime_type"]
 
@@ -218,7 +218,7 @@ class LiveMp4Stream(Mp4Stream):
     :meth:`poll` returns the fragmented MP4's bytes made since the last call (the first call's bytes start
     with the init segment); :meth:`finish` returns the video as an ordinary MP4. With ``sink_path`` every
     byte is also appended to that file as it comes, which another process can read without asking
-    (:class:`dt.render_process.RemoteMp4Stream`). Otherwise the same arguments as :class:`~dt.render.Mp4Stream`.
+    (:class:`dt.render.process.RemoteMp4Stream`). Otherwise the same arguments as :class:`~dt.render.Mp4Stream`.
     """
 
     def __init__(self, env_name: str, *, sink_path: str | None = None, **settings: Any) -> None:

@@ -1,9 +1,8 @@
-"""``python -m dt.render_cli``: render a random-action rollout to MP4 and time each stage (``--bench``: fps)."""
+"""``python -m dt.render``: render a random-action rollout to MP4 and time each stage (``--bench``: fps)."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -11,15 +10,15 @@ import numpy as np
 
 from dt.atomic import write_atomic
 from dt.cliconfig import from_args, opt, parser_for
-from dt.errors import ConfigError, run_cli
-from dt.render import get_render_worker, render_frames, render_mp4
-from dt.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
-from dt.video import gif_bytes
+from dt.errors import ConfigError
+from dt.render.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
+from dt.render.video import gif_bytes
+from dt.render.worker import get_render_worker, render_frames, render_mp4
 
 
 @dataclass
 class RenderArgs:
-    """Flags of ``python -m dt.render_cli``."""
+    """Flags of ``python -m dt.render``."""
 
     env: str = opt("hopper", "env short name or gym id")
     steps: int = opt(1000, "rollout length in env steps")
@@ -65,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     """Render a random-action rollout to MP4 and print how long each stage took.
 
     Example:
-        ``python -m dt.render_cli --env hopper --steps 1000 --out /tmp/x.mp4 --bench``
+        ``python -m dt.render --env hopper --steps 1000 --out /tmp/x.mp4 --bench``
     """
-    parser = parser_for(RenderArgs, "python -m dt.render_cli", main.__doc__.splitlines()[0])
+    parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
     args = from_args(RenderArgs, parser.parse_args(argv))
     for name in ("steps", "fps", "width", "height"):
         if getattr(args, name) <= 0:
@@ -117,7 +116,3 @@ def main(argv: list[str] | None = None) -> None:
             f"render at {args.width}x{args.height}: default {default:.1f} fps ({default_cpu:.0f} CPU-ms/frame), "
             f"fast {quick:.1f} fps ({quick_cpu:.0f} CPU-ms/frame); {quick / default:.1f}x"
         )
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

@@ -35,8 +35,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from dt.atomic import temp_file
-from dt.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
-from dt.video import VideoStream
+from dt.render.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH
+from dt.render.video import VideoStream
 
 __all__ = ["RENDER_NICENESS", "RenderProcess", "RemoteMp4Stream", "get_render_process"]
 
@@ -45,8 +45,8 @@ RENDER_NICENESS = int(os.environ.get("DT_RENDER_NICE", "10"))
 
 def _serve(conn: Connection) -> None:
     """The child's loop: one request at a time, answered with ("ok", result) or ("error", exception)."""
-    from dt.live import LiveMp4Stream
-    from dt.render import Mp4Stream, RenderWorker
+    from dt.render.live import LiveMp4Stream
+    from dt.render.worker import Mp4Stream, RenderWorker
 
     # Below the parent in CPU priority (ffmpeg inherits it): a streamed video's critical path is the rollout
     # feeding it, and the renderer catches up on the states it queued as soon as the rollout ends.
@@ -110,12 +110,12 @@ class RenderProcess:
     """
 
     def __init__(self) -> None:
-        # A plain ``python -m dt.render_process`` with one end of a socket pair: multiprocessing's spawn would
+        # A plain ``python -m dt.render.process`` with one end of a socket pair: multiprocessing's spawn would
         # import the parent's __main__ again in the child (torch and all: 6.7 s instead of about 0.5).
         ours, theirs = socket.socketpair()
         with theirs:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "dt.render_process", str(theirs.fileno())],
+                [sys.executable, "-m", "dt.render.process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -163,7 +163,7 @@ class RenderProcess:
     def mp4_stream(self, env_name: str, *, live: bool = False, **settings: Any) -> RemoteMp4Stream:
         """A :class:`dt.render.Mp4Stream` in the child (same keyword settings), fed from here.
 
-        With ``live`` it is a :class:`dt.live.LiveMp4Stream`: :meth:`RemoteMp4Stream.poll` returns its video
+        With ``live`` it is a :class:`dt.render.live.LiveMp4Stream`: :meth:`RemoteMp4Stream.poll` returns its video
         bytes while it runs (read from a file the child appends them to: no round trip, so the caller's rollout
         never waits for the child, which runs at a lower priority).
         """
@@ -232,7 +232,7 @@ class RemoteMp4Stream(VideoStream):
         self.steps += 1
 
     def poll(self) -> bytes:
-        """A live stream's fragmented-MP4 bytes made since the last call (:meth:`dt.live.LiveMp4Stream.poll`).
+        """A live stream's fragmented-MP4 bytes made since the last call (:meth:`dt.render.live.LiveMp4Stream.poll`).
 
         Empty for a plain stream and once the stream has ended.
         """
@@ -276,5 +276,5 @@ def get_render_process() -> RenderProcess:
         return _shared
 
 
-if __name__ == "__main__":  # the child: python -m dt.render_process FD
+if __name__ == "__main__":  # the child: python -m dt.render.process FD
     _serve(Connection(int(sys.argv[1])))
