@@ -69,3 +69,21 @@ def truncate_metrics(path: Path, step: int) -> None:
         except (ValueError, KeyError, TypeError):
             continue  # a line cut by a kill mid-write
     write_atomic(path, "".join(kept))
+
+
+SETTLED_POINTS = 5.0  # a run has settled when its last three periodic evaluations lie within this many points
+
+
+def last_three_spread(evals: list[dict[str, Any]]) -> tuple[list[float], float] | None:
+    """The last three periodic evaluations' normalized scores at the first target, and their spread (max - min).
+
+    ``evals`` are the run's evaluation entries (``{"step", "results": [{"target", "normalized_mean"}, ...]}``),
+    oldest first, as in ``checkpoint.json``'s ``eval_history`` and the app's job view. None with fewer than
+    three. The one definition behind the model cards and the Train page: a spread within
+    :data:`SETTLED_POINTS` means the last checkpoint is not a lucky or unlucky draw from a swinging run.
+    """
+    scores = [float(e["results"][0]["normalized_mean"]) for e in evals if e.get("results")]
+    if len(scores) < 3:
+        return None
+    last = scores[-3:]
+    return last, max(last) - min(last)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from dt.checkpoint import Checkpoint, load_checkpoint, read_meta, update_meta
 from dt.checkpoint_meta import EvalPoint
 from dt.envs import get_env
 from dt.evaluate import EvalResult, evaluate, target_sweep
+from dt.metrics import SETTLED_POINTS, last_three_spread
 
 PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
     ("dt", "hopper-medium"): "67.6 +- 1.0",
@@ -275,11 +278,38 @@ def card_markdown(
         "",
         f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_f(m.wall_time_s) / 60:.0f} min on "
         f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
+        f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
+        f"- settled: {_settled(hist)}",
         f"- model: {json.dumps(m.model.to_dict())}",
         f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _recipe(tr: Mapping[str, Any]) -> str:
+    """The training recipe in one line (the settings a resume must keep, and the model's size)."""
+    sched = tr.get("lr_schedule", "constant")
+    floor = f" to {tr.get('lr_floor')} x lr" if sched == "cosine" else ""
+    ema = f", EMA {tr['ema']}" if tr.get("ema") else ""
+    data = f", best {tr['pct_traj']:.0%} of timesteps" if tr.get("pct_traj", 1.0) < 1.0 else ""
+    return (
+        f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "
+        f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "
+        f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}"
+    )
+
+
+def _settled(hist: tuple[EvalPoint, ...]) -> str:
+    spread = last_three_spread([{"results": [{"normalized_mean": r.normalized_mean} for r in e.results]} for e in hist])
+    if spread is None:
+        return "fewer than three periodic evaluations"
+    last, width = spread
+    verdict = "settled" if width <= SETTLED_POINTS else "still swinging"
+    return (
+        f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
+        f"{width:.1f} points ({verdict}: within {SETTLED_POINTS:g} counts as settled)"
+    )
 
 
 def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600.0) -> Path:

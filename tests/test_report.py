@@ -57,3 +57,14 @@ def test_card_skips_alignment_on_narrow_data(tmp_path, tiny_checkpoint):
     text = write_card(ck_dir, episodes=1, sweep_episodes=1).read_text()
     assert "alignment" not in json.loads((ck_dir / "evaluation.json").read_text())
     assert "## Return alignment" not in text
+
+
+def test_last_three_spread_is_one_definition_for_cards_and_the_train_page():
+    from dt.metrics import SETTLED_POINTS, last_three_spread
+
+    evals = [
+        {"step": s, "results": [{"target": 3600.0, "normalized_mean": x}]}
+        for s, x in ((1, 10.0), (2, 40.0), (3, 42.0), (4, 44.5))
+    ]
+    assert last_three_spread(evals) == ([40.0, 42.0, 44.5], 4.5) and 4.5 <= SETTLED_POINTS
+    assert last_three_spread(evals[:2]) is None

@@ -13,6 +13,7 @@ from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_spee
 from dt.checkpoint_meta import META_FILE, read_meta
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
+from dt.metrics import SETTLED_POINTS, last_three_spread
 
 sidebar.draw()
 st.title("Train a model")
@@ -244,11 +245,21 @@ def progress_panel() -> None:
         help="Steps left at the speed beside it, evaluations not counted",
     )
     first = v.evals[-1]["results"][0] if v.evals else None
+    spread = last_three_spread(v.evals)
+    settled = (
+        f"last three within {spread[1]:.1f} points: " + ("settled" if spread[1] <= SETTLED_POINTS else "still swinging")
+        if spread
+        else (f"at step {v.evals[-1]['step']:,}" if first else None)
+    )
     m4.metric(
         f"Normalized score at {first['target']:,.0f}" if first else "Normalized score",
         f"{first['normalized_mean']:.1f}" if first else "–",
-        f"at step {v.evals[-1]['step']:,}" if first else None,
+        settled,
         delta_color="off",
+        delta_arrow="off",
+        help="The newest periodic evaluation. Below it, the spread of the last three: within "
+        f"{SETTLED_POINTS:g} points the run has settled, and its last checkpoint is not a lucky or unlucky draw "
+        "(the model cards report the same figure).",
     )
     if v.records:
         c1, c2 = st.columns(2)
