@@ -41,11 +41,15 @@ def attention_heatmaps(
     # the grey background, so they are not confused with a weight of zero.
     unseen = np.triu(np.ones((n, n), bool), k=1)
     blank = ~(valid[:, None] & valid[None, :]) | unseen
+    per_layer = max(420, 12 * n + 120)  # px: a 10 px label per token row, plus the axis labels and titles
+    gap = 130  # px between maps: the rotated key labels and axis title below one, the title of the next
+    total = per_layer * n_layer + gap * (n_layer - 1)
     fig = make_subplots(
         rows=n_layer,
         cols=n_head,
         subplot_titles=[f"layer {layers[i] + 1} · head {h + 1}" for i in range(n_layer) for h in range(n_head)],
-        vertical_spacing=0.1 if n_layer > 1 else 0.06,
+        # Room below each map for its rotated key labels and axis title, and above the next for its title.
+        vertical_spacing=gap / total if n_layer > 1 else 0.06,
         horizontal_spacing=0.08,
     )
     idx = np.arange(n)
@@ -82,7 +86,7 @@ def attention_heatmaps(
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False)
     fig.update_layout(
-        height=max(420, 12 * n + 120) * n_layer,
+        height=total,
         margin=dict(l=10, r=10, t=60 if title else 40, b=10),
         title=title or None,
         plot_bgcolor="#d9d9d9",  # what no query can see (above the diagonal, padding)

@@ -59,7 +59,12 @@ def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -
                 hovertemplate=f"{name}: %{{x:,.0f}}<extra></extra>",
             )
         )
-        fig.add_annotation(x=x, y=levels[name], text=name, showarrow=False, font=dict(size=10, color=color))
+        # Near an end a centred label would be cut off by the plot's edge (at 390 px the ruler is 340 px wide).
+        at = (x - lo) / max(hi - lo, 1e-9)
+        anchor = "left" if at < 0.1 else "right" if at > 0.9 else "center"
+        fig.add_annotation(
+            x=x, y=levels[name], text=name, showarrow=False, xanchor=anchor, font=dict(size=10, color=color)
+        )
     fig.add_trace(
         go.Scatter(
             x=[target],
