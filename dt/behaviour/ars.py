@@ -3,7 +3,7 @@
 Mania, Guy and Recht (2018), "Simple random search provides a competitive approach to reinforcement learning",
 Algorithm 2 with state normalisation (V2) and the top-b directions (-t). SAC reaches expert returns on Hopper only
 after about 1M env steps, which is hours with one update per step on 2 CPU cores; ARS needs no gradient updates and
-reaches them in minutes, so the issue allows it for the expert level. The shipped policy says so in its metadata.
+reaches them in minutes, so it is used for the expert level. The shipped policy says so in its metadata.
 
 Policy: ``a = clip(M (s - mu) / sigma, -1, 1)``, M of shape (act_dim, obs_dim) starting at zero; mu and sigma are
 running statistics of every state visited during training, frozen within an iteration.
