@@ -17,6 +17,7 @@ METHODS = {
     "DT (delayed reward)": "a DT that sees the whole return only at the episode's last step (the paper's test)",
     "BC": "behaviour cloning, imitates the actions of every training episode and reads no target",
     "BC10": "behaviour cloning on the best 10% of the training episodes (by return); reads no target",
+    "DT (best N%)": "a DT trained on the best episodes (by return) covering N% of the data's steps",
 }
 
 
@@ -68,6 +69,8 @@ def draw() -> None:
             lines = [f"{e.method} · {e.env} · trained on {e.dataset} for {e.step:,} steps"]
             if e.method in METHODS:
                 lines.append(f"{e.method}: {METHODS[e.method]}")
+            elif e.method.startswith("DT (best"):
+                lines.append(f"{e.method}: a Decision Transformer trained on the best episodes only (by return)")
             if e.score is not None:
                 lines.append(f"D4RL normalized score {e.score:.1f} at target {e.score_target:,.0f}")
             if e.return_mean is not None:

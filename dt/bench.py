@@ -369,7 +369,7 @@ def main(args: BenchArgs) -> int:
     compile_mode = check_compile_mode(args.compile or ("off" if args.quick and not cuda else "default"))
     with_bf16 = native_bf16(device) or not args.quick
     ds = synthetic_dataset(200_000 if args.quick else 1_000_000)
-    default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"
+    default_ck = Path(__file__).resolve().parents[1] / "checkpoints" / "dt25-hopper-medium"
     ck = args.checkpoint or (str(default_ck) if default_ck.exists() else None)
     cfg = ModelConfig()
     info = machine_info()

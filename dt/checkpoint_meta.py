@@ -132,10 +132,13 @@ class EvalPoint:
 
 
 def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> str:
-    """The method's short name, as the papers name it: ``dt``, ``dt-delayed``, ``bc`` or ``bc10`` (10% BC)."""
+    """The method's short name, as the papers name it: ``dt``, ``dt-delayed``, ``bc`` or ``bc10`` (10% BC); a DT
+    trained on the best NN% of timesteps is ``dtNN``."""
     if model_type == "bc":
         return "bc" if pct_traj >= 1.0 else f"bc{round(pct_traj * 100)}"
-    return "dt-delayed" if delayed else "dt"
+    if delayed:
+        return "dt-delayed"
+    return "dt" if pct_traj >= 1.0 else f"dt{round(pct_traj * 100)}"
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,11 @@ class CheckpointMeta:
     @property
     def method_title(self) -> str:
         """The method for people: ``DT``, ``DT (delayed reward)``, ``BC``, ``BC10``."""
-        return "DT (delayed reward)" if self.method == "dt-delayed" else self.method.upper()
+        if self.method == "dt-delayed":
+            return "DT (delayed reward)"
+        if self.method.startswith("dt") and self.method != "dt":
+            return f"DT (best {self.method[2:]}%)"
+        return self.method.upper()
 
     @property
     def score(self) -> EvalScore | None:

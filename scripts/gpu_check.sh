@@ -51,7 +51,7 @@ EOF
 
 # 1. Evaluation: 100 episodes at each of the paper's two targets, shipped DT, on CUDA (bf16 by default there).
 step 50 "evaluate $EPISODES episodes x 2 targets on $DEVICE" \
-    "$PY" -m dt evaluate --checkpoint checkpoints/dt-hopper-medium --targets 3600 1800 --episodes "$EPISODES" \
+    "$PY" -m dt evaluate --checkpoint checkpoints/dt25-hopper-medium --targets 3600 1800 --episodes "$EPISODES" \
     --device "$DEVICE" --quiet --json "$OUT/gpu_eval.json"
 
 # 2. Training: a small generated hopper-medium unless one is on disk, then 2,000 paper-config steps.

@@ -9,7 +9,7 @@ import torch
 
 from dt import bench
 
-SHIPPED_DT = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper-medium"
+SHIPPED_DT = Path(__file__).resolve().parents[1] / "checkpoints" / "dt25-hopper-medium"
 
 
 def test_sampling_figure_runs_on_a_small_synthetic_dataset():

@@ -40,6 +40,11 @@ pytestmark = BROWSER_MARKS
 
 
 FIRST_VIDEO: dict[str, float] = {}  # seconds from opening the cold app to a playing video
+FAILED: list[str] = []  # 4xx/5xx responses the main page saw during this module
+CONSOLE: list[str] = []  # console errors other than those failed loads
+# Opened at /<page>, Streamlit's own front end first looks for its server under that path, then at the root
+# (tests/test_browser_doors.py): the only failed responses allowed.
+STREAMLIT_PROBE = re.compile(r"^404 http://127\.0\.0\.1:\d+/[a-z_]+/_stcore/(health|host-config)$")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,11 @@ def page(server):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         pg = ctx.new_page()
         pg.set_default_timeout(120_000)
+        pg.on("response", lambda r: r.status >= 400 and FAILED.append(f"{r.status} {r.url}"))
+        pg.on(
+            "console",
+            lambda m: m.type == "error" and "Failed to load resource" not in m.text and CONSOLE.append(m.text),
+        )
         t0 = time.perf_counter()
         pg.goto(server)
         pg.wait_for_function(VIDEO_READY, arg=1)
@@ -341,3 +351,10 @@ def test_train_page_generates_a_missing_dataset(page, assets, tmp_path):
     assert (assets["browser_data"] / "hopper_medium-v2.hdf5").exists()
     page.get_by_role("button", name="Start training").wait_for()
     page.screenshot(path=SHOTS / "train-generated.png", full_page=True)
+
+
+def test_no_failed_request_and_no_console_error_in_this_module(page):
+    """Last in the module: over every test above, the page saw no 4xx or 5xx but Streamlit's own path probe,
+    and no console error."""
+    assert [f for f in FAILED if not STREAMLIT_PROBE.match(f)] == [], FAILED
+    assert CONSOLE == [], CONSOLE

@@ -5,13 +5,16 @@ once, a request for ``/train`` then ran ``pages/train.py`` directly, without the
 set-up: ``No module named 'app'`` and a plain lowercase menu, until someone opened ``/``. The pages now live in
 ``app/views/`` (only ``st.navigation`` knows them), and this test opens each by its address. It also holds the
 app to working offline: no request may go to a host other than the app's (the favicon was once a material icon,
-fetched from an outside font host). Streamlit's own probes of ``/<page>/_stcore/...`` answer 404 before it falls
-back to the root; those are printed, not failed.
+fetched from an outside font host), and to no failed response but one kind: opened at ``/<page>``, Streamlit's
+own front end first looks for its server under that path (``/<page>/_stcore/health`` and ``/host-config``,
+404) and then at the root. That probe is Streamlit's, made before any of the app's code runs; any other 4xx or
+5xx fails the test.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -63,3 +66,5 @@ def test_each_page_opens_by_its_address_on_a_fresh_server(fresh_url):
         browser.close()
     print(f"\nhosts requested: {sorted(hosts)}; failed responses: {failed}")
     assert hosts <= {"127.0.0.1"}, f"requests left the machine: {sorted(hosts - {'127.0.0.1'})}"
+    probe = re.compile(r"^404 http://127\.0\.0\.1:\d+/[a-z_]+/_stcore/(health|host-config)$")
+    assert [f for f in failed if not probe.match(f)] == [], failed

@@ -22,7 +22,7 @@ from dt.train import Trainer
 from tests.tiny import cli_flags, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "checkpoints" / "dt-hopper-medium"
+SHIPPED = ROOT / "checkpoints" / "dt25-hopper-medium"
 
 
 def cli(capsys, *args: str) -> tuple[int, str]:
