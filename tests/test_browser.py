@@ -214,7 +214,14 @@ def test_steer_in_a_new_session_plays_both_videos(server, page):
         pg.get_by_text("Steer: change the target during the episode").click()
         pg.locator("strong", has_text="Unsteered:").wait_for()
         settle(pg)
-        pg.wait_for_function(BOTH_PLAYING)
+        try:
+            pg.wait_for_function(BOTH_PLAYING)
+        except Exception:  # say what each video was doing (paused at 0 is the bug this test is for)
+            states = pg.evaluate(
+                "() => [...document.querySelectorAll('video')].map(v => [v.paused, v.readyState, v.currentTime,"
+                " v.autoplay, v.getAttribute('aria-label') || v.title])"
+            )
+            raise AssertionError(f"both videos should play; [paused, readyState, time, autoplay, label]: {states}")
     finally:
         ctx.close()
 
