@@ -221,7 +221,9 @@ def test_steer_in_a_new_session_plays_both_videos(server, page):
                 "() => [...document.querySelectorAll('video')].map(v => [v.paused, v.readyState, v.currentTime,"
                 " v.autoplay, v.getAttribute('aria-label') || v.title])"
             )
-            raise AssertionError(f"both videos should play; [paused, readyState, time, autoplay, label]: {states}")
+            raise AssertionError(
+                f"both videos should play; [paused, readyState, time, autoplay, label]: {states}"
+            ) from None
     finally:
         ctx.close()
 
