@@ -40,8 +40,9 @@ import torch
 from dt.cliconfig import opt
 from dt.config import ModelConfig
 from dt.data import WindowSampler, make_dataset
+from dt.flops import matmul_rate, model_gemm_shapes, step_flops, sync
 from dt.hardware import check_compile_mode, machine_info, native_bf16
-from dt.model import action_loss, build_model
+from dt.model import build_model
 from dt.validate import CompileMode
 
 
@@ -129,20 +130,15 @@ class ReferenceBatcher:
         )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_time(fn: Callable[[], object], reps: int, device: torch.device, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
@@ -154,63 +150,6 @@ def bench_sampling(ds, reps: int, device: torch.device) -> dict:
     t_ref = _median_time(lambda: ref.get_batch(64), reps, device)
     t_ours = _median_time(lambda: [ours.sample(64, g) for _ in range(100)], max(3, reps // 10), device) / 100
     return {"reference_batches_per_s": 1 / t_ref, "ours_batches_per_s": 1 / t_ours, "speedup": t_ref / t_ours}
-
-
-def model_gemm_shapes(cfg: ModelConfig, batch_size: int) -> list[tuple[int, int, int]]:
-    """(M, K, N) of one forward's linear layers per block: qkv, attention out, MLP in, MLP out."""
-    m, h = batch_size * 3 * cfg.context_len, cfg.embed_dim
-    return [(m, h, 3 * h), (m, h, h), (m, h, cfg.n_inner), (m, cfg.n_inner, h)]
-
-
-def matmul_rate(shapes: list[tuple[int, int, int]], dtype: torch.dtype, device: torch.device, reps: int) -> float:
-    """GFLOP/s of plain matrix products of these shapes (the ceiling a model of them can reach)."""
-    g = torch.Generator(device=device).manual_seed(0)
-    pairs = [
-        (
-            torch.randn(m, k, generator=g, device=device).to(dtype),
-            torch.randn(k, n, generator=g, device=device).to(dtype),
-        )
-        for m, k, n in shapes
-    ]
-    flops = sum(2 * m * k * n for m, k, n in shapes)
-    inner = max(1, reps)
-
-    def run() -> None:
-        for _ in range(inner):
-            for a, b in pairs:
-                a @ b
-
-    run()  # warm-up
-    _sync(device)
-    best = float("inf")  # the ceiling is the best rate seen: load only ever slows a product down
-    for _ in range(5):
-        t0 = time.perf_counter()
-        run()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return flops * inner / best / 1e9
-
-
-def step_flops(cfg: ModelConfig, batch_size: int, device: torch.device) -> float:
-    """FLOPs of one training forward + backward, as ``torch.utils.flop_counter`` counts them."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from dt.data.windows import Batch
-
-    m = build_model(cfg).to(device).train()
-    k, g = cfg.context_len, torch.Generator(device=device).manual_seed(0)
-    b = Batch(
-        torch.randn(batch_size, k, cfg.state_dim, generator=g, device=device),
-        torch.rand(batch_size, k, cfg.act_dim, generator=g, device=device),
-        torch.zeros(batch_size, k, 1, device=device),
-        torch.rand(batch_size, k, 1, generator=g, device=device),
-        torch.randint(0, cfg.max_ep_len, (batch_size, k), generator=g, device=device),
-        torch.ones(batch_size, k, device=device),
-    )
-    with FlopCounterMode(display=False) as fc:
-        out = m(b.states, b.actions, b.returns_to_go, b.timesteps, b.mask)
-        action_loss(out.actions, b.actions, b.mask).backward()
-    return float(fc.get_total_flops())
 
 
 def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: CompileMode, out_dir: str):
@@ -268,7 +207,7 @@ def bench_training(ds, reps: int, device: torch.device, compile_mode: CompileMod
         compiled = _trainer(ds, device, 64, native_bf16(device), compile_mode, tmp)
         for _ in range(3):  # compiles here, not in the timing
             compiled.train_step()
-        _sync(device)
+        sync(device)
         compile_s = time.perf_counter() - t0
         still = getattr(compiled._forward_backward, "active", False)
         variants[f"compiled ({compile_mode}, {'bf16' if compiled.bf16 else 'fp32'})"] = compiled.train_step
@@ -277,12 +216,12 @@ def bench_training(ds, reps: int, device: torch.device, compile_mode: CompileMod
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():
         fn(), fn()
-    _sync(device)
+    sync(device)
     for _ in range(reps):
         for name, fn in variants.items():
             t0 = time.perf_counter()
             fn()
-            _sync(device)
+            sync(device)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     out: dict = {k: {"samples_per_s": 64 / t, "ms_per_step": 1000 * t} for k, t in med.items()}
@@ -306,11 +245,11 @@ def bench_batch_scaling(
         tr = _trainer(ds, device, b, bf16, "off", tmp)
         for _ in range(5):
             tr.train_step()
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
             tr.train_step()
-        _sync(device)
+        sync(device)
         secs = time.perf_counter() - t0
         r = {"batch_size": b, "steps_per_s": steps / secs, "samples_per_s": steps * b / secs}
         r["fraction_of_peak"] = r["samples_per_s"] * peak_share_per_sample

@@ -383,26 +383,3 @@ def load_trainer_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]
     if not (path / STATE_FILE).exists():
         return None
     return _read_tensors(path / STATE_FILE), read_json(path / STATE_META_FILE)
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
-    """An optimiser's state as flat tensors ``optim.<param id>.<name>`` (for a trainer state) and its param groups.
-
-    The inverse is :func:`optimizer_state`.
-    """
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return tensors, sd["param_groups"]
-
-
-def optimizer_state(tensors: dict[str, torch.Tensor], param_groups: list[dict], device: torch.device) -> dict:
-    """The optimiser state dict that :func:`optimizer_tensors` flattened (other keys in ``tensors`` are ignored)."""
-    sd: dict = {"param_groups": param_groups, "state": {}}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            sd["state"].setdefault(int(pid), {})[name] = v.to(device)  # fused AdamW keeps step on device
-    return sd

@@ -20,8 +20,6 @@ from dt import distributed
 from dt.checkpoint import (
     load_checkpoint,
     load_trainer_state,
-    optimizer_state,
-    optimizer_tensors,
     save_checkpoint,
 )
 from dt.config import ModelConfig, TrainConfig
@@ -223,3 +221,26 @@ class RunState:
             torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)
         self.step = self.saved_step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimiser's state as flat tensors ``optim.<param id>.<name>`` (for a trainer state) and its param groups.
+
+    The inverse is :func:`optimizer_state`.
+    """
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, sd["param_groups"]
+
+
+def optimizer_state(tensors: dict[str, torch.Tensor], param_groups: list[dict], device: torch.device) -> dict:
+    """The optimiser state dict that :func:`optimizer_tensors` flattened (other keys in ``tensors`` are ignored)."""
+    sd: dict = {"param_groups": param_groups, "state": {}}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            sd["state"].setdefault(int(pid), {})[name] = v.to(device)  # fused AdamW keeps step on device
+    return sd
