@@ -187,8 +187,15 @@ def rollout_chart(
         rangemode="tozero",
     )
     # Three significant digits: ".1f" labelled a narrow range's ticks 0.9, 0.9, 1.0, 1.0.
+    # Its own round ticks: left to plotly, the overlaying axis took the left axis's grid positions (0.884, 0.917).
     fig.update_yaxes(
-        title_text="reward per step", secondary_y=True, showgrid=False, tickformat=".3~g", range=right_range
+        title_text="reward per step",
+        secondary_y=True,
+        showgrid=False,
+        tickformat=".3~g",
+        range=right_range,
+        tickmode="auto",
+        nticks=5,
     )
     fig.update_layout(
         height=360,

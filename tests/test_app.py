@@ -75,7 +75,7 @@ def test_playground_defaults_to_shipped_dt_and_rolls_out(app_env):
     assert Path(s.checkpoint).name == "dt-tiny"  # shipped DT before shipped BC
     assert at.slider(key="pg.target").value == 3600.0  # the paper's first Hopper target
     m = _metrics(at)
-    assert {"Achieved return", "D4RL normalized score", "Episode length (steps)"} <= set(m)
+    assert {"Achieved return", "Normalized score", "Episode length (steps)"} <= set(m)
     assert 1 <= int(m["Episode length (steps)"].replace(",", "")) <= 60
     assert not at.error
 

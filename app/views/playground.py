@@ -170,7 +170,7 @@ def metrics(e: cache.Episode, target: float | None) -> None:
     delta = f"{r.total_return - target:+,.0f} vs target" if target is not None else None
     m1.metric("Achieved return", f"{r.total_return:,.0f}", delta, delta_color="off")
     m2.metric(
-        "D4RL normalized score",
+        "Normalized score",  # "D4RL normalized score" was cut off in a third of the page at 1400 px; the help says D4RL
         f"{e.normalized:.1f}",
         help=state.NORMALIZED_HELP,
     )
