@@ -160,7 +160,7 @@ class ImportMinariArgs:
 
 def cmd_data_import_minari(ns: argparse.Namespace) -> int:
     from dt.data.locate import load_dataset
-    from dt.data.minari_bridge import import_minari_to_d4rl
+    from dt.data.minari_import import import_minari_to_d4rl
 
     args = from_args(ImportMinariArgs, ns)
     path = import_minari_to_d4rl(args.dataset_id, args.out, args.root, overwrite=args.force)

@@ -11,7 +11,8 @@ import pytest
 
 from dt.cli import main
 from dt.data import DatasetError, load_dataset, make_dataset, read_d4rl, read_minari
-from dt.data.minari_bridge import default_dataset_id, export_minari, import_minari, simulate_final_states
+from dt.data.minari_bridge import default_dataset_id, export_minari, simulate_final_states
+from dt.data.minari_import import import_minari
 
 FIELDS = ("observations", "actions", "rewards", "terminals", "timeouts", "episode_starts", "episode_lengths")
 DS_ID = "mujoco/hopper/medium-v0"

@@ -13,7 +13,7 @@ does not hold, so the final observation of each episode comes from, in order:
 When ``qpos``/``qvel`` are known they go to each episode's ``infos`` with
 T+1 rows, aligned with the observations (the last row simulated).
 
-Import reads episodes with ``minari.load_dataset(...).iterate_episodes()`` and
+Import (:mod:`dt.data.minari_import`) reads episodes with ``minari.load_dataset(...).iterate_episodes()`` and
 drops the final observation, as :func:`dt.data.io.read_minari` does.
 """
 
@@ -31,9 +31,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dt.data.dataset import DatasetError, OfflineDataset, make_dataset
-from dt.data.io import write_d4rl
-from dt.data.names import canonical_name, normalise
+from dt.data.dataset import DatasetError, OfflineDataset
+from dt.data.names import canonical_name
+from dt.envs import EnvSpec, get_env
 
 # The project's own provenance goes under this key of Minari's metadata.json.
 META_KEY = "dt_playground"
@@ -161,13 +161,33 @@ def export_minari(
         DatasetError: a malformed id, an id that already exists (nothing is
             overwritten), an unknown env or observations of the wrong size.
     """
-    import minari
-    from minari.data_collector import EpisodeBuffer
+    dataset_id = dataset_id or default_dataset_id(ds.name)
+    spec, version = _export_target(ds, dataset_id)
+    with _minari_root(root) as root_dir:
+        final_dir = root_dir / dataset_id
+        if final_dir.exists():
+            raise DatasetError(
+                f"{final_dir}: Minari dataset {dataset_id!r} already exists; delete it or pick another id"
+            )
+        buffers, how, with_states = _episode_buffers(ds, spec.name, version)
+        gym_id = spec.gym_id(version)
+        provenance = _provenance(ds, how, with_states, gym_id)
+        if description is None:
+            meta = ds.metadata
+            description = (
+                f"{ds.name} from {ds.kind} data ({Path(ds.source).name}), exported by dt-playground; behaviour "
+                f"policy {meta.get('policy', 'unknown')} ({meta.get('algorithm', 'unknown')}), seed "
+                f"{meta.get('seed', 'unknown')}; final observation of each episode from {_FINAL_WORDS[how]}."
+            )
+        _create_staged(root_dir, final_dir, dataset_id, buffers, spec, gym_id, description, ds.metadata, provenance)
+        _ensure_namespace(dataset_id)
+    return final_dir
+
+
+def _export_target(ds: OfflineDataset, dataset_id: str) -> tuple[EnvSpec, str]:
+    """The env and gym version ``ds`` is exported for; refuses a malformed id or data of the wrong size."""
     from minari.dataset.minari_dataset import parse_dataset_id
 
-    from dt.envs import get_env
-
-    dataset_id = dataset_id or default_dataset_id(ds.name)
     try:
         parse_dataset_id(dataset_id)
     except ValueError:
@@ -184,99 +204,107 @@ def export_minari(
             f"{ds.source}: observations/actions are {ds.state_dim}/{ds.act_dim}-d but {spec.name} "
             f"has {spec.state_dim}/{spec.act_dim}"
         )
-    version = _gym_version(ds)
-    gym_id = spec.gym_id(version)
+    return spec, _gym_version(ds)
 
-    with _minari_root(root) as root_dir:
-        final_dir = root_dir / dataset_id
-        if final_dir.exists():
-            raise DatasetError(
-                f"{final_dir}: Minari dataset {dataset_id!r} already exists; delete it or pick another id"
-            )
 
-        ends = ds.episode_starts + ds.episode_lengths - 1
-        final_obs = _recorded_final_observations(ds, ends)
-        how = "recorded"
-        final_qpos = final_qvel = None
-        if ds.qpos is not None and ds.qvel is not None:
-            sim_obs, final_qpos, final_qvel = simulate_final_states(ds, spec.name, version)
-            if final_obs is None:
-                final_obs, how = sim_obs, "simulated"
+def _episode_buffers(ds: OfflineDataset, env: str, version: str) -> tuple[list, str, bool]:
+    """Minari's episode buffers (T+1 observations each), how the final observations were found (recorded,
+    simulated from the stored states, or repeated), and whether qpos/qvel went into the infos."""
+    from minari.data_collector import EpisodeBuffer
+
+    ends = ds.episode_starts + ds.episode_lengths - 1
+    final_obs = _recorded_final_observations(ds, ends)
+    how = "recorded"
+    final_qpos = final_qvel = None
+    if ds.qpos is not None and ds.qvel is not None:
+        sim_obs, final_qpos, final_qvel = simulate_final_states(ds, env, version)
         if final_obs is None:
-            final_obs, how = ds.observations[ends].astype(np.float64), "repeated"
-
-        buffers = []
-        for e, (s, n) in enumerate(zip(ds.episode_starts.tolist(), ds.episode_lengths.tolist())):
-            obs = np.concatenate([ds.observations[s : s + n].astype(np.float64), final_obs[e : e + 1]])
-            trunc = ds.timeouts[s : s + n].copy()
-            if not (trunc[-1] or ds.terminals[s + n - 1]):
-                trunc[-1] = True  # an unfinished final episode: Minari can only call it truncated
-            infos = None
-            if final_qpos is not None:
-                infos = {
-                    "qpos": np.concatenate([ds.qpos[s : s + n], final_qpos[e : e + 1]]),
-                    "qvel": np.concatenate([ds.qvel[s : s + n], final_qvel[e : e + 1]]),
-                }
-            buffers.append(
-                EpisodeBuffer(
-                    observations=obs,  # (T+1, S) float64, the dtype of the env's observation space
-                    actions=ds.actions[s : s + n],  # (T, A) float32
-                    rewards=ds.rewards[s : s + n].astype(np.float64),
-                    terminations=ds.terminals[s : s + n].copy(),
-                    truncations=trunc,
-                    infos=infos,
-                )
-            )
-
-        meta = ds.metadata
-        provenance = _json_safe(
-            {
-                "name": ds.name,
-                "kind": ds.kind,
-                "source": ds.source,
-                "content_sha256": ds.content_hash(),
-                "final_observation": how,
-                "infos": "qpos/qvel with T+1 rows, the last simulated" if final_qpos is not None else "none",
-                **{k: meta[k] for k in ("generator", "generator_version", "policy", "algorithm", "seed") if k in meta},
-                "env_id": gym_id,
+            final_obs, how = sim_obs, "simulated"
+    if final_obs is None:
+        final_obs, how = ds.observations[ends].astype(np.float64), "repeated"
+    buffers = []
+    for e, (s, n) in enumerate(zip(ds.episode_starts.tolist(), ds.episode_lengths.tolist())):
+        obs = np.concatenate([ds.observations[s : s + n].astype(np.float64), final_obs[e : e + 1]])
+        trunc = ds.timeouts[s : s + n].copy()
+        if not (trunc[-1] or ds.terminals[s + n - 1]):
+            trunc[-1] = True  # an unfinished final episode: Minari can only call it truncated
+        infos = None
+        if final_qpos is not None and final_qvel is not None and ds.qpos is not None and ds.qvel is not None:
+            infos = {
+                "qpos": np.concatenate([ds.qpos[s : s + n], final_qpos[e : e + 1]]),
+                "qvel": np.concatenate([ds.qvel[s : s + n], final_qvel[e : e + 1]]),
             }
-        )
-        if description is None:
-            description = (
-                f"{ds.name} from {ds.kind} data ({Path(ds.source).name}), exported by dt-playground; behaviour "
-                f"policy {meta.get('policy', 'unknown')} ({meta.get('algorithm', 'unknown')}), seed "
-                f"{meta.get('seed', 'unknown')}; final observation of each episode from {_FINAL_WORDS[how]}."
+        buffers.append(
+            EpisodeBuffer(
+                observations=obs,  # (T+1, S) float64, the dtype of the env's observation space
+                actions=ds.actions[s : s + n],  # (T, A) float32
+                rewards=ds.rewards[s : s + n].astype(np.float64),
+                terminations=ds.terminals[s : s + n].copy(),
+                truncations=trunc,
+                infos=infos,
             )
-        import gymnasium
-        import mujoco
+        )
+    return buffers, how, final_qpos is not None
 
-        root_dir.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".dt-export-", dir=root_dir))  # hidden: Minari's listing skips it
-        try:
-            with _minari_root(stage), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink ...
-                warnings.filterwarnings("ignore", message=r".*is out of date.*")  # v4 is deliberate (D4RL's v3)
-                mds = minari.create_dataset_from_buffers(
-                    dataset_id=dataset_id,
-                    buffer=buffers,
-                    env=gym_id,
-                    eval_env=gym_id,
-                    algorithm_name=str(meta.get("algorithm") or "unknown"),
-                    ref_min_score=spec.ref_min_score,  # D4RL's, so minari.get_normalized_score matches (/ 100)
-                    ref_max_score=spec.ref_max_score,
-                    description=description,
-                    data_format="hdf5",
-                    requirements=[f"gymnasium[mujoco]=={gymnasium.__version__}", f"mujoco=={mujoco.__version__}"],
-                )
-                mds.storage.update_metadata({META_KEY: provenance})
-            final_dir.parent.mkdir(parents=True, exist_ok=True)
-            if final_dir.exists():
-                raise DatasetError(f"{final_dir}: Minari dataset {dataset_id!r} appeared during export; not replaced")
-            os.rename(stage / dataset_id, final_dir)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-        _ensure_namespace(dataset_id)
-    return final_dir
+
+def _provenance(ds: OfflineDataset, how: str, with_states: bool, gym_id: str) -> dict:
+    """What the export records about its source under :data:`META_KEY` (JSON-safe)."""
+    meta = ds.metadata
+    return _json_safe(
+        {
+            "name": ds.name,
+            "kind": ds.kind,
+            "source": ds.source,
+            "content_sha256": ds.content_hash(),
+            "final_observation": how,
+            "infos": "qpos/qvel with T+1 rows, the last simulated" if with_states else "none",
+            **{k: meta[k] for k in ("generator", "generator_version", "policy", "algorithm", "seed") if k in meta},
+            "env_id": gym_id,
+        }
+    )
+
+
+def _create_staged(
+    root_dir: Path,
+    final_dir: Path,
+    dataset_id: str,
+    buffers: list,
+    spec: EnvSpec,
+    gym_id: str,
+    description: str,
+    meta: dict,
+    provenance: dict,
+) -> None:
+    """Build the dataset in a hidden staging directory under ``root_dir`` and rename it to ``final_dir``."""
+    import gymnasium
+    import minari
+    import mujoco
+
+    root_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".dt-export-", dir=root_dir))  # hidden: Minari's listing skips it
+    try:
+        with _minari_root(stage), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink ...
+            warnings.filterwarnings("ignore", message=r".*is out of date.*")  # v4 is deliberate (D4RL's v3)
+            mds = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=gym_id,
+                eval_env=gym_id,
+                algorithm_name=str(meta.get("algorithm") or "unknown"),
+                ref_min_score=spec.ref_min_score,  # D4RL's, so minari.get_normalized_score matches (/ 100)
+                ref_max_score=spec.ref_max_score,
+                description=description,
+                data_format="hdf5",
+                requirements=[f"gymnasium[mujoco]=={gymnasium.__version__}", f"mujoco=={mujoco.__version__}"],
+            )
+            mds.storage.update_metadata({META_KEY: provenance})
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        if final_dir.exists():
+            raise DatasetError(f"{final_dir}: Minari dataset {dataset_id!r} appeared during export; not replaced")
+        os.rename(stage / dataset_id, final_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _ensure_namespace(dataset_id: str) -> None:
@@ -287,114 +315,3 @@ def _ensure_namespace(dataset_id: str) -> None:
     namespace = parse_dataset_id(dataset_id)[0]
     if namespace is not None and namespace not in list_local_namespaces():
         create_namespace(namespace)
-
-
-def _read_episodes(dataset_id: str, root: str | Path | None) -> tuple[dict[str, np.ndarray], np.ndarray, dict, Path]:
-    """Arrays in the D4RL layout (with ``next_observations``), episode lengths, metadata, data file."""
-    import minari
-
-    with _minari_root(root) as root_dir:
-        try:
-            mds = minari.load_dataset(dataset_id)
-        except FileNotFoundError:
-            raise DatasetError(f"Minari dataset {dataset_id!r} not found under {root_dir}") from None
-        except (ValueError, OSError, KeyError) as e:
-            raise DatasetError(f"Minari dataset {dataset_id!r}: cannot open ({str(e).splitlines()[0]})") from None
-        data_file = Path(mds.storage.data_path) / "main_data.hdf5"
-        keys = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts", "qpos", "qvel")
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        lengths = []
-        for ep in mds.iterate_episodes():
-            if not isinstance(ep.observations, np.ndarray) or ep.observations.ndim != 2:
-                raise DatasetError(f"{data_file}: episode {ep.id} has non-Box observations, only Box is supported")
-            t = len(ep.rewards)
-            if t == 0:
-                raise DatasetError(f"{data_file}: episode {ep.id} has zero length")
-            if ep.observations.shape[0] != t + 1:
-                raise DatasetError(
-                    f"{data_file}: episode {ep.id} has {ep.observations.shape[0]} observations for {t} steps"
-                )
-            term = np.asarray(ep.terminations, dtype=bool).reshape(t)
-            trunc = np.asarray(ep.truncations, dtype=bool).reshape(t).copy()
-            if not (term[-1] or trunc[-1]):
-                trunc[-1] = True  # as read_minari: an episode that just stops is closed as a timeout
-            parts["observations"].append(ep.observations[:-1])
-            parts["next_observations"].append(ep.observations[1:])
-            parts["actions"].append(np.asarray(ep.actions))
-            parts["rewards"].append(np.asarray(ep.rewards).reshape(t))
-            parts["terminals"].append(term)
-            parts["timeouts"].append(trunc)
-            infos = ep.infos or {}
-            for k in ("qpos", "qvel"):
-                v = infos.get(k)
-                if isinstance(v, np.ndarray) and v.shape[0] in (t, t + 1):
-                    parts[k].append(v[:t])
-            lengths.append(t)
-        if not lengths:
-            raise DatasetError(f"{data_file}: Minari dataset {dataset_id!r} holds no episodes")
-        md = mds.storage.metadata
-    n_eps = len(lengths)
-    arrays = {k: np.concatenate(v) for k, v in parts.items() if len(v) == n_eps}
-    arrays["observations"] = arrays["observations"].astype(np.float32)
-    arrays["next_observations"] = arrays["next_observations"].astype(np.float32)
-    spec_id = getattr(mds.env_spec, "id", None)
-    meta = {k: v for k, v in (md.get(META_KEY) or {}).items() if k not in ("source", "kind", "name")}
-    meta.update(
-        {
-            "dataset_id": md.get("dataset_id", dataset_id),
-            "minari_version": md.get("minari_version", ""),
-            "algorithm": meta.get("algorithm") or md.get("algorithm_name", "unknown"),
-            "env_id": meta.get("env_id") or spec_id or "",
-        }
-    )
-    return arrays, np.asarray(lengths, dtype=np.int64), meta, data_file
-
-
-def import_minari(dataset_id: str, root: str | Path | None = None) -> OfflineDataset:
-    """Read a Minari dataset with ``minari.load_dataset`` into an :class:`OfflineDataset` (kind ``minari``).
-
-    Raises:
-        DatasetError: the id is not found under the Minari root, or the data is not Box-shaped.
-    """
-    arrays, lens, meta, data_file = _read_episodes(dataset_id, root)
-    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    name = normalise(dataset_id)
-    arrays = {k: v for k, v in arrays.items() if k != "next_observations"}
-    return make_dataset(name, data_file, "minari", arrays, meta, starts, lens)
-
-
-def import_minari_to_d4rl(
-    dataset_id: str, out: str | Path | None = None, root: str | Path | None = None, overwrite: bool = False
-) -> Path:
-    """Import a Minari dataset and write it as a D4RL-layout file (atomically, with ``next_observations``).
-
-    Default ``out``: the generated-datasets directory under the D4RL file
-    name (``hopper_medium-v2.hdf5``), so ``load_dataset("hopper-medium")``
-    finds it. The file's metadata carries ``generator`` (so it is never taken
-    for a real D4RL file) and ``imported_from``.
-
-    Raises:
-        DatasetError: as :func:`import_minari`, or ``out`` exists and ``overwrite`` is false.
-    """
-    from dt.data.locate import d4rl_filename, generated_dir
-
-    arrays, lens, meta, _ = _read_episodes(dataset_id, root)
-    name = normalise(dataset_id)
-    if out is None:
-        try:
-            out = generated_dir() / d4rl_filename(name)
-        except DatasetError:  # not one of the known D4RL names
-            out = generated_dir() / (dataset_id.replace("/", "_") + ".hdf5")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DatasetError(f"{out}: file exists; pass --force to replace it")
-    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    ds = make_dataset(
-        name, out, "minari", {k: v for k, v in arrays.items() if k != "next_observations"}, None, starts, lens
-    )
-    file_meta = {k: v for k, v in meta.items() if k != "content_sha256" and isinstance(v, (str, int, float, bool))}
-    file_meta.update(
-        {"generator": "dt.data.minari_bridge (minari import)", "imported_from": dataset_id, "dataset": name}
-    )
-    file_meta["content_sha256"] = ds.content_hash()
-    return write_d4rl(out, arrays, file_meta)
