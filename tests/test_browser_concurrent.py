@@ -151,7 +151,7 @@ def alone(assets):
     torch.set_num_threads(1)  # as the app runs its rollouts (DT_TORCH_THREADS=1), so the episodes are the same
     dt = load_checkpoint(assets["shipped"] / "dt-tiny")
     bc = load_checkpoint(assets["shipped"] / "bc-tiny")
-    hi = target_range(dt)[1]
+    hi = target_range(dt.info)[1]
     targets = even_targets(round(hi * 0.1, -2), hi, 4)  # the Calibration form's defaults, 4 targets
     sweep = [v for r in target_sweep(dt, targets, episodes=1, seed=SWEEP_SEED, max_steps=MAX_STEPS) for v in r.returns]
     return {
