@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from dt.cliconfig import opt
 from dt.envs import GymVersion
-from dt.validate import MODEL_TYPES, Activation, CompileMode, LrSchedule, ModelType
+from dt.validate import MODEL_TYPES, Activation, CompileMode, LrSchedule, ModelType, heads_split
 
 if TYPE_CHECKING:
     from transformers import DecisionTransformerConfig
@@ -41,7 +41,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"unknown model_type {self.model_type!r}; known: {', '.join(MODEL_TYPES)}")
-        if self.embed_dim % self.n_head:
+        if not heads_split(self.embed_dim, self.n_head):
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_head {self.n_head}")
 
     def to_dict(self) -> dict:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from dt.cliconfig import flag
 from dt.envs import GYM_VERSIONS
 from dt.errors import CheckpointError, ConfigError
 
@@ -171,8 +172,9 @@ MODEL_RULES: dict[str, Rule] = {
 }
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def heads_split(embed_dim: int, n_head: int) -> bool:
+    """The one rule tying width to heads: each head gets an equal share of the width."""
+    return n_head >= 1 and embed_dim % n_head == 0
 
 
 def check_train_config(cfg: Any) -> None:
@@ -185,7 +187,7 @@ def check_train_config(cfg: Any) -> None:
         problem = rule(getattr(cfg, name))
         if problem:
             raise ConfigError(f"{flag(name)}: {problem}")
-    if cfg.embed_dim % cfg.n_head:
+    if not heads_split(cfg.embed_dim, cfg.n_head):
         raise ConfigError(f"--embed-dim {cfg.embed_dim} must be divisible by --n-head {cfg.n_head}")
     if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
         raise ConfigError(f"--device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
@@ -315,7 +317,7 @@ def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
     for name, rule in MODEL_RULES.items():
         if name in model and (problem := rule(model[name])):
             raise CheckpointError(f"{where}: model.{name} {problem}")
-    if model.get("embed_dim", 1) % model.get("n_head", 1):
+    if not heads_split(model.get("embed_dim", 1), model.get("n_head", 1)):
         raise CheckpointError(f"{where}: model.embed_dim must be divisible by model.n_head")
     if not isinstance(meta.get("env"), str):
         raise CheckpointError(f"{where}: 'env' must be an env name such as \"hopper\", got {meta.get('env')!r}")
