@@ -101,8 +101,14 @@ def _rtg_range(*series: np.ndarray) -> list[float]:
     A constant return-to-go (delayed-reward DT, BC) would otherwise get plotly's tiny autorange
     (3,599 / 3,599.5 / 3,600).
     """
+    return _from_zero(*series, least_top=1.0)
+
+
+def _from_zero(*series: np.ndarray, least_top: float) -> list[float]:
+    """An axis range from 0 (or below, for negative values) to 5% above the largest value (at least
+    ``least_top``), padded below zero only where values go there."""
     vals = np.concatenate([np.asarray(s, dtype=np.float64) for s in series])
-    lo, hi = min(0.0, float(vals.min())), max(1.0, float(vals.max()))
+    lo, hi = min(0.0, float(vals.min())), max(least_top, float(vals.max()))
     pad = 0.05 * (hi - lo)
     return [lo - (pad if lo < 0 else 0.0), hi + pad]
 
@@ -210,10 +216,7 @@ def shared_ranges(episodes: Sequence[tuple[np.ndarray, np.ndarray, bool]]) -> tu
     """One (left, right) pair of axis ranges for several episodes' charts, each given as (returns_to_go,
     rewards, conditioned), so that charts side by side compare by eye."""
     left = [rtg if cond else np.cumsum(rew) for rtg, rew, cond in episodes]
-    rewards = np.concatenate([np.asarray(rew, dtype=np.float64) for _, rew, _ in episodes])
-    lo, hi = min(0.0, float(rewards.min())), max(1e-6, float(rewards.max()))
-    pad = 0.05 * (hi - lo)
-    return _rtg_range(*left), [lo - (pad if lo < 0 else 0.0), hi + pad]
+    return _rtg_range(*left), _from_zero(*(rew for _, rew, _ in episodes), least_top=1e-6)
 
 
 def calibration(

@@ -217,9 +217,8 @@ def generation_speed() -> tuple[float, str] | None:
 
     try:
         m = json.loads((paths.runs_dir() / SPEED_FILE).read_text())
-        return m["transitions"] / m[
-            "seconds"
-        ], f"the last generation here ({m['transitions']:,} in {m['seconds']:.0f} s)"
+        n, secs = int(m["transitions"]), float(m["seconds"])
+        return n / secs, f"the last generation here ({n:,} in {secs:.0f} s)"
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         pass
     from dt.data.io import read_d4rl_metadata

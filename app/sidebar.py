@@ -67,10 +67,11 @@ def draw() -> None:
             )
             e = by_path[s.checkpoint]
             lines = [f"{e.method} · {e.env} · trained on {e.dataset} for {e.step:,} steps"]
-            if e.method in METHODS:
-                lines.append(f"{e.method}: {METHODS[e.method]}")
-            elif e.method.startswith("DT (best"):
-                lines.append(f"{e.method}: a Decision Transformer trained on the best episodes only (by return)")
+            best = e.method.startswith("DT (best ")  # "DT (best 25%)": the glossary's "DT (best N%)"
+            meaning = METHODS.get("DT (best N%)" if best else e.method)
+            if meaning:
+                meaning = meaning.replace("N%", e.method[len("DT (best ") : -1]) if best else meaning
+                lines.append(f"{e.method}: {meaning}")
             if e.score is not None:
                 lines.append(f"D4RL normalized score {e.score:.1f} at target {e.score_target:,.0f}")
             if e.return_mean is not None:

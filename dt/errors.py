@@ -86,20 +86,14 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
-        if not _out_of_memory(e):
+    except Exception as e:  # a bug (or an allocation that failed): still one line, and the way to see more
+        if _out_of_memory(e):  # MemoryError; torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
             print(
-                f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
+                "error: out of memory: this machine could not give the memory asked for; lower --batch-size, "
+                "--episodes or the model's size",
                 file=sys.stderr,
             )
             return 1
-        print(
-            "error: out of memory: this machine could not give the memory asked for; lower --batch-size, "
-            "--episodes or the model's size",
-            file=sys.stderr,
-        )
-        return 1
-    except Exception as e:  # a bug: still one line, and the way to see more
         print(
             f"error: internal error {type(e).__name__}: {first_line(e)} (DT_DEBUG=1 shows the traceback)",
             file=sys.stderr,

@@ -46,8 +46,6 @@ def check_run_dir(out_dir: str | os.PathLike, resume: bool, force: bool) -> None
     raw = os.fspath(out_dir)
     if not raw.strip():
         raise ConfigError("--out-dir: empty; name a folder for the run, e.g. --out-dir runs/my-run")
-    if "\0" in raw:
-        raise ConfigError("--out-dir: the path holds a NUL character; name a folder without it")
     out = Path(raw)
     check_path_names(out, "--out-dir")
     if out.is_symlink() and not out.exists():

@@ -213,12 +213,16 @@ def available_memory() -> int | None:
     return None
 
 
+def _param_count(cfg: Any) -> int:
+    """About the weights of a run's model: attention and feed-forward per block, plus the timestep table."""
+    h, inner = cfg.embed_dim, cfg.n_inner or 4 * cfg.embed_dim
+    return cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h
+
+
 def checkpoint_bytes_estimate(cfg: Any) -> int:
     """Bytes one save of a run writes, twice (the new copy is complete before the old one goes): the weights
     and AdamW's two moments in fp32, an EMA copy where on, and a megabyte of JSON and metrics."""
-    h, inner = cfg.embed_dim, cfg.n_inner or 4 * cfg.embed_dim
-    params = cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h
-    return 2 * 4 * params * (4 if getattr(cfg, "ema", 0) else 3) + (1 << 20)
+    return 2 * 4 * _param_count(cfg) * (4 if getattr(cfg, "ema", 0) else 3) + (1 << 20)
 
 
 def train_memory_estimate(cfg: Any) -> int:
@@ -229,17 +233,16 @@ def train_memory_estimate(cfg: Any) -> int:
     h, layers, batch = cfg.embed_dim, cfg.n_layer, cfg.batch_size
     inner = cfg.n_inner or 4 * h
     tokens = 3 * cfg.context_len if cfg.model_type == "dt" else cfg.context_len
-    params = layers * (4 * h * h + 2 * h * inner) + 1000 * h
     copies = 5 if getattr(cfg, "ema", 0) else 4
     activations = batch * layers * (tokens * (10 * h + 2 * inner) + 2 * cfg.n_head * tokens * tokens)
-    return 4 * (copies * params + activations)
+    return 4 * (copies * _param_count(cfg) + activations)
 
 
-def check_path_names(path: Path, flag: str) -> None:
+def check_path_names(path: Path, what: str) -> None:
     """Refuse a path holding a NUL, or one the filesystem cannot name (a part over NAME_MAX bytes, the whole
     over PATH_MAX), before anything is read or written."""
     if "\0" in str(path):
-        raise ConfigError(f"{flag}: the path holds a NUL character; name one without it")
+        raise ConfigError(f"{what}: the path holds a NUL character; name one without it")
     name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says
     for anchor in (path.absolute(), *path.absolute().parents):
         try:
@@ -251,12 +254,12 @@ def check_path_names(path: Path, flag: str) -> None:
     for part in path.parts:
         if len(os.fsencode(part)) > name_max:
             raise ConfigError(
-                f"{flag}: a name of {len(os.fsencode(part))} bytes in the path is longer than this filesystem "
+                f"{what}: a name of {len(os.fsencode(part))} bytes in the path is longer than this filesystem "
                 f"allows ({name_max}); pick a shorter one"
             )
     if len(os.fsencode(str(path.absolute()))) >= path_max:
         raise ConfigError(
-            f"{flag}: the path is longer than this filesystem allows ({path_max} bytes); pick a shorter one"
+            f"{what}: the path is longer than this filesystem allows ({path_max} bytes); pick a shorter one"
         )
 
 

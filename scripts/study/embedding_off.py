@@ -8,40 +8,21 @@ usage: PYTHONPATH=. python scripts/study/embedding_off.py OUT STEPS timestep|act
 """
 
 import sys
-from pathlib import Path
 
 import torch
+from paper_run import paper_trainer, run_and_print
 
 from dt.config import TrainConfig
-from dt.train import Trainer
 
 out, steps, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 extra = {k: type(getattr(TrainConfig(), k))(v) for k, v in (a.split("=", 1) for a in sys.argv[5:])}
-cfg = TrainConfig(
-    dataset="hopper-medium",
-    bf16=True,
-    num_threads=1,
-    max_steps=steps,
-    eval_every=2000,
-    eval_episodes=20,
-    save_every=1000,
-    out_dir=out,
-    tensorboard=False,
-    seed=seed,
-    resume=(Path(out) / "checkpoint").exists(),
-    **extra,
-)
-tr = Trainer(cfg)
+tr = paper_trainer(out, steps, seed, **extra)
 layer = {"timestep": tr.model.hf.embed_timestep, "action": tr.model.hf.embed_action}[which]
 with torch.no_grad():
     for p in layer.parameters():
         p.zero_()
 layer.requires_grad_(False)
-for rec in tr.iterate():
-    if "eval" in rec:
-        print(rec["step"], [(r["target"], round(r["normalized_mean"], 1)) for r in rec["eval"]["results"]], flush=True)
-    elif rec.get("step", 0) % 500 == 0 and "loss" in rec:
-        print(rec["step"], round(rec["loss"], 4), flush=True)
+run_and_print(tr, losses=True)
 assert all(float(p.abs().max()) == 0.0 for p in layer.parameters())
 print("done", steps, flush=True)

@@ -31,7 +31,7 @@ def grads(bf16, b):
     return loss.item(), {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
 
 
-for i in range(3):
+for _ in range(3):
     b = smp.sample(64, g)
     l32, g32 = grads(False, b)
     l16, g16 = grads(True, b)

@@ -8,25 +8,11 @@ import sys
 from dataclasses import replace
 
 import torch
-
-from dt.config import TrainConfig
-from dt.train import Trainer
+from paper_run import paper_trainer, run_and_print
 
 out, steps, jitter = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-cfg = TrainConfig(
-    dataset="hopper-medium",
-    bf16=True,
-    num_threads=1,
-    max_steps=steps,
-    eval_every=2000,
-    eval_episodes=10,
-    save_every=1000,
-    out_dir=out,
-    tensorboard=False,
-    seed=seed,
-)
-tr = Trainer(cfg)
+tr = paper_trainer(out, steps, seed, eval_episodes=10)
 sample = tr.sampler.sample
 g = torch.Generator().manual_seed(1234 + seed)
 
@@ -39,6 +25,4 @@ def jittered(batch_size, generator=None):
 
 
 tr.sampler.sample = jittered
-for rec in tr.iterate():
-    if "eval" in rec:
-        print(rec["step"], [(r["target"], round(r["normalized_mean"], 1)) for r in rec["eval"]["results"]], flush=True)
+run_and_print(tr)
