@@ -26,6 +26,7 @@ from dt.data.names import normalise
 from dt.envs import get_env
 from dt.preview import APP_VIDEO, load_preview
 from dt.tokens import context_slots
+from dt.validate import is_transformer
 
 
 def _one_torch_thread() -> None:
@@ -267,7 +268,7 @@ def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps
     from dt.evaluate import rollout
 
     ck = load(path)
-    if ck.config.model_type != "dt":
+    if not is_transformer(ck.config.model_type):
         return None
     r = rollout(ck, float(target), seed=int(seed), max_steps=max_steps, record_attention=True)
     attn = np.stack([np.stack(step) for step in r.attentions]).astype(np.float16)  # (T, L, H, 3K, 3K)

@@ -32,7 +32,7 @@ class CheckpointEntry:
     return_max: float | None = None
     delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
     method: str = ""  # for people: "DT", "DT (delayed reward)", "BC", "BC10" (CheckpointMeta.method_title)
-    calibration_range: float | None = None  # how far the card's target sweep moved the achieved return
+    alignment_gap: float | None = None  # the card's alignment gap (dt.alignment): how closely it follows the target
 
     @property
     def name(self) -> str:
@@ -65,16 +65,16 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
         return_max=ds.return_max,
         delayed=m.delayed,
         method=m.method_title,
-        calibration_range=m.calibration_range,
+        alignment_gap=m.alignment_gap,
     )
 
 
 def discover_checkpoints() -> list[CheckpointEntry]:
     """Shipped checkpoints first, then runs (newest first), then uploads.
 
-    Shipped DTs come first, the one whose behaviour follows its target most (the widest spread of achieved
-    returns over its card's target sweep) leading, so the app opens on a checkpoint where dragging the target
-    visibly changes the hop; then delayed-reward DTs, then BC (which ignores the target).
+    Shipped DTs come first, the one whose achieved return follows its target most closely (the smallest alignment
+    gap on its card) leading, so the app opens on a checkpoint where dragging the target moves the return by about
+    as much; then delayed-reward DTs, then BC (which ignores the target).
     """
     found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
     runs = runs_dir()
@@ -85,6 +85,6 @@ def discover_checkpoints() -> list[CheckpointEntry]:
     found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
     entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
     shipped = [e for e in entries if e is not None and e.source == "shipped"]
-    shipped.sort(key=lambda e: shipped_order(e.model_type, e.delayed, e.calibration_range, e.name))
+    shipped.sort(key=lambda e: shipped_order(e.model_type, e.delayed, e.alignment_gap, e.name))
     rest = [e for e in entries if e is not None and e.source != "shipped"]
     return shipped + rest

@@ -17,7 +17,15 @@ from plotly.subplots import make_subplots
 
 from dt.checkpoint_meta import DatasetInfo
 
-COLORS = {"R": "#d62728", "s": "#1f77b4", "a": "#2ca02c", "target": "#9467bd", "data": "#7f7f7f"}
+COLORS = {
+    "R": "#d62728",
+    "s": "#1f77b4",
+    "a": "#2ca02c",
+    "target": "#9467bd",
+    "data": "#7f7f7f",
+    "follows": "#2ca02c",
+    "compare": "#ff7f0e",
+}
 
 
 RULER_LEVELS = (0.8, -0.8, 1.6, -1.6)  # label rows: above, below, further above, further below the ruler
@@ -43,10 +51,25 @@ def ruler_label_levels(marks: dict[str, float], lo: float, hi: float, width_px: 
     return levels
 
 
-def target_ruler(lo: float, hi: float, target: float, marks: dict[str, float]) -> go.Figure:
-    """A thin numbered axis under the target slider marking the dataset's returns and the paper's targets."""
+def target_ruler(
+    lo: float, hi: float, target: float, marks: dict[str, float], follows: tuple[float, float] | None = None
+) -> go.Figure:
+    """A thin numbered axis under the target slider marking the dataset's returns and the paper's targets, and as
+    a thick green stretch the targets the model was measured to follow (``follows``, from its card)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[lo, hi], y=[0, 0], mode="lines", line=dict(color="#ddd", width=2), hoverinfo="skip"))
+    if follows is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=list(follows),
+                y=[0, 0],
+                mode="lines",
+                line=dict(color=COLORS["follows"], width=7),
+                opacity=0.55,
+                hovertemplate=f"measured to follow the target (within 15%): {follows[0]:,.0f} to {follows[1]:,.0f}"
+                "<extra></extra>",
+            )
+        )
     levels = ruler_label_levels(marks, lo, hi)
     for name, x in marks.items():
         color = COLORS["target"] if name.startswith("paper") else COLORS["data"]
@@ -225,6 +248,8 @@ def calibration(
     paper_targets: Sequence[float],
     title: str = "",
     data_returns: np.ndarray | None = None,
+    compare: tuple[str, list[dict]] | None = None,
+    name: str = "mean ± std",
 ) -> go.Figure:
     """Achieved return against target return, with the diagonal, the dataset's range and its return histogram.
 
@@ -234,26 +259,60 @@ def calibration(
         paper_targets: The paper's targets, drawn as labelled vertical lines.
         title: Figure title.
         data_returns: Episode returns of the training data, drawn as a histogram beside the y axis.
+        compare: A second checkpoint's name and results on the same targets, drawn as a second curve.
+        name: Legend name of the first curve.
     """
     x = np.array([r["target"] for r in results])
-    y = np.array([r["return_mean"] for r in results])
-    err = np.array([r["return_std"] for r in results])
-    eps = [v for r in results for v in r.get("returns", [])]
-    hi = float(max(x.max(), y.max() + err.max(), max(eps, default=0), ds.return_max or 0)) * 1.05
+    curves = [(name, results, COLORS["R"]), *([(compare[0], compare[1], COLORS["compare"])] if compare else [])]
+    tops = [r["return_mean"] + r["return_std"] for _, rs, _ in curves for r in rs]
+    eps = [v for _, rs, _ in curves for r in rs for v in r.get("returns", [])]
+    hi = float(max(x.max(), max(tops), max(eps, default=0), ds.return_max or 0)) * 1.05
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02)
     fig.add_trace(
         go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="achieved = target", line=dict(color="black", dash="dash")),
         row=1,
         col=1,
     )
+    for label, rs, color in curves:
+        _calibration_curve(fig, label, rs, color, episodes_color=COLORS["s"] if color == COLORS["R"] else color)
+    _calibration_references(fig, ds, paper_targets)
+    if data_returns is not None and len(data_returns):
+        fig.add_trace(
+            go.Histogram(
+                y=data_returns,
+                nbinsy=40,
+                name="dataset episodes",
+                marker_color=COLORS["data"],
+                hovertemplate="return %{y}: %{x} episodes<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+        fig.update_xaxes(title_text="dataset episodes", row=1, col=2)
+    else:
+        fig.update_xaxes(visible=False, row=1, col=2)
+    fig.update_xaxes(title_text="target return", range=[0, hi], tickformat=",.0f", row=1, col=1)
+    fig.update_yaxes(title_text="achieved return", range=[0, hi], tickformat=",.0f", row=1, col=1)
+    fig.update_layout(
+        height=480,
+        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
+        title=title or None,
+        legend=dict(orientation="h", y=-0.18, x=0),
+        bargap=0.05,
+    )
+    return fig
+
+
+def _calibration_curve(fig: go.Figure, name: str, results: list[dict], color: str, episodes_color: str) -> None:
+    """One checkpoint's episodes (dots) and per-target mean ± std (line) on the calibration figure."""
     xs = [r["target"] for r in results for _ in r.get("returns", [])]
     fig.add_trace(
         go.Scatter(
             x=xs,
-            y=eps,
+            y=[v for r in results for v in r.get("returns", [])],
             mode="markers",
-            name="each episode",
-            marker=dict(size=7, color=COLORS["s"], opacity=0.45),
+            name=f"{name}: each episode" if name != "mean ± std" else "each episode",
+            marker=dict(size=7, color=episodes_color, opacity=0.45),
             hovertemplate="target %{x:,.0f}: %{y:,.0f}<extra></extra>",
         ),
         row=1,
@@ -261,18 +320,22 @@ def calibration(
     )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=y,
-            error_y=dict(array=err),
+            x=[r["target"] for r in results],
+            y=[r["return_mean"] for r in results],
+            error_y=dict(array=[r["return_std"] for r in results]),
             mode="lines+markers",
-            name="mean ± std",
-            line=dict(color=COLORS["R"]),
-            hovertemplate="target %{x:,.0f}: mean %{y:,.0f}<extra></extra>",
+            name=name,
+            line=dict(color=color),
+            hovertemplate=f"{name}<br>target %{{x:,.0f}}: mean %{{y:,.0f}}<extra></extra>",
         ),
         row=1,
         col=1,
     )
-    # Reference lines after the traces: plotly skips shapes on a subplot that has no trace yet.
+
+
+def _calibration_references(fig: go.Figure, ds: DatasetInfo, paper_targets: Sequence[float]) -> None:
+    """The dataset's return range and best return, and the paper's targets (after the traces: plotly skips
+    shapes on a subplot that has no trace yet)."""
     if ds.return_min is not None and ds.return_max is not None:
         fig.add_hrect(
             y0=ds.return_min,
@@ -304,31 +367,6 @@ def calibration(
             row=1,
             col=1,
         )
-    if data_returns is not None and len(data_returns):
-        fig.add_trace(
-            go.Histogram(
-                y=data_returns,
-                nbinsy=40,
-                name="dataset episodes",
-                marker_color=COLORS["data"],
-                hovertemplate="return %{y}: %{x} episodes<extra></extra>",
-            ),
-            row=1,
-            col=2,
-        )
-        fig.update_xaxes(title_text="dataset episodes", row=1, col=2)
-    else:
-        fig.update_xaxes(visible=False, row=1, col=2)
-    fig.update_xaxes(title_text="target return", range=[0, hi], tickformat=",.0f", row=1, col=1)
-    fig.update_yaxes(title_text="achieved return", range=[0, hi], tickformat=",.0f", row=1, col=1)
-    fig.update_layout(
-        height=480,
-        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
-        title=title or None,
-        legend=dict(orientation="h", y=-0.18, x=0),
-        bargap=0.05,
-    )
-    return fig
 
 
 def loss_chart(records: list[dict]) -> go.Figure:

@@ -34,7 +34,7 @@ def _default_checkpoint() -> tuple[Path, str] | None:
                 m = read_meta(meta_path.parent)
             except CheckpointError:
                 continue  # the picker does not offer it either
-            order = shipped_order(m.model_type, m.delayed, m.calibration_range, meta_path.parent.name)
+            order = shipped_order(m.model_type, m.delayed, m.alignment_gap, meta_path.parent.name)
             if best is None or order < best[0]:
                 best = (order, meta_path.parent, m.env)
     return None if best is None else (best[1], best[2])

@@ -18,6 +18,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from dt.checkpoint_meta import META_FILE
+from dt.validate import is_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +64,10 @@ def mtime(path: str | Path) -> float:
         return 0.0
 
 
-def shipped_order(model_type: str, delayed: bool, calibration_range: float | None, name: str) -> tuple:
-    """Sort key of shipped checkpoints in the picker: DTs first, the one whose behaviour follows its target most
-    (the widest spread of achieved returns over its card's target sweep) leading; then delayed-reward DTs, then
-    BC (which ignores the target). The first is the app's default (also for :mod:`app.first_video`)."""
-    return (model_type != "dt", delayed, -(calibration_range or 0.0), name)
+def shipped_order(model_type: str, delayed: bool, alignment_gap: float | None, name: str) -> tuple:
+    """Sort key of shipped checkpoints in the picker: DTs (and return-aligned DTs) first, the one whose achieved
+    return follows its target most closely (the smallest alignment gap on its card, :mod:`dt.alignment`) leading,
+    those without a measured gap after; then delayed-reward DTs, then BC (which ignores the target). The first is
+    the app's default (also for :mod:`app.first_video`)."""
+    gap = float("inf") if alignment_gap is None else alignment_gap
+    return (not is_transformer(model_type), delayed, gap, name)

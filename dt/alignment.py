@@ -146,6 +146,29 @@ def alignment(env: str, results: Sequence[Any]) -> Alignment:
     )
 
 
+FOLLOW_TOLERANCE = 0.15  # within 15% of the target counts as following it
+
+
+def followed_range(results: Sequence[Any], tolerance: float = FOLLOW_TOLERANCE) -> tuple[float, float] | None:
+    """The widest run of consecutive measured targets whose mean achieved return lies within ``tolerance`` of the
+    target (relative): where the behaviour was measured to follow the target. None when no target was followed.
+
+    ``results`` as for :func:`alignment` (any order; targets at or below 0 never count as followed).
+    """
+    rows = sorted((_target(r), float(np.mean(_returns(r)))) for r in results if len(_returns(r)))
+    best: tuple[float, float] | None = None
+    start: float | None = None
+    for t, m in rows:
+        ok = t > 0 and abs(m - t) <= tolerance * t
+        if ok and start is None:
+            start = t
+        if ok and start is not None and (best is None or t - start > best[1] - best[0]):
+            best = (start, t)
+        if not ok:
+            start = None
+    return best
+
+
 def _target(r: Any) -> float:
     return float(r["target"] if isinstance(r, Mapping) else r.target)
 

@@ -212,7 +212,7 @@ def _json_default(o):
 
 
 def _model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    src = model.hf if isinstance(model, DecisionTransformer) else model
+    src = model.weights_module()
     return {k: v.detach().cpu().contiguous() for k, v in src.state_dict().items()}
 
 
@@ -263,7 +263,7 @@ def _write_checkpoint(
     recover_checkpoint(path)  # a previous save of this run may have died: repair before writing
     with atomic_dir(path) as tmp:
         save_file(_model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        if isinstance(model, DecisionTransformer):
+        if type(model) is DecisionTransformer:  # a transformers save_pretrained directory as well
             model.hf.config.to_json_file(str(tmp / HF_CONFIG_FILE))
         if trainer_state is not None:
             tensors, state_meta = trainer_state
@@ -301,7 +301,7 @@ def _check_weight_shapes(path: Path, config: ModelConfig) -> None:
         raise CheckpointError(f"{weights}: file not found")
     with torch.device("meta"):
         shell = build_model(config)
-    target = shell.hf if isinstance(shell, DecisionTransformer) else shell
+    target = shell.weights_module()
     want = {k: tuple(v.shape) for k, v in target.state_dict().items()}
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -364,7 +364,7 @@ def load_checkpoint(path: str | Path, env: str | None = None, device: str | torc
     _check_weight_shapes(path, config)  # before building: a declared size the file does not hold allocates nothing
     model = build_model(config)
     tensors = _read_tensors(path / WEIGHTS_FILE)
-    target = model.hf if isinstance(model, DecisionTransformer) else model
+    target = model.weights_module()
     try:
         target.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

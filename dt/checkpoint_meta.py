@@ -43,6 +43,14 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _pair(v: Any) -> tuple[float, float] | None:
+    """A ``[lo, hi]`` pair of numbers with lo <= hi, else None."""
+    if not isinstance(v, list) or len(v) != 2:
+        return None
+    lo, hi = _num(v[0]), _num(v[1])
+    return (lo, hi) if lo is not None and hi is not None and lo <= hi else None
+
+
 def _int(v: Any) -> int | None:
     return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -132,10 +140,10 @@ class EvalPoint:
 
 
 def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> str:
-    """The method's short name, as the papers name it: ``dt``, ``dt-delayed``, ``bc`` or ``bc10`` (10% BC); a DT
-    trained on the best NN% of timesteps is ``dtNN``."""
-    if model_type == "bc":
-        return "bc" if pct_traj >= 1.0 else f"bc{round(pct_traj * 100)}"
+    """The method's short name, as the papers name it: ``dt``, ``dt-delayed``, ``radt`` (the return-aligned DT),
+    ``bc`` or ``bc10`` (10% BC); a model trained on the best NN% of timesteps is ``dtNN`` (``radtNN``, ``bcNN``)."""
+    if model_type in ("bc", "radt"):
+        return model_type if pct_traj >= 1.0 else f"{model_type}{round(pct_traj * 100)}"
     if delayed:
         return "dt-delayed"
     return "dt" if pct_traj >= 1.0 else f"dt{round(pct_traj * 100)}"
@@ -167,6 +175,10 @@ class CheckpointMeta:
             calibration sweep (``python -m dt card``), if it was run: how well the behaviour follows the target.
         calibration_range: The spread (max - min) of the sweep's mean achieved returns: how far the target
             moves the behaviour.
+        alignment_gap: The card's alignment gap (:mod:`dt.alignment`: mean |achieved - target| in normalized
+            points over targets across the data's returns), if measured: the smaller, the closer it follows.
+        follows: The card's measured targets from and to which the mean achieved return stayed within 15% of the
+            target (:func:`dt.alignment.followed_range`), if measured and any.
     """
 
     env: str
@@ -188,6 +200,8 @@ class CheckpointMeta:
     source: str | None = None
     calibration_rho: float | None = None
     calibration_range: float | None = None
+    alignment_gap: float | None = None
+    follows: tuple[float, float] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckpointMeta:
@@ -223,6 +237,8 @@ class CheckpointMeta:
             source=_str(d.get("source")),
             calibration_rho=_num(_calibration(d).get("spearman_rho")),
             calibration_range=_num(_calibration(d).get("achieved_range")),
+            alignment_gap=_num(_calibration(d).get("alignment_gap")),
+            follows=_pair(_calibration(d).get("follows")),
         )
 
     @property

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 class ModelConfig:
     """Architecture of a model; defaults are the paper's Hopper settings (a checkpoint's ``model``)."""
 
-    model_type: ModelType = opt("dt", "dt (Decision Transformer) or bc (MLP behaviour cloning)")
+    model_type: ModelType = opt(
+        "dt", "dt (Decision Transformer), radt (the DT with every layer modulated by the return) or bc (MLP BC)"
+    )
     state_dim: int = opt(11, "observation size")
     act_dim: int = opt(3, "action size")
     context_len: int = opt(20, "K, timesteps of context (DT: 3K tokens; BC: K states)")

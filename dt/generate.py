@@ -33,7 +33,15 @@ from dt.rollout import DTYPES, BlockStore, Collected, blocks_dir, collect
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
 GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
-GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay")
+GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay")
+
+# full-replay: the returns from random to expert with no gap (every 300-wide return bin of Hopper holds at least 2%
+# of the episodes; `python -m dt data card hopper-full-replay`). D4RL's is the whole replay buffer of one SAC run
+# up to expert level; the shipped SAC snapshots stop at medium, so the stretch from medium to expert is bridged by
+# handover episodes (dt.behaviour.handover: the expert hops for T ~ U[0, HANDOVER_MAX_SWITCH) steps, then the
+# medium policy carries on). Parts, in this order, episodes each (the replay part is the whole medium-replay):
+FULL_REPLAY_PARTS = (("medium-replay", None), ("medium", 1000), ("handover", 1000), ("expert", 100))
+HANDOVER_MAX_SWITCH = 700
 
 
 BLOCK_EPISODES = 64  # episodes per parallel work item
@@ -153,6 +161,12 @@ def dataset_path(name: str, out_dir: str | Path | None = None) -> Path:
 def _policy_for(env: str, level: str):
     from dt.behaviour.policy import load_behaviour_policy
 
+    if level == "handover":
+        from dt.behaviour.handover import HandoverPolicy
+
+        first, then = load_behaviour_policy("expert", env), load_behaviour_policy("medium", env)
+        return HandoverPolicy(first, then, HANDOVER_MAX_SWITCH)
+
     return load_behaviour_policy(level, env)
 
 
@@ -208,6 +222,10 @@ def generate_dataset(
             f"{sub}: {_policy_for(env, sub).meta.get('algorithm', 'n/a')}" for sub in ("medium", "expert")
         )
         seconds = sum(p.seconds for p in parts)
+    elif level == "full-replay":
+        _require_policies(name, env, ("medium", "expert"))
+        arrays, seconds, policy_id = _collect_full_replay(env, path, seed, num_envs, gym_version, progress)
+        algorithm = "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert"
     elif level == "medium-replay":
         from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
 
@@ -261,6 +279,34 @@ def generate_dataset(
     write_d4rl(path, arrays, meta)
     shutil.rmtree(blocks_dir(path), ignore_errors=True)
     return path
+
+
+def _collect_full_replay(
+    env: str, path: Path, seed: int, num_envs: int, gym_version: str, progress: bool
+) -> tuple[dict[str, np.ndarray], float, str]:
+    """The parts of ``FULL_REPLAY_PARTS`` concatenated: arrays, seconds, policy id. Each part resumes from its own
+    blocks beside ``path``; part ``j`` is collected with seed ``seed * 10 + j``."""
+    from dt.behaviour.replay import collect_replay
+
+    parts, seconds = [], 0.0
+    for j, (level, n) in enumerate(FULL_REPLAY_PARTS):
+        part_seed, resume = seed * 10 + j, blocks_dir(path) / level
+        if progress:
+            print(f"full-replay part {j + 1}/{len(FULL_REPLAY_PARTS)}: {level}", flush=True)
+        if level == "medium-replay":
+            arrays, s, _ = collect_replay(
+                env, seed=part_seed, num_envs=num_envs, gym_version=gym_version, progress=progress, resume_dir=resume
+            )
+        else:
+            col = collect_parallel(
+                env, level, None, part_seed, num_envs, gym_version, progress=progress, resume_dir=resume, num_episodes=n
+            )
+            arrays, s = col.arrays, col.seconds
+        parts.append(arrays)
+        seconds += s
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    policy_id = "+".join(f"{level}" + (f"x{n}" if n else "") for level, n in FULL_REPLAY_PARTS)
+    return arrays, seconds, policy_id
 
 
 def verify(path: str | Path) -> str:

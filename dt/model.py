@@ -1,5 +1,5 @@
-"""Decision Transformer (on HuggingFace's implementation) and the MLP BC baseline (built from a
-:class:`dt.config.ModelConfig`).
+"""Decision Transformer (on HuggingFace's implementation), its return-aligned variant and the MLP BC baseline
+(built from a :class:`dt.config.ModelConfig`).
 
 Both models share one call signature so the trainer, the policy and the
 evaluator never branch on the model type::
@@ -92,6 +92,7 @@ class DecisionTransformer(_Model):
         self._kernel = self.hf.config._attn_implementation
         self._attn_lock = threading.Lock()
         self.fast = True  # use the lean forward for actions; False runs transformers' forward
+        self.hf_computes_it = True  # transformers' forward is this model (the attention maps come from it)
         # By "batch of one" (each graph keeps its shapes); None where tracing failed.
         self._traced: dict[bool, torch.jit.ScriptModule | None] = {}
         self._trace_lock = threading.Lock()
@@ -150,6 +151,10 @@ class DecisionTransformer(_Model):
             attention_mask=mask,
             return_dict=True,
         )
+        if not self.hf_computes_it:
+            inputs = (states, actions, returns_to_go, timesteps, mask)
+            preds, attn = self._tokens_forward(inputs, last_only, with_attention=output_attentions)
+            return ModelOutput(preds, attn)
         if output_attentions:
             with self._eager_attention():
                 out = self.hf(**kwargs, output_attentions=True)
@@ -208,6 +213,21 @@ class DecisionTransformer(_Model):
         attention output and the MLP only for the state tokens, the only ones
         an action is read from. A test checks it against the HF forward.
         """
+        return self._tokens_forward((states, actions, returns_to_go, timesteps, mask), last_only)[0]
+
+    def _modulations(self, returns_to_go: torch.Tensor) -> list[torch.Tensor] | None:
+        """Per-layer LayerNorm scale and shift from the return-to-go (:class:`ReturnAlignedDT`); None for the DT."""
+        return None
+
+    def _tokens_forward(
+        self, inputs: tuple[torch.Tensor, ...], last_only: bool = False, with_attention: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Actions (B, K, A) (or (B, 1, A) with ``last_only``) and, with ``with_attention``, each layer's
+        attention weights (B, nh, 3K, 3K) (then every token is computed in every layer).
+
+        ``inputs``: states, actions, returns-to-go, timesteps and mask, as for :meth:`forward`.
+        """
+        states, actions, returns_to_go, timesteps, mask = inputs
         hf, enc = self.hf, self.hf.encoder
         b, k = states.shape[0], states.shape[1]
         h = self.config.embed_dim
@@ -221,6 +241,7 @@ class DecisionTransformer(_Model):
         p = self.config.dropout if self.training else 0.0
         g = self.dropout_generator
         x = fast_dropout(x, p, g)
+        mods = self._modulations(returns_to_go)  # per layer (B, 3K, 4H), then the final (B, 3K, 2H)
 
         # Causal mask plus key padding; a padded query may see itself so no softmax row is empty.
         n = 3 * k
@@ -232,27 +253,80 @@ class DecisionTransformer(_Model):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, nh, L, H/nh)
             return t.reshape(b, t.shape[1], nh, h // nh).transpose(1, 2)
 
+        def modulated(y: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:  # adaptive LayerNorm: y (1 + scale) + shift
+            scale, shift = mod.chunk(2, dim=-1)
+            return y * (1 + scale) + shift
+
+        attentions = []
         last = len(enc.h) - 1
         for i, blk in enumerate(enc.h):
             a = blk.attn
             y = blk.ln_1(x)
+            if mods is not None:
+                y = modulated(y, mods[i][..., : 2 * h])
             q, kk, v = a.c_attn(y).split(h, dim=2)  # (B, 3K, H) each
-            if i == last:  # only state-token queries (or the last one) are needed from here on
+            m = attn_mask
+            if i == last and not with_attention:  # only state-token queries (or the last one) are needed from here on
                 sel = slice(n - 2, n - 1) if last_only else slice(1, None, 3)
                 x, q, m = x[:, sel], q[:, sel], attn_mask[:, :, sel]
-            else:
-                m = attn_mask
-            if p > 0:  # explicit attention so its dropout uses the cheap mask below
+                if mods is not None:
+                    mods = [md[:, sel] for md in mods]
+            if p > 0 or with_attention:  # explicit attention (its dropout uses the cheap mask below)
                 w = (heads(q) @ heads(kk).transpose(-1, -2)) * (h // nh) ** -0.5  # (B, nh, L, 3K)
                 w = torch.softmax(w.masked_fill(~m, float("-inf")), dim=-1)
+                attentions.append(w)
                 o = fast_dropout(w, p, g) @ heads(v)
             else:
                 o = F.scaled_dot_product_attention(heads(q), heads(kk), heads(v), attn_mask=m)
             o = o.transpose(1, 2).reshape(b, x.shape[1], h)  # (B, L, H)
             x = x + fast_dropout(a.c_proj(o), p, g)
             mlp = blk.mlp
-            x = x + fast_dropout(mlp.c_proj(mlp.act(mlp.c_fc(blk.ln_2(x)))), p, g)
-        return hf.predict_action(enc.ln_f(x))  # (B, K, A)
+            y = blk.ln_2(x)
+            if mods is not None:
+                y = modulated(y, mods[i][..., 2 * h :])
+            x = x + fast_dropout(mlp.c_proj(mlp.act(mlp.c_fc(y))), p, g)
+        y = enc.ln_f(x)
+        if mods is not None:
+            y = modulated(y, mods[-1])
+        preds = hf.predict_action(y)  # (B, K, A), or (B, 3K, A) with the attention
+        if with_attention:
+            preds = preds[:, n - 2 : n - 1] if last_only else preds[:, 1::3]
+        return preds, (tuple(attentions) if with_attention else None)
+
+    def weights_module(self) -> nn.Module:
+        """The module whose state dict is the checkpoint's ``model.safetensors`` (transformers' keys for the DT)."""
+        return self.hf
+
+
+class ReturnAlignedDT(DecisionTransformer):
+    """The Decision Transformer with every LayerNorm modulated by the return-to-go (model type ``radt``).
+
+    The return-aligning module of RADT (Tanaka et al., TMLR 2025) that acts on every layer: adaptive LayerNorm,
+    whose scale and shift are a function of the return-to-go of the token's timestep, in each block (before the
+    attention and before the MLP) and before the action head, so the target reaches every layer directly instead
+    of only through attention to return tokens (whose share shrinks as the context fills). The token layout, the
+    masks and the attention maps are the DT's (R, s, a per step; the return tokens are kept), so everything that
+    reads a DT reads this model too. The modulation layers start at zero (adaLN-Zero, as in DiT): at
+    initialisation the model is exactly a DT.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.hf_computes_it = False  # transformers' forward knows nothing of the modulation
+        h = config.embed_dim
+        self.embed_condition = nn.Sequential(nn.Linear(1, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU())
+        self.modulate = nn.ModuleList(nn.Linear(h, 4 * h) for _ in range(config.n_layer))
+        self.modulate_final = nn.Linear(h, 2 * h)
+        for lin in (*self.modulate, self.modulate_final):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def _modulations(self, returns_to_go: torch.Tensor) -> list[torch.Tensor]:
+        c = self.embed_condition(returns_to_go).repeat_interleave(3, dim=1)  # (B, 3K, H): a step's 3 tokens
+        return [lin(c) for lin in (*self.modulate, self.modulate_final)]
+
+    def weights_module(self) -> nn.Module:
+        return self
 
 
 class _LastActions(nn.Module):
@@ -334,6 +408,9 @@ class MLPBC(_Model):
                 x = layer(x)
         return ModelOutput(x.reshape(b, 1, self.config.act_dim))
 
+    def weights_module(self) -> nn.Module:
+        return self
+
     def last_actions(self, *inputs: torch.Tensor) -> torch.Tensor:
         """(B, 1, A): the last step's action (the same interface as :meth:`DecisionTransformer.last_actions`)."""
         return self(*inputs).actions
@@ -341,7 +418,8 @@ class MLPBC(_Model):
 
 def build_model(config: ModelConfig) -> DecisionTransformer | MLPBC:
     """Model for ``config.model_type``."""
-    return DecisionTransformer(config) if config.model_type == "dt" else MLPBC(config)
+    kinds: dict[str, type[DecisionTransformer | MLPBC]] = {"dt": DecisionTransformer, "radt": ReturnAlignedDT}
+    return kinds.get(config.model_type, MLPBC)(config)
 
 
 def action_loss(

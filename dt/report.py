@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from dt.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets
+from dt.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
 from dt.calibration import spearman
 from dt.checkpoint import Checkpoint, load_checkpoint, read_meta, update_meta
 from dt.checkpoint_meta import EvalPoint
 from dt.envs import get_env
 from dt.evaluate import EvalResult, evaluate, target_sweep
 from dt.metrics import SETTLED_POINTS, last_three_spread
+from dt.validate import is_transformer
 
 PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
     ("dt", "hopper-medium"): "67.6 +- 1.0",
@@ -128,7 +129,7 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     eval_s = time.perf_counter() - t0
     sweep: list[EvalResult] = []
     align: Alignment | None = None
-    if ck.config.model_type == "dt":
+    if is_transformer(ck.config.model_type):
         wanted = _alignment_targets(ck)
         calib = {float(t) for t in sweep_targets(ck)}
         swept = target_sweep(ck, sorted(calib | set(wanted)), episodes=sweep_episodes, seed=seed)  # one batched run
@@ -154,6 +155,8 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
     if align is not None:
         out["alignment"] = align.as_dict()
         out["calibration"]["alignment_gap"] = round(align.gap, 2)
+        follows = followed_range(swept)
+        out["calibration"]["follows"] = None if follows is None else list(follows)
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     plot_learning_curve(ck, ckpt_dir / "learning.png")
     # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.

@@ -113,8 +113,9 @@ def return_attention_sweep(
         ValueError: for a checkpoint without attention (the BC baseline).
     """
     from dt.evaluate import rollout
+    from dt.validate import is_transformer
 
-    if ckpt.config.model_type != "dt":
+    if not is_transformer(ckpt.config.model_type):
         raise ValueError(f"{ckpt.config.model_type.upper()} has no attention: only a DT attends to return tokens")
     q = action_query(ckpt.config.context_len)
     shares, achieved, steps = [], [], []

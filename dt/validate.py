@@ -22,8 +22,17 @@ from dt.errors import CheckpointError, ConfigError
 
 Rule = Callable[[Any], str | None]
 
-ModelType = Literal["dt", "bc"]
+ModelType = Literal["dt", "radt", "bc"]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+# The model types that read the return-to-go and attend over (R, s, a) tokens: the DT and its return-aligned variant.
+TRANSFORMER_TYPES: tuple[str, ...] = ("dt", "radt")
+
+
+def is_transformer(model_type: str) -> bool:
+    """Whether ``model_type`` reads the target return and has attention maps (the DT family; not BC)."""
+    return model_type in TRANSFORMER_TYPES
+
+
 # Activations the transformers GPT-2 block (transformers.activations.ACT2FN) and this project's models accept.
 Activation = Literal["relu", "gelu", "gelu_new", "silu", "tanh"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
@@ -216,7 +225,8 @@ def available_memory() -> int | None:
 def _param_count(cfg: Any) -> int:
     """About the weights of a run's model: attention and feed-forward per block, plus the timestep table."""
     h, inner = cfg.embed_dim, cfg.n_inner or 4 * cfg.embed_dim
-    return cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h
+    modulation = (4 * cfg.n_layer + 3) * h * h if cfg.model_type == "radt" else 0  # ReturnAlignedDT's adaLN layers
+    return cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h + modulation
 
 
 def checkpoint_bytes_estimate(cfg: Any) -> int:
@@ -232,7 +242,7 @@ def train_memory_estimate(cfg: Any) -> int:
     paper's needs about 120 MB, and a refusal means the step could not run."""
     h, layers, batch = cfg.embed_dim, cfg.n_layer, cfg.batch_size
     inner = cfg.n_inner or 4 * h
-    tokens = 3 * cfg.context_len if cfg.model_type == "dt" else cfg.context_len
+    tokens = 3 * cfg.context_len if is_transformer(cfg.model_type) else cfg.context_len
     copies = 5 if getattr(cfg, "ema", 0) else 4
     activations = batch * layers * (tokens * (10 * h + 2 * inner) + 2 * cfg.n_head * tokens * tokens)
     return 4 * (copies * _param_count(cfg) + activations)

@@ -62,3 +62,29 @@ def test_targets_refuse_data_with_too_few_episodes():
     with pytest.raises(AlignmentError, match="the data holds 5 episodes: too few"):
         alignment_targets("hopper", 0, 3000, episodes=5)
     assert len(alignment_targets("hopper", 0, 3000, episodes=500)) == MIN_TARGETS
+
+
+def _sweep(pairs):
+    return [{"target": t, "returns": [m]} for t, m in pairs]
+
+
+def test_followed_range_is_the_widest_run_of_targets_within_15_percent():
+    from dt.alignment import followed_range
+
+    # 1000 and 1500 followed, 2000 not, 2500-3500 followed: the second run is wider.
+    rows = [(3500, 3100), (1000, 1100), (1500, 1400), (2000, 1000), (2500, 2700), (3000, 2900)]
+    assert followed_range(_sweep(rows)) == (2500.0, 3500.0)
+    assert followed_range(_sweep([(1000, 1160)])) is None  # 16% off
+    assert followed_range(_sweep([(0, 0), (1000, 1000)])) == (1000.0, 1000.0)  # a zero target never counts
+    assert followed_range([]) is None
+
+
+def test_checkpoint_meta_reads_the_followed_range(tiny_checkpoint):
+    import json
+
+    from dt.checkpoint_meta import CheckpointMeta
+
+    d = json.loads((tiny_checkpoint / "checkpoint.json").read_text())
+    for value, want in (([1000, 2500], (1000.0, 2500.0)), ([3, 1], None), ("x", None), (None, None)):
+        d["calibration"] = {"follows": value}
+        assert CheckpointMeta.from_dict(d).follows == want

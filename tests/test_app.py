@@ -275,7 +275,25 @@ def test_calibration_sweep(app_env):
     assert any(m.label == "Spearman rank correlation" for m in at.metric)
     gap = next(m for m in at.metric if m.label == "Alignment gap")  # dt.alignment over the page's episodes
     assert gap.value.endswith(" points") and float(gap.value.split()[0]) >= 0
-    assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0)
+    assert _session(at).sweep_args[1:] == ((1000.0, 3000.0), 1, 0, None)
+
+
+def test_calibration_overlays_a_second_checkpoint(app_env):
+    at = _run("calibration")
+    nums = at.number_input
+    nums[0].set_value(1000.0)
+    nums[1].set_value(3000.0)
+    nums[2].set_value(2)
+    nums[3].set_value(1)
+    box = next(b for b in at.selectbox if b.label == "Compare with")  # the other hopper checkpoints, not walker2d
+    assert box.options[0] == "(none)"
+    assert any("bc-tiny" in o for o in box.options) and not any("walker" in o for o in box.options)
+    box.select_index(next(i for i, o in enumerate(box.options) if "bc-tiny" in o))
+    at.button[0].click().run()
+    _assert_ok(at)
+    table = next(d.value for d in at.dataframe if "checkpoint" in d.value)  # the two alignments side by side
+    assert list(table["checkpoint"]) == ["dt-tiny", "bc-tiny"]
+    assert (table["alignment gap (points)"] >= 0).all()
 
 
 # --------------------------------------------------------------------------- #

@@ -216,3 +216,26 @@ def test_ruler_labels_never_overlap():
                     gap = abs(marks[a] - marks[b]) * scale
                     assert gap >= 2.75 * (len(a) + len(b)) + 6, (a, b, width)
     assert ruler_label_levels({"x": 1.0}, 0, 10) == {"x": RULER_LEVELS[0]}
+
+
+def test_ruler_draws_the_followed_stretch_and_the_calibration_overlays_a_second_checkpoint():
+    from app.charts import COLORS, calibration, target_ruler
+    from dt.checkpoint_meta import DatasetInfo
+
+    fig = target_ruler(0, 4500, 2000, {"paper 3,600": 3600}, follows=(1000.0, 2750.0))
+    band = [t for t in fig.data if t.line.color == COLORS["follows"]]
+    assert len(band) == 1 and tuple(band[0].x) == (1000.0, 2750.0)
+    assert not [t for t in target_ruler(0, 4500, 2000, {}).data if t.line.color == COLORS["follows"]]
+
+    def sweep(gain: float) -> list[dict]:
+        return [
+            {"target": t, "return_mean": gain * t, "return_std": 10.0, "returns": [gain * t - 5, gain * t + 5]}
+            for t in (1000.0, 2000.0, 3000.0)
+        ]
+
+    ds = DatasetInfo(return_min=10.0, return_max=3300.0)
+    fig = calibration(sweep(1.0), ds, (1800, 3600), data_returns=None, compare=("other", sweep(0.5)), name="mine")
+    curves = {t.name: list(t.y) for t in fig.data if t.mode == "lines+markers"}
+    assert curves == {"mine": [1000.0, 2000.0, 3000.0], "other": [500.0, 1000.0, 1500.0]}
+    single = calibration(sweep(1.0), ds, (1800, 3600))
+    assert [t.name for t in single.data if t.mode == "lines+markers"] == ["mean ± std"]

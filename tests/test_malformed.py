@@ -278,7 +278,7 @@ _CK_MUTATIONS = [
     Case("ck-embed-float", _set("model.embed_dim", 1.5), "model.embed_dim must be an integer >= 1, got 1.5"),
     Case("ck-embed-mismatch", _set("model.embed_dim", 64), "weights do not fit the config"),
     Case("ck-model-missing", _drop("model"), "'model' must be an object"),
-    Case("ck-model-type", _set("model.model_type", "transformer"), "model.model_type must be one of dt, bc"),
+    Case("ck-model-type", _set("model.model_type", "transformer"), "model.model_type must be one of dt, radt, bc"),
     Case("ck-activation", _set("model.activation", "wiggle"), "model.activation must be one of"),
     Case("ck-dropout-2", _set("model.dropout", 2), "model.dropout must be a finite number in [0, 1)"),
     Case("ck-tanh-text", _set("model.action_tanh", "yes"), "model.action_tanh must be true or false"),

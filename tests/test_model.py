@@ -166,7 +166,7 @@ def test_bc_reads_last_k_states_only():
 
 
 def test_unknown_model_type():
-    with pytest.raises(ValueError, match="unknown model_type 'xx'; known: dt, bc"):
+    with pytest.raises(ValueError, match="unknown model_type 'xx'; known: dt, radt, bc"):
         ModelConfig(model_type="xx")
 
 

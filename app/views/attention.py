@@ -8,11 +8,12 @@ from app import analysis, attention_charts, cache, paths, sidebar, state
 from dt.alignment import even_targets
 from dt.envs import get_env
 from dt.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
+from dt.validate import is_transformer
 
 sidebar.draw()
 st.title("Attention maps")
 s, ck = state.page_checkpoint()
-if ck.config.model_type != "dt":
+if not is_transformer(ck.config.model_type):
     st.info("This checkpoint is the MLP behaviour-cloning baseline: it has no attention. Pick a DT checkpoint.")
     st.stop()
 if s.target is None or s.target_for != s.checkpoint:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import analysis, cache, charts, paths, sidebar, state
+from app import analysis, cache, catalog, charts, paths, sidebar, state
 from dt.alignment import alignment, even_targets
 from dt.envs import get_env
+from dt.errors import CheckpointError
 
 sidebar.draw()
 st.title("Calibration")
@@ -30,11 +31,18 @@ with st.form("sweep"):
     )
     episodes = c4.number_input("Episodes each", 1, 100, value=3)
     seed = c5.number_input("Seed", 0, 2**31 - 1, value=0)
+    others = {e.label: e.path for e in catalog.discover_checkpoints() if e.path != s.checkpoint and e.env == spec.name}
+    compare_label = st.selectbox(
+        "Compare with",
+        ["(none)", *others],
+        help="A second checkpoint swept over the same targets and seeds, drawn on the same axes: e.g. the DT "
+        "beside the return-aligned DT, or one recipe on two datasets.",
+    )
     go = st.form_submit_button("Run sweep", type="primary")
 
 if go:
     targets = tuple(even_targets(t_from, t_to, int(n)))
-    s.sweep_args = (s.checkpoint, targets, int(episodes), int(seed))
+    s.sweep_args = (s.checkpoint, targets, int(episodes), int(seed), others.get(compare_label))
 
 if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
     st.info(
@@ -43,9 +51,19 @@ if s.sweep_args is None or s.sweep_args[0] != s.checkpoint:
     )
     st.stop()
 
-path, targets, episodes, seed = s.sweep_args
+path, targets, episodes, seed, other = s.sweep_args
 with st.spinner(f"Evaluating {len(targets)} targets × {episodes} episodes…"):
     results = cache.sweep_data(path, paths.mtime(path), targets, episodes, seed, cap)
+compare: tuple[str, list[dict]] | None = None
+if other is not None:
+    with st.spinner(f"Evaluating {paths.checkpoint_name(other)} on the same targets…"):
+        try:
+            compare = (
+                paths.checkpoint_name(other),
+                cache.sweep_data(other, paths.mtime(other), targets, episodes, seed, cap),
+            )
+        except CheckpointError as e:
+            st.error(str(e).splitlines()[0])
 
 returns = np.array([v for r in results for v in r["returns"]])
 al = alignment(spec.name, results) if len(results) >= 2 else None
@@ -82,12 +100,20 @@ m3.metric(
 
 ds = ck.info.dataset
 data_returns = analysis.dataset_returns(ds.source) if ds.source else None
+name = paths.checkpoint_name(path)
+title = f"{name}: achieved vs target return" if compare is None else f"{name} and {compare[0]}: achieved vs target"
 st.plotly_chart(
     charts.calibration(
-        results, ds, spec.targets, f"{paths.checkpoint_name(path)}: achieved vs target return", data_returns
+        results, ds, spec.targets, title, data_returns, compare=compare, name=name if compare else "mean ± std"
     ),
     key="cal.chart",
 )
+if compare is not None:
+    rows = []
+    for label, rs in ((name, results), compare):
+        a = alignment(spec.name, rs)
+        rows.append({"checkpoint": label, "alignment gap (points)": round(a.gap, 1), "Spearman": round(a.rho, 2)})
+    st.dataframe(rows, hide_index=True)
 if data_returns is None:
     st.caption(
         f"The training data ({ds.name}) is not on this machine, so its return histogram is not "

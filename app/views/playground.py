@@ -24,6 +24,7 @@ from dt.checkpoint_meta import read_meta  # noqa: E402
 from dt.envs import get_env  # noqa: E402
 from dt.errors import CheckpointError  # noqa: E402
 from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
+from dt.validate import is_transformer  # noqa: E402
 
 sidebar.draw()
 s = state.session()
@@ -45,7 +46,7 @@ lo, hi = state.target_range(info)
 if s.target_for != s.checkpoint or s.target is None:
     s.target, s.target_for = state.default_target(info), s.checkpoint
 s.target = float(min(max(s.target, lo), hi))
-follows_target = info.model.model_type == "dt"
+follows_target = is_transformer(info.model.model_type)
 cap = paths.max_steps_cap() or info.max_ep_len
 
 with controls:
@@ -68,7 +69,21 @@ with controls:
         marks = {f"paper {t:,.0f}": t for t in spec.targets}
         if ds.return_min is not None and ds.return_mean is not None and ds.return_max is not None:
             marks |= {"data min": ds.return_min, "data mean": ds.return_mean, "data max": ds.return_max}
-        st.plotly_chart(charts.target_ruler(lo, hi, s.target, marks), config={"displayModeBar": False}, key="pg.ruler")
+        st.plotly_chart(
+            charts.target_ruler(lo, hi, s.target, marks, info.follows),
+            config={"displayModeBar": False},
+            key="pg.ruler",
+        )
+        if follows_target and ds.return_max is not None and s.target > ds.return_max:
+            st.caption(
+                f"**Extrapolation**: {s.target:,.0f} is above the best episode the model learnt from "
+                f"({ds.return_max:,.0f}); it can only try its best behaviour here."
+            )
+        elif info.follows is not None and follows_target:
+            st.caption(
+                f"Green on the ruler: targets from {info.follows[0]:,.0f} to {info.follows[1]:,.0f}, where this "
+                "model's mean return was measured within 15% of the target (its card)."
+            )
     with c_seed:
         st.number_input("Seed", 0, 2**31 - 1, step=1, **state.bind("pg.seed", "seed", int))
         st.button("New seed", icon=":material/casino:", on_click=s.new_seed, width="stretch")

@@ -7,6 +7,7 @@ import streamlit as st
 from app import cache, catalog, charts, paths, sidebar, state
 from dt.checkpoint import CheckpointError
 from dt.envs import get_env
+from dt.validate import is_transformer
 
 sidebar.draw()
 st.title("Side by side")
@@ -60,7 +61,7 @@ for i, (col, (path, target)) in enumerate(zip(cols, runs)):
         except RuntimeError as e:
             st.error(f"Rendering failed: {str(e).splitlines()[0]}")
             continue
-        shown.append((col, i, name, target, ep, other.config.model_type == "dt"))
+        shown.append((col, i, name, target, ep, is_transformer(other.config.model_type)))
 ranges = (
     charts.shared_ranges([(ep.rollout.returns_to_go, ep.rollout.rewards, dt) for *_, ep, dt in shown])
     if shown

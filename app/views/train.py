@@ -130,9 +130,10 @@ def new_run_form() -> None:
         c3, c4, c5, c6, c7, c8 = st.columns(6)
         model = c3.radio(
             "Model",
-            ["DT", "BC"],
+            ["DT", "RADT", "BC"],
             horizontal=True,
-            help="Decision Transformer, or the MLP behaviour-cloning baseline",
+            help="Decision Transformer; RADT, the DT with every layer modulated by the target return (it follows "
+            "the target more closely); or the MLP behaviour-cloning baseline",
             key="tr.model",
         )
         preset = c4.selectbox(

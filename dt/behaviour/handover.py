@@ -1,0 +1,58 @@
+"""Handover episodes: one behaviour policy acts for the first ``T`` steps of an episode, then another takes over.
+
+The bridge between the medium and the expert level in ``full-replay`` (see ``dt.generate``): D4RL's full-replay is
+the whole replay buffer of one SAC run from random to expert, but the shipped SAC snapshots stop at the medium
+policy and the expert is ARS's. An episode in which the expert hops for ``T`` steps (``T`` drawn per episode,
+uniform in ``[0, max_switch)``) and the medium policy then carries on until it falls or times out has a return that
+grows with ``T``, so a set of them fills the returns between the two levels with behaviour that is a function of
+the state and the step (no injected noise that a model could not predict).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dt.behaviour.policy import BehaviourPolicy
+
+
+class HandoverPolicy:
+    """``first`` for the first ``T`` steps of each episode, then ``then``; a ``dt.rollout.RowPolicy``.
+
+    ``T`` is the first draw of the episode's own generator, so an episode's content does not depend on the other
+    episodes beside it (as for :meth:`BehaviourPolicy.act_rows`). The policy keeps each episode's generator and
+    step count while it runs; ``collect`` gives each episode a fresh generator.
+    """
+
+    def __init__(self, first: BehaviourPolicy, then: BehaviourPolicy, max_switch: int) -> None:
+        if max_switch < 1:
+            raise ValueError("max_switch must be at least 1")
+        self.first, self.then, self.max_switch = first, then, int(max_switch)
+        self.name = f"{first.name}->{then.name}"
+        self._episodes: dict[int, list] = {}  # id(rng) -> [rng, switch step, steps taken]
+
+    def fingerprint(self) -> str:
+        return f"{self.first.fingerprint()}->{self.then.fingerprint()}@{self.max_switch}"
+
+    def act_rows(self, obs: np.ndarray, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        live = {id(r) for r in rngs}
+        for key in [k for k in self._episodes if k not in live]:  # ended episodes
+            del self._episodes[key]
+        use_first = np.zeros(len(rngs), dtype=bool)
+        for i, r in enumerate(rngs):
+            ep = self._episodes.get(id(r))
+            if ep is None:
+                ep = self._episodes[id(r)] = [r, int(r.integers(0, self.max_switch)), 0]
+            use_first[i] = ep[2] < ep[1]
+            ep[2] += 1
+        actions = np.zeros((len(rngs), self.first.act_dim), dtype=np.float32)
+        log_probs = np.zeros(len(rngs), dtype=np.float32)
+        for mask, policy in ((use_first, self.first), (~use_first, self.then)):
+            if mask.any():
+                idx = np.flatnonzero(mask)
+                actions[idx], log_probs[idx] = policy.act_rows(obs[idx], [rngs[i] for i in idx])
+        return actions, log_probs
+
+    def switch_step(self, rng: np.random.Generator) -> int | None:
+        """The switch step of a running episode (None when it is not running)."""
+        ep = self._episodes.get(id(rng))
+        return None if ep is None else ep[1]
