@@ -210,12 +210,14 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         )
     print(f"{steps} env steps in {secs:.1f} s ({steps / secs:.0f} steps/s)")
     out: dict = {"checkpoint": str(args.checkpoint), "results": rows}
-    if args.alignment:
-        from dt.alignment import alignment
+    if args.alignment or len(targets) >= 3:  # the data's range, or the targets asked for
+        from dt.alignment import FOLLOW_TOLERANCE, alignment, followed_range
 
-        al = alignment(ck.env_name, res)
+        al, follows = alignment(ck.env_name, res), followed_range(res)
         print(al.line())
-        out["alignment"] = al.as_dict()
+        within = f"{follows[0]:,.0f} to {follows[1]:,.0f}" if follows else "no target"
+        print(f"mean return within {FOLLOW_TOLERANCE:.0%} of the target: {within}")
+        out["alignment"] = {**al.as_dict(), "follows": None if follows is None else list(follows)}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0

@@ -88,3 +88,20 @@ def test_checkpoint_meta_reads_the_followed_range(tiny_checkpoint):
     for value, want in (([1000, 2500], (1000.0, 2500.0)), ([3, 1], None), ("x", None), (None, None)):
         d["calibration"] = {"follows": value}
         assert CheckpointMeta.from_dict(d).follows == want
+
+
+def test_evaluate_with_three_or_more_targets_reports_their_alignment(tmp_path, tiny_checkpoint, capsys):
+    import json
+
+    from dt.cli import main
+
+    out = tmp_path / "e.json"
+    argv = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--episodes", "2", "--max-steps", "5", "--quiet"]
+    assert main([*argv, "--targets", "500", "1000", "1500", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "alignment over 3 targets 500-1,500 (2 episodes each)" in text
+    assert "mean return within 15% of the target:" in text
+    al = json.loads(out.read_text())["alignment"]
+    assert al["targets"] == [500.0, 1000.0, 1500.0] and "follows" in al
+    assert main([*argv, "--targets", "500", "1000"]) == 0  # two targets: no alignment line
+    assert "alignment over" not in capsys.readouterr().out

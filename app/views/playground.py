@@ -74,12 +74,7 @@ with controls:
             config={"displayModeBar": False},
             key="pg.ruler",
         )
-        if follows_target and ds.return_max is not None and s.target > ds.return_max:
-            st.caption(
-                f"**Extrapolation**: {s.target:,.0f} is above the best episode the model learnt from "
-                f"({ds.return_max:,.0f}); it can only try its best behaviour here."
-            )
-        elif info.follows is not None and follows_target:
+        if info.follows is not None and follows_target:
             st.caption(
                 f"Green on the ruler: targets from {info.follows[0]:,.0f} to {info.follows[1]:,.0f}, where this "
                 "model's mean return was measured within 15% of the target (its card)."
@@ -102,9 +97,10 @@ if follows_target:
             **state.bind("pg.steer", "steer", bool),
         )
         if s.steer:
-            if s.schedule is None:
-                switch = max(1, min(150, cap // 3))
-                s.schedule = str(TargetSchedule(s.target, ((switch, round(s.target / 4, -2)),)))
+            if s.schedule is None:  # low, then high: the gait changes where the model follows its target
+                switch = max(1, min(200, cap // 3))
+                low, high = info.follows or (round(s.target / 4, -2), s.target)
+                s.schedule = str(TargetSchedule(float(low), ((switch, float(high)),)))
             st.text_input(
                 "Schedule: first target; step: target; …",
                 placeholder="3600; 150: 900",
