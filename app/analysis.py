@@ -13,10 +13,10 @@ import streamlit as st
 
 from app import cache, paths
 from dt.data import DatasetError
-from dt.steering import TargetSchedule, parse_schedule, steered_rollout
+from dt.eval.steering import TargetSchedule, parse_schedule, steered_rollout
 
 if TYPE_CHECKING:
-    from dt.tokens import ReturnAttentionSweep
+    from dt.eval.tokens import ReturnAttentionSweep
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -39,8 +39,8 @@ def steered_episode(path: str, schedule: TargetSchedule, seed: int) -> cache.Epi
 def return_attention(
     path: str, _mtime: float, targets: tuple[float, ...], seed: int, max_steps: int | None
 ) -> ReturnAttentionSweep:
-    """Attention of the action-predicting token on return tokens, one episode per target (dt.tokens)."""
-    from dt.tokens import return_attention_sweep
+    """Attention of the action-predicting token on return tokens, one episode per target (dt.eval.tokens)."""
+    from dt.eval.tokens import return_attention_sweep
 
     return return_attention_sweep(cache.load(path), targets, seed=seed, max_steps=max_steps)
 

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.charts import COLORS
-from dt.checkpoint_meta import DatasetInfo
-from dt.tokens import KIND_NAMES, KINDS, PER_STEP
+from dt.checkpoint.meta import DatasetInfo
+from dt.eval.tokens import KIND_NAMES, KINDS, PER_STEP
 
 _MAX_TICKS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -29,7 +29,7 @@ def attention_heatmaps(
 
     Args:
         attn: (layers, heads, 3K, 3K) weights.
-        labels: 3K token labels (``dt.tokens.token_labels``); each row and column is labelled.
+        labels: 3K token labels (``dt.eval.tokens.token_labels``); each row and column is labelled.
         mask: (K,) real context slots; padding rows and columns are left blank.
         title: Figure title.
         layers: The layer number of each of ``attn``'s layers (0-based; default 0, 1, ...).

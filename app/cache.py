@@ -20,12 +20,12 @@ import numpy as np
 import streamlit as st
 
 from app.paths import max_steps_cap, mtime
-from dt.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from dt.checkpoint.store import Checkpoint, CheckpointError, load_checkpoint
 from dt.data import KNOWN_DATASETS, DatasetError, OfflineDataset, load_dataset, locate
 from dt.data.names import normalise
 from dt.envs import get_env
+from dt.eval.tokens import context_slots
 from dt.preview import APP_VIDEO, load_preview
-from dt.tokens import context_slots
 from dt.validate import is_transformer
 
 
@@ -44,7 +44,7 @@ def _one_torch_thread() -> None:
 _one_torch_thread()
 
 if TYPE_CHECKING:
-    from dt.evaluate import Rollout
+    from dt.eval.evaluate import Rollout
 
 # The page's videos, one setting with the stored previews (why 320 px at 25 fps: dt.preview.VideoSettings).
 VIDEO_SIZE = APP_VIDEO.width
@@ -75,7 +75,7 @@ def load(path: str, env: str | None = None) -> Checkpoint:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _warm_policy(path: str, _mtime: float, _ck: Checkpoint) -> threading.Thread:
-    from dt.evaluate import rollout
+    from dt.eval.evaluate import rollout
 
     # A short episode traces the checkpoint's acting graph (dt.model.DecisionTransformer.last_actions, 0.1-0.3 s)
     # and runs TorchScript's first, profiling calls at every context length up to K (the executor specialises
@@ -229,7 +229,7 @@ def episode(
     hit = _episodes.get(key)
     if hit is not None:
         return Episode(hit.rollout, hit.mp4, hit.env, 0.0, 0.0)
-    from dt.evaluate import rollout
+    from dt.eval.evaluate import rollout
 
     return rendered_rollout(
         ck,
@@ -265,7 +265,7 @@ class AttentionData:
 @st.cache_data(show_spinner=False, max_entries=4)
 def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps: int | None) -> AttentionData | None:
     """The episode re-run with attention recorded (None for models without attention, e.g. BC)."""
-    from dt.evaluate import rollout
+    from dt.eval.evaluate import rollout
 
     ck = load(path)
     if not is_transformer(ck.config.model_type):
@@ -288,8 +288,8 @@ def attention_data(path: str, _mtime: float, target: float, seed: int, max_steps
 def sweep_data(
     path: str, _mtime: float, targets: tuple[float, ...], episodes: int, seed: int, max_steps: int | None
 ) -> list[dict[str, Any]]:
-    """Achieved return per target (``dt.evaluate.target_sweep``), cached per checkpoint + args."""
-    from dt.evaluate import target_sweep
+    """Achieved return per target (``dt.eval.evaluate.target_sweep``), cached per checkpoint + args."""
+    from dt.eval.evaluate import target_sweep
 
     return [
         r.as_dict() for r in target_sweep(load(path), list(targets), episodes=episodes, seed=seed, max_steps=max_steps)

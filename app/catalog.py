@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped_order, uploads_dir
-from dt.checkpoint_meta import META_FILE, list_checkpoints, read_meta
+from dt.checkpoint.meta import META_FILE, list_checkpoints, read_meta
 from dt.errors import CheckpointError
 
 
@@ -32,7 +32,9 @@ class CheckpointEntry:
     return_max: float | None = None
     delayed: bool = False  # trained on delayed rewards (each return at the trajectory's last step)
     method: str = ""  # for people: "DT", "DT (delayed reward)", "BC", "BC10" (CheckpointMeta.method_title)
-    alignment_gap: float | None = None  # the card's alignment gap (dt.alignment): how closely it follows the target
+    alignment_gap: float | None = (
+        None  # the card's alignment gap (dt.eval.alignment): how closely it follows the target
+    )
 
     @property
     def name(self) -> str:

@@ -10,12 +10,12 @@ import numpy as np
 # Imported before any figure is built, not for use here: plotly's validators look pandas up in sys.modules without
 # importing it, so while one session's thread imports pandas lazily (a dataframe, plotly's JSON encoder) another
 # session building a figure found the half-imported module and its page failed with "partially initialized module
-# 'pandas' has no attribute 'Series'" (tests/test_browser_concurrent.py).
+# 'pandas' has no attribute 'Series'" (tests/app/test_browser_concurrent.py).
 import pandas  # noqa: F401
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dt.checkpoint_meta import DatasetInfo
+from dt.checkpoint.meta import DatasetInfo
 
 COLORS = {
     "R": "#d62728",

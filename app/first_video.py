@@ -5,7 +5,7 @@ A new session opens on the default checkpoint (the first shipped DT, as :func:`a
 orders them) at its first paper target and seed 0, and that episode's video is usually stored beside the
 checkpoint (:mod:`dt.preview`). This module finds it with plain file reads, so the page can play it at once
 and load the model afterwards; the render process for the checkpoint's env starts at the same moment. It finds
-the directories through :mod:`app.paths` and reads metadata with :mod:`dt.checkpoint_meta` (both torch-free).
+the directories through :mod:`app.paths` and reads metadata with :mod:`dt.checkpoint.meta` (both torch-free).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import streamlit as st
 
 from app import address
 from app.paths import checkpoint_dirs, max_steps_cap, shipped_order
-from dt.checkpoint_meta import META_FILE, read_meta
+from dt.checkpoint.meta import META_FILE, read_meta
 from dt.envs import get_env
 from dt.errors import CheckpointError
 from dt.preview import APP_VIDEO, load_preview

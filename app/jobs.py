@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dt.checkpoint import CheckpointError
+from dt.checkpoint.store import CheckpointError
 from dt.config import TrainConfig
 from dt.data import DatasetError
-from dt.train import Trainer
+from dt.train.trainer import Trainer
 from dt.validate import check_train_config
 
 
@@ -292,7 +292,7 @@ class GenView:
 
 
 class GenerateJob:
-    """``python -m dt data generate NAME --steps N`` (dt.generate.generate_dataset) in a child process.
+    """``python -m dt data generate NAME --steps N`` (dt.behaviour.generate.generate_dataset) in a child process.
 
     A process rather than a thread, so that Cancel can stop it at once; the generator writes its file
     atomically, so a cancelled run leaves no half-written dataset. Its progress lines (tqdm, on stderr)

@@ -26,7 +26,7 @@ st.set_page_config(
 
 # The pages live in app/views/, not app/pages/: Streamlit runs a pages/ folder beside the entry script on its own
 # when a page's address is a fresh server's first request, skipping this script's sys.path set-up
-# (tests/test_browser_doors.py).
+# (tests/app/test_browser_doors.py).
 PAGES = [
     st.Page("views/playground.py", title="Playground", icon=":material/sports_score:", default=True),
     st.Page("views/attention.py", title="Attention", icon=":material/visibility:"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from dt.checkpoint_meta import META_FILE
+from dt.checkpoint.meta import META_FILE
 from dt.validate import is_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def mtime(path: str | Path) -> float:
 
 def shipped_order(model_type: str, delayed: bool, alignment_gap: float | None, name: str) -> tuple:
     """Sort key of shipped checkpoints in the picker: DTs (and return-aligned DTs) first, the one whose achieved
-    return follows its target most closely (the smallest alignment gap on its card, :mod:`dt.alignment`) leading,
+    return follows its target most closely (the smallest alignment gap on its card, :mod:`dt.eval.alignment`) leading,
     those without a measured gap after; then delayed-reward DTs, then BC (which ignores the target). The first is
     the app's default (also for :mod:`app.first_video`)."""
     gap = float("inf") if alignment_gap is None else alignment_gap

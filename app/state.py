@@ -16,13 +16,13 @@ import numpy as np
 import streamlit as st
 
 from app.paths import checkpoint_dirs, runs_dir, uploads_dir
-from dt.checkpoint_meta import CheckpointMeta
+from dt.checkpoint.meta import CheckpointMeta
 from dt.envs import get_env
 from dt.errors import CheckpointError
 
 if TYPE_CHECKING:  # torch: this module stays importable before it (the Playground draws its controls first)
     from app.jobs import GenerateJob, TrainJob
-    from dt.checkpoint import Checkpoint
+    from dt.checkpoint.store import Checkpoint
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Session:
     upload_msg: tuple[str, str] | None = None  # ("error" | "success", one-line message)
     target_for: str | None = None  # the checkpoint the target was chosen for
     sweep_args: tuple | None = None
-    steer: bool = False  # the Playground runs a target schedule (dt.steering) beside the plain episode
+    steer: bool = False  # the Playground runs a target schedule (dt.eval.steering) beside the plain episode
     schedule: str | None = None  # its text, e.g. "3600; 200: 1800" (None: not yet written, so prefilled)
     address_read: bool = False  # the address's view (app.address) was applied in this session's first run
     address_msg: str | None = None  # one line about what the address asked for and could not get

@@ -27,7 +27,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from app.paths import safe_name, uploads_dir
-from dt.checkpoint import META_FILE, load_checkpoint
+from dt.checkpoint.store import META_FILE, load_checkpoint
 from dt.errors import CheckpointError, first_line
 
 MAX_MEMBERS = 64  # a checkpoint is 3-6 files

@@ -1,7 +1,7 @@
-"""``python -m dt``: see :mod:`dt.cli`."""
+"""``python -m dt``: see :mod:`dt.cli.commands`."""
 
 import sys
 
-from dt.cli import main
+from dt.cli.commands import main
 
 sys.exit(main())

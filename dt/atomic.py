@@ -3,7 +3,7 @@
 Every file the package writes goes through :func:`atomic_file` or :func:`write_atomic`; checkpoint-like
 directories go through :func:`atomic_dir`. The temporaries are hidden names beside the target
 (``.<name>.tmp-<pid>-<random><suffix>``), so a rename never crosses filesystems, and the pid in the name lets
-:mod:`dt.checkpoint` tell a live save from a dead one. Standard library only: the CLI's light commands use it.
+:mod:`dt.checkpoint.store` tell a live save from a dead one. Standard library only: the CLI's light commands use it.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     Every file is fsynced, then the directory is swapped with the old one in one step (``renameat2``), so at
     every instant ``final`` holds a complete copy. Where the swap is unavailable it takes two renames, and a
-    crash between them leaves the old copy as ``.<name>.old-<pid>`` (see ``dt.checkpoint.recover_checkpoint``).
+    crash between them leaves the old copy as ``.<name>.old-<pid>`` (see ``dt.checkpoint.store.recover_checkpoint``).
     On an error the temporary is removed and ``final`` is untouched.
     """
     final = Path(final)

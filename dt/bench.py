@@ -6,7 +6,7 @@ Each figure is a ratio against a baseline timed in the same process, on the devi
 - window sampling batches/s of 64 x 20: the reference's per-sample Python loop against
   :class:`dt.data.WindowSampler` (one gather, on the device);
 - training samples/s at the paper config (B=64, K=20): the reference design (the loop batcher, then transformers'
-  full ``DecisionTransformerModel`` forward/backward) against this package's :class:`dt.train.Trainer` step in
+  full ``DecisionTransformerModel`` forward/backward) against this package's :class:`dt.train.trainer.Trainer` step in
   fp32, in bf16 autocast, and compiled (``torch.compile``);
 - evaluation env-steps/s: the reference design's sequential batch-of-one episodes (transformers' full forward)
   against 100 episodes in one batched run (fp32 and bf16).
@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dt.cliconfig import opt
+from dt.cli.flags import opt
 from dt.config import ModelConfig
 from dt.data import WindowSampler, make_dataset
-from dt.flops import matmul_rate, model_gemm_shapes, step_flops, sync
 from dt.hardware import check_compile_mode, machine_info, native_bf16
 from dt.model import build_model
+from dt.train.flops import matmul_rate, model_gemm_shapes, step_flops, sync
 from dt.validate import CompileMode
 
 
@@ -154,7 +154,7 @@ def bench_sampling(ds, reps: int, device: torch.device) -> dict:
 
 def _trainer(ds, device: torch.device, batch_size: int, bf16: bool, compile_mode: CompileMode, out_dir: str):
     from dt.config import TrainConfig
-    from dt.train import Trainer
+    from dt.train.trainer import Trainer
 
     cfg = TrainConfig(
         dataset=ds.source,
@@ -263,8 +263,8 @@ def bench_batch_scaling(
 
 
 def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: torch.device, bf16: bool) -> dict:
-    from dt.checkpoint import Checkpoint, load_checkpoint
-    from dt.evaluate import rollout, timed_evaluate
+    from dt.checkpoint.store import Checkpoint, load_checkpoint
+    from dt.eval.evaluate import rollout, timed_evaluate
 
     if checkpoint:
         ck = load_checkpoint(checkpoint, device=device)
@@ -295,7 +295,7 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: to
 
 
 def main(args: BenchArgs) -> int:
-    from dt.distributed import _single_device
+    from dt.train.distributed import _single_device
 
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

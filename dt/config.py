@@ -1,6 +1,6 @@
 """The typed configs: a model's architecture (:class:`ModelConfig`) and a training run (:class:`TrainConfig`).
 
-Each field's help is its ``--help`` line (:mod:`dt.cliconfig`). The architecture fields of ``TrainConfig`` are
+Each field's help is its ``--help`` line (:mod:`dt.cli.flags`). The architecture fields of ``TrainConfig`` are
 ``ModelConfig``'s, with the same types, defaults and help, except ``n_inner``: a run's ``0`` follows the width
 (4 x ``embed_dim``, GPT-2's rule, as the reference's GPT-2 config does), which at the default width is
 ``ModelConfig``'s 512; the model config stores the width it resolves to. No heavy imports (transformers is
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from dt.cliconfig import opt
+from dt.cli.flags import opt
 from dt.envs import GymVersion
 from dt.validate import MODEL_TYPES, Activation, CompileMode, LrSchedule, ModelType, heads_split
 
@@ -55,7 +55,7 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def hf_config(self) -> DecisionTransformerConfig:
-        """transformers' config for this architecture (the inverse: :func:`dt.checkpoint_meta.model_config_from_hf`)."""
+        """transformers' config for this architecture (the inverse: :func:`dt.checkpoint.meta.model_config_from_hf`)."""
         from transformers import DecisionTransformerConfig
 
         return DecisionTransformerConfig(

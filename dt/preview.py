@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dt.atomic import write_atomic
-from dt.checkpoint_meta import META_FILE, WEIGHTS_FILE
-from dt.cliconfig import from_args, opt, parser_for
+from dt.checkpoint.meta import META_FILE, WEIGHTS_FILE
+from dt.cli.flags import from_args, opt, parser_for
 from dt.errors import run_cli
 
 if TYPE_CHECKING:
-    from dt.evaluate import Rollout
+    from dt.eval.evaluate import Rollout
 
 PREVIEW_VERSION = 1
 PREVIEW_DIR = "preview"
@@ -113,8 +113,8 @@ class Preview:
     terminated: bool
 
     def rollout(self) -> Rollout:
-        """The stored episode as a :class:`dt.evaluate.Rollout` (imports torch, via dt.evaluate)."""
-        from dt.evaluate import Rollout
+        """The stored episode as a :class:`dt.eval.evaluate.Rollout` (imports torch, via dt.eval.evaluate)."""
+        from dt.eval.evaluate import Rollout
 
         a = self.arrays
         return Rollout(
@@ -172,9 +172,9 @@ def make_preview(
     """
     import torch
 
-    from dt.checkpoint import load_checkpoint
+    from dt.checkpoint.store import load_checkpoint
     from dt.envs import get_env
-    from dt.evaluate import rollout
+    from dt.eval.evaluate import rollout
     from dt.render import render_mp4
 
     torch.set_num_threads(1)  # as the app runs its rollouts, so the same seed gives the same episode

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from dt.cliconfig import flag
+from dt.cli.flags import flag
 from dt.envs import GYM_VERSIONS
 from dt.errors import CheckpointError, ConfigError
 

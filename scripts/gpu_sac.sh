@@ -15,13 +15,13 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
   nvidia-smi -L
   lscpu | grep -E '^Model name'
   python3 -c "import torch, numpy, mujoco; print('torch', torch.__version__, 'numpy', numpy.__version__, 'mujoco', mujoco.__version__)"
-  # Cross-CPU reproducibility of dataset generation: the golden hash of tests/test_generate.py, on this CPU.
+  # Cross-CPU reproducibility of dataset generation: the golden hash of tests/behaviour/test_generate.py, on this CPU.
   python3 - <<'PY'
 import hashlib, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from test_generate import GOLDEN_SHA256, _fixed_actor
-from dt.generate import collect
+from dt.behaviour.generate import collect
 a = collect("hopper", _fixed_actor(), num_transitions=2000, seed=0, num_envs=4).arrays
 d = hashlib.sha256(b"".join(np.ascontiguousarray(a[k]).tobytes() for k in sorted(a))).hexdigest()
 print("golden generation hash:", "SAME" if d == GOLDEN_SHA256 else f"DIFFERENT {d}")

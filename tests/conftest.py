@@ -13,8 +13,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 @pytest.fixture(scope="session")
 def tiny_arrays():
     """~3,000 transitions of uniform random actions on Hopper-v4, in the D4RL layout."""
+    from dt.behaviour.generate import collect
     from dt.behaviour.policy import load_behaviour_policy
-    from dt.generate import collect
 
     return collect("hopper", load_behaviour_policy("random"), num_transitions=3000, seed=0, num_envs=8).arrays
 
@@ -38,7 +38,7 @@ def tiny_dataset(tiny_d4rl):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_dataset) -> Path:
     """A small DT trained for a few steps on the tiny dataset (its weights are not random)."""
-    from dt.train import Trainer
+    from dt.train.trainer import Trainer
     from tests.tiny import tiny_config
 
     out = tmp_path_factory.mktemp("run")

@@ -16,7 +16,7 @@ import pytest
 
 def _walker_checkpoint(path: Path) -> Path:
     """A tiny untrained walker2d DT: a checkpoint for another env."""
-    from dt.checkpoint import save_checkpoint
+    from dt.checkpoint.store import save_checkpoint
     from dt.config import ModelConfig
     from dt.model import build_model
 
@@ -33,7 +33,7 @@ def _walker_checkpoint(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory, tiny_d4rl, tiny_dataset, tiny_checkpoint) -> dict[str, Path]:
     """Shipped-checkpoint dir (a DT, a BC, a walker2d DT), an empty runs dir, and a dataset dir."""
-    from dt.train import Trainer
+    from dt.train.trainer import Trainer
     from tests.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("app")

@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dt.atomic as A  # noqa: E402
-import dt.checkpoint as C  # noqa: E402
+import dt.checkpoint.store as C  # noqa: E402
 from dt.config import TrainConfig  # noqa: E402
-from dt.metrics import MetricsLog  # noqa: E402
-from dt.train import Trainer  # noqa: E402
+from dt.eval.metrics import MetricsLog  # noqa: E402
+from dt.train.trainer import Trainer  # noqa: E402
 
 
 def config(out_dir: str, dataset: str, **kw) -> TrainConfig:

@@ -75,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycle_among_project_modules():
     graph = import_graph()
-    assert "dt.checkpoint" in graph and "app.state" in graph  # the walk found the packages
+    assert "dt.checkpoint.store" in graph and "app.state" in graph  # the walk found the packages
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
@@ -85,17 +85,17 @@ def test_cycle_finder_sees_imports_inside_functions(tmp_path):
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "def f():\n    from dt.generate import collect\n    from . import scene\n"
+        "def f():\n    from dt.behaviour.generate import collect\n    from . import scene\n"
         "if __name__ == '__main__':\n    from dt.render.cli import main\n"
     )
-    modules = {"dt.generate", "dt.scene", "dt.probe", "dt.render.cli"}
-    assert _imports(probe, "dt.probe", modules) == {"dt.generate", "dt.scene", "dt.render.cli"}
+    modules = {"dt.behaviour.generate", "dt.scene", "dt.probe", "dt.render.cli"}
+    assert _imports(probe, "dt.probe", modules) == {"dt.behaviour.generate", "dt.scene", "dt.render.cli"}
 
 
 def test_help_and_data_list_do_not_import_torch():
     code = (
         "import sys, io, contextlib\n"
-        "from dt.cli import build_parser, main\n"
+        "from dt.cli.commands import build_parser, main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try:\n"
         "        build_parser().parse_args(['--help'])\n"
@@ -111,7 +111,7 @@ def test_help_and_data_list_do_not_import_torch():
 
 
 def test_train_help_still_lists_every_config_flag():
-    from dt.cli import build_parser
+    from dt.cli.commands import build_parser
     from dt.config import TrainConfig
 
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()  # type: ignore[union-attr]

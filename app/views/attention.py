@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import analysis, attention_charts, cache, paths, sidebar, state
-from dt.alignment import even_targets
 from dt.envs import get_env
-from dt.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
+from dt.eval.alignment import even_targets
+from dt.eval.tokens import KIND_NAMES, KINDS, action_query, kind_shares, num_tokens, token_labels
 from dt.validate import is_transformer
 
 sidebar.draw()

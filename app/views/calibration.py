@@ -6,15 +6,15 @@ import numpy as np
 import streamlit as st
 
 from app import analysis, cache, catalog, charts, paths, sidebar, state
-from dt.alignment import alignment, even_targets
 from dt.envs import get_env
 from dt.errors import CheckpointError
+from dt.eval.alignment import alignment, even_targets
 
 sidebar.draw()
 st.title("Calibration")
 st.caption(
     "How well does the achieved return follow the target? Each target runs several episodes in one batched "
-    "evaluation (`dt.evaluate.target_sweep`); episode j of every target starts from the same seed. "
+    "evaluation (`dt.eval.evaluate.target_sweep`); episode j of every target starts from the same seed. "
     "A well-calibrated model follows the diagonal inside the dataset's return range and levels off beyond it."
 )
 s, ck = state.page_checkpoint()
@@ -74,7 +74,7 @@ m0.metric(
     "Alignment gap",
     "–" if al is None else f"{al.gap:.1f} points",
     help="Mean |achieved − target| over all episodes, in D4RL normalized points (100 points = expert − random "
-    "return): 0 when every episode returns exactly what was asked (dt.alignment, the same figure as the model "
+    "return): 0 when every episode returns exactly what was asked (dt.eval.alignment, the same figure as the model "
     "cards and `python -m dt evaluate --alignment 9`).",
 )
 m1.metric(

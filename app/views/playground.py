@@ -20,10 +20,10 @@ first_mp4 = first_video.show(video_slot)
 
 # Torch-free so far: the controls come from the checkpoint's metadata and are drawn before torch loads.
 from app import address, charts, paths, sidebar, state  # noqa: E402
-from dt.checkpoint_meta import read_meta  # noqa: E402
+from dt.checkpoint.meta import read_meta  # noqa: E402
 from dt.envs import get_env  # noqa: E402
 from dt.errors import CheckpointError  # noqa: E402
-from dt.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
+from dt.eval.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 from dt.validate import is_transformer  # noqa: E402
 
 sidebar.draw()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import cache, catalog, charts, paths, sidebar, state
-from dt.checkpoint import CheckpointError
+from dt.checkpoint.store import CheckpointError
 from dt.envs import get_env
 from dt.validate import is_transformer
 

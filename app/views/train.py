@@ -10,10 +10,10 @@ import streamlit as st
 
 from app import cache, charts, paths, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_speed
-from dt.checkpoint_meta import META_FILE, read_meta
+from dt.checkpoint.meta import META_FILE, read_meta
 from dt.config import PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
-from dt.metrics import SETTLED_POINTS, last_three_spread
+from dt.eval.metrics import SETTLED_POINTS, last_three_spread
 
 sidebar.draw()
 st.title("Train a model")
@@ -41,7 +41,7 @@ GENERATABLE = ("hopper-medium", "hopper-random", "hopper-expert")
 
 
 def generate_panel(found: list) -> None:
-    """Generate a dataset here (dt.generate through its CLI), with progress, cancel, size and time stated."""
+    """Generate a dataset here (dt.behaviour.generate through its CLI), with progress, cancel, size and time stated."""
     job = s.generate_job
     if job is None or not job.view().active:
         if not found:

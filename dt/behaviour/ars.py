@@ -30,7 +30,7 @@ import torch
 
 from dt.atomic import write_atomic
 from dt.behaviour.policy import POLICY_DIR, BehaviourPolicy, LinearActor, evaluate_modes, save_snapshot
-from dt.cliconfig import from_args, opt, parser_for
+from dt.cli.flags import from_args, opt, parser_for
 from dt.envs import get_env, make_env
 from dt.errors import run_cli
 

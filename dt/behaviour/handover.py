@@ -1,8 +1,8 @@
 """Handover episodes: one behaviour policy acts for the first ``T`` steps of an episode, then another takes over.
 
-The bridge between the medium and the expert level in ``full-replay`` (see ``dt.generate``): D4RL's full-replay is
-the whole replay buffer of one SAC run from random to expert, but the shipped SAC snapshots stop at the medium
-policy and the expert is ARS's. An episode in which the expert hops for ``T`` steps (``T`` drawn per episode,
+The bridge between the medium and the expert level in ``full-replay`` (see ``dt.behaviour.generate``): D4RL's
+full-replay is the whole replay buffer of one SAC run from random to expert, but the shipped SAC snapshots stop at
+the medium policy and the expert is ARS's. An episode in which the expert hops for ``T`` steps (``T`` drawn per episode,
 uniform in ``[0, max_switch)``) and the medium policy then carries on until it falls or times out has a return that
 grows with ``T``, so a set of them fills the returns between the two levels with behaviour that is a function of
 the state and the step (no injected noise that a model could not predict).
@@ -16,7 +16,7 @@ from dt.behaviour.policy import BehaviourPolicy
 
 
 class HandoverPolicy:
-    """``first`` for the first ``T`` steps of each episode, then ``then``; a ``dt.rollout.RowPolicy``.
+    """``first`` for the first ``T`` steps of each episode, then ``then``; a ``dt.behaviour.collect.RowPolicy``.
 
     ``T`` is the first draw of the episode's own generator, so an episode's content does not depend on the other
     episodes beside it (as for :meth:`BehaviourPolicy.act_rows`). The policy keeps each episode's generator and

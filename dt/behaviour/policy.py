@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from dt.atomic import atomic_file, write_atomic
+from dt.behaviour.collect import lockstep_episodes
 from dt.envs import get_env, make_env
-from dt.rollout import lockstep_episodes
 
 POLICY_DIR = Path(__file__).parent / "policies"
 NAMES = ("random", "medium", "expert")

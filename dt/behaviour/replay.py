@@ -5,10 +5,11 @@ get it here:
 
 - **Shipped snapshots** (any machine; the default). ``policies/<env>-replay-snapshots/`` holds the actor every
   10k env steps before the medium one, and ``snapshots.json`` says which buffer rows each collected (the first
-  ``learning_starts`` rows were uniform random actions). Each part is rolled out with ``dt.rollout.collect`` for
-  the same number of transitions, with that snapshot's stochastic policy, and the parts are concatenated in
-  buffer order, so the dataset has the buffer's mix of policy qualities. Approximate: the real actor changed at
-  every step within a segment, and each part's last episode is cut there and marked as a timeout.
+  ``learning_starts`` rows were uniform random actions). Each part is rolled out with
+  ``dt.behaviour.collect.collect`` for the same number of transitions, with that snapshot's stochastic policy, and
+  the parts are concatenated in buffer order, so the dataset has the buffer's mix of policy qualities.
+  Approximate: the real actor changed at every step within a segment, and each part's last episode is cut there
+  and marked as a timeout.
 - **The run directory** (the machine that ran SAC). ``collect_replay(env, run_dir="runs/sac-hopper")`` reads the
   exact rows ``[0, medium_step)`` from ``buffer/rows_*.npz``, after checking that the run's snapshot at
   ``medium_step`` is the shipped medium policy. From the command line, set ``DT_SAC_RUN_DIR``::
@@ -17,7 +18,7 @@ get it here:
 
   The dataset's metadata then says ``"algorithm": "SAC (replay buffer)"`` (else ``"SAC (replay snapshots)"``).
 
-Both give the keys and dtypes of ``dt.rollout.collect``, with episodes ending exactly at ``terminals |
+Both give the keys and dtypes of ``dt.behaviour.collect.collect``, with episodes ending exactly at ``terminals |
 timeouts``.
 """
 
@@ -31,10 +32,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from dt.behaviour.collect import DTYPES, BlockStore, collect
 from dt.behaviour.policy import POLICY_DIR, Actor, BehaviourPolicy, load_behaviour_policy
 from dt.data import DatasetError
 from dt.envs import get_env
-from dt.rollout import DTYPES, BlockStore, collect
 
 
 def snapshots_dir(env: str = "hopper", policy_dir: str | Path | None = None) -> Path:
@@ -113,7 +114,7 @@ def collect_replay(
     progress: bool = False,
     resume_dir: str | Path | None = None,
 ) -> tuple[dict[str, np.ndarray], float, str]:
-    """Medium-replay arrays in the layout of ``dt.rollout.collect``, how long it took, and a policy id.
+    """Medium-replay arrays in the layout of ``dt.behaviour.collect.collect``, how long it took, and a policy id.
 
     Args:
         env: Env registry name, e.g. ``hopper``.
@@ -125,7 +126,7 @@ def collect_replay(
         policy_dir: Where the shipped policies are (default ``dt/behaviour/policies``).
         progress: Show a progress bar over transitions.
         resume_dir: Save each finished part there and, on a later call with the same arguments, start after the
-            parts already saved (:class:`dt.rollout.BlockStore`); the caller removes it when done.
+            parts already saved (:class:`dt.behaviour.collect.BlockStore`); the caller removes it when done.
 
     Raises:
         DatasetError: the replay snapshots (or, with ``run_dir``, the medium policy or buffer) are missing.
@@ -197,8 +198,8 @@ def medium_step_of(run_dir: str | Path, env: str = "hopper", policy_dir: str | P
 def read_buffer(run_dir: str | Path, stop: int) -> dict[str, np.ndarray]:
     """Rows ``[0, stop)`` of an SAC run's replay buffer (``buffer/rows_START_END.npz``), in collect's layout.
 
-    The buffer keeps every key of ``dt.rollout.collect`` (its ``qpos``/``qvel`` are the state before each step);
-    episodes continue across files, and the last row is marked as a timeout if its episode goes on past ``stop``.
+    The buffer keeps every key of ``dt.behaviour.collect.collect`` (its ``qpos``/``qvel`` are the state before each
+    step); episodes continue across files, and the last row is marked as a timeout if its episode goes on past ``stop``.
 
     Raises:
         DatasetError: files missing, not contiguous from row 0, or lacking a key.

@@ -34,7 +34,7 @@ from dt.atomic import atomic_dir, atomic_file
 from dt.behaviour.policy import save_snapshot
 from dt.behaviour.sac_agent import SAC, ReplayBuffer
 from dt.behaviour.sac_eval import evaluate_snapshot, summarise_returns
-from dt.cliconfig import from_args, opt, parser_for
+from dt.cli.flags import from_args, opt, parser_for
 from dt.envs import GymVersion, get_env, make_env
 from dt.errors import run_cli
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from dt.atomic import atomic_dir
 from dt.behaviour.policy import POLICY_DIR, Actor, LinearActor, evaluate_modes, load_snapshot, save_snapshot
-from dt.cliconfig import from_args, opt, parser_for
+from dt.cli.flags import from_args, opt, parser_for
 from dt.errors import run_cli
 
 REPLAY_LIMIT_BYTES = 8 * 1024 * 1024

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dt.atomic import write_atomic
-from dt.cliconfig import from_args, opt, parser_for
+from dt.cli.flags import from_args, opt, parser_for
 from dt.errors import ConfigError
 from dt.render.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.render.video import gif_bytes

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dt.checkpoint import load_checkpoint
-from dt.evaluate import evaluate
+from dt.checkpoint.store import load_checkpoint
+from dt.eval.evaluate import evaluate
 
 torch.set_num_threads(1)
 ck = load_checkpoint(sys.argv[1])

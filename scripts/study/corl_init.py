@@ -7,7 +7,7 @@ import sys
 import torch
 
 from dt.config import TrainConfig
-from dt.train import Trainer
+from dt.train.trainer import Trainer
 
 variant = sys.argv[1]  # "qkv", "cproj" or "both"
 out = sys.argv[2]

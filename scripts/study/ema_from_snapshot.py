@@ -4,9 +4,9 @@ the original run continued (same optimiser, RNG and step), and save both the raw
 import copy
 import sys
 
-from dt.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from dt.checkpoint.store import load_checkpoint, load_trainer_state, save_checkpoint
 from dt.config import TrainConfig
-from dt.train import Trainer
+from dt.train.trainer import Trainer
 
 snap, out, until, decay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 ck = load_checkpoint(snap)

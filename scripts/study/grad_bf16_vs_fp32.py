@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import torch
 
-from dt.checkpoint import load_checkpoint
+from dt.checkpoint.store import load_checkpoint
 from dt.data import WindowSampler, load_dataset
 from dt.model import action_loss
 

@@ -5,7 +5,7 @@ periodic evaluations every 2,000 steps, a save every 1,000), and the loop that p
 from pathlib import Path
 
 from dt.config import TrainConfig
-from dt.train import Trainer
+from dt.train.trainer import Trainer
 
 
 def paper_trainer(out: str, steps: int, seed: int = 0, eval_episodes: int = 20, **extra) -> Trainer:

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import torch
 
-import dt.policy as P
-from dt.checkpoint import load_checkpoint
-from dt.evaluate import evaluate
+import dt.eval.policy as P
+from dt.checkpoint.store import load_checkpoint
+from dt.eval.evaluate import evaluate
 
 torch.set_num_threads(1)
 ck = load_checkpoint(sys.argv[1])

@@ -1,0 +1,318 @@
+"""D4RL-style dataset generation from behaviour policies, batched across many envs.
+
+D4RL's recipe: roll out a behaviour policy (stochastic SAC actions) for 1M
+transitions, episodes up to 1,000 steps, store ``terminals``/``timeouts``,
+``infos/qpos``/``infos/qvel`` (so any episode can be re-rendered) and
+``infos/action_log_probs``. ``medium-expert`` is medium followed by expert.
+
+Episodes form one seeded stream (episode k resets with its own seed and
+draws its own action noise), run in ``num_envs`` envs in lockstep (one
+batched float64 policy call per step) or in parallel processes, and are
+stored in stream order: the content depends on the seed and the size only,
+and the same seed gives the same content hash on any x86-64 CPU (see
+``dt.behaviour.policy.BehaviourPolicy``). ``medium-expert`` is the medium
+and the expert dataset of the same seed and size, concatenated (2M
+transitions by default, as D4RL's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dt.behaviour.collect import DTYPES, BlockStore, Collected, blocks_dir, collect
+from dt.data import DatasetError, canonical_name, generated_dir, write_d4rl
+from dt.data.io import read_arrays, read_d4rl
+from dt.data.locate import d4rl_filename
+from dt.envs import get_env
+
+__all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
+
+GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
+GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay")
+
+# full-replay: the returns from random to expert with no gap (every 300-wide return bin of Hopper holds at least 2%
+# of the episodes; `python -m dt data card hopper-full-replay`). D4RL's is the whole replay buffer of one SAC run
+# up to expert level; the shipped SAC snapshots stop at medium, so the stretch from medium to expert is bridged by
+# handover episodes (dt.behaviour.handover: the expert hops for T ~ U[0, HANDOVER_MAX_SWITCH) steps, then the
+# medium policy carries on). Parts, in this order, episodes each (the replay part is the whole medium-replay):
+FULL_REPLAY_PARTS = (("medium-replay", None), ("medium", 1000), ("handover", 1000), ("expert", 100))
+HANDOVER_MAX_SWITCH = 700
+
+
+BLOCK_EPISODES = 64  # episodes per parallel work item
+
+
+def _collect_block(args: tuple) -> Collected:
+    env, level, first, seed, num_envs, gym_version = args
+    return collect(env, _policy_for(env, level), None, BLOCK_EPISODES, seed, num_envs, gym_version, False, first)
+
+
+def collect_parallel(
+    env: str,
+    level: str,
+    num_transitions: int | None,
+    seed: int = 0,
+    num_envs: int = 32,
+    gym_version: str = "v4",
+    processes: int | None = None,
+    progress: bool = False,
+    resume_dir: str | Path | None = None,
+    num_episodes: int | None = None,
+) -> Collected:
+    """``collect`` with blocks of ``BLOCK_EPISODES`` episodes run in parallel processes.
+
+    The result equals ``collect(env, policy, num_transitions, num_episodes, seed=seed)`` exactly, whatever
+    ``processes`` and ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream,
+    and the blocks are concatenated in order until they hold ``num_transitions`` steps (or, with
+    ``num_transitions`` None, ``num_episodes`` whole episodes).
+
+    With ``resume_dir`` each finished block is also saved there (atomically, one ``.npz`` per block), and a
+    later call with the same directory, env, level, policy weights, seed and gym version starts after the
+    blocks already saved: an interrupted generation loses at most the blocks in flight (about a minute). The
+    caller removes the directory once the dataset is written.
+    """
+    import multiprocessing as mp
+
+    # Starting a process costs seconds (imports); small datasets stay in this one.
+    if (num_transitions is None) == (num_episodes is None):
+        raise ValueError("pass num_transitions or num_episodes")
+    by_episodes = num_transitions is None
+    goal = int(num_episodes or 0) if num_transitions is None else num_transitions
+    small = goal * 400 < 50_000 if by_episodes else goal < 50_000  # about 400 steps an episode
+    processes = processes or (1 if small else os.cpu_count() or 1)
+    if processes <= 1 and resume_dir is None:
+        return collect(
+            env, _policy_for(env, level), num_transitions, num_episodes, seed, num_envs, gym_version, progress
+        )
+    t0 = time.perf_counter()
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "env": env,
+        "level": level,
+        "policy": _policy_for(env, level).fingerprint(),
+        "seed": seed,
+        "gym_version": gym_version,
+        "block_episodes": BLOCK_EPISODES,
+    }
+    saved = BlockStore(resume_dir, manifest) if resume_dir is not None else None
+    parts = saved.load() if saved else []
+
+    def size(p: dict) -> int:  # what a block adds towards the goal
+        return int((p["terminals"] | p["timeouts"]).sum()) if by_episodes else len(p["rewards"])
+
+    total = sum(size(p) for p in parts)
+    if parts and progress:
+        unit = "episodes" if by_episodes else "transitions"
+        print(f"resuming from {len(parts)} saved blocks ({total:,} {unit}) in {resume_dir}", flush=True)
+    first = len(parts)
+    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(first, 10**9))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=goal, initial=min(total, goal), unit="episode" if by_episodes else "step")
+    pool = mp.get_context("spawn").Pool(processes) if processes > 1 else None
+    try:
+        results = pool.imap(_collect_block, jobs) if pool else map(_collect_block, jobs)
+        while total < goal:
+            part = next(results)
+            if saved:
+                saved.save(len(parts), part.arrays)
+            parts.append(part.arrays)
+            n = size(part.arrays)
+            total += n
+            if bar:
+                bar.update(min(n, goal - total + n))
+    finally:
+        if pool:
+            pool.terminate()
+    if bar:
+        bar.close()
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if by_episodes:  # up to the end of the num_episodes-th episode
+        num_transitions = int(np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[num_episodes - 1]) + 1
+    arrays = {k: v[:num_transitions] for k, v in arrays.items()}
+    if not arrays["terminals"][-1]:
+        arrays["timeouts"][-1] = True
+    return Collected(arrays, time.perf_counter() - t0)
+
+
+def _part_file(name: str, out_dir, steps: int, seed: int, num_envs: int, gym_version: str, progress: bool) -> Path:
+    """The generated file ``name`` with exactly ``steps`` transitions from ``seed`` (made or re-made if not)."""
+    path = dataset_path(name, out_dir)
+    if path.exists():
+        meta = read_d4rl(path).metadata
+        same = (meta.get("seed"), meta.get("steps"), meta.get("generator_version")) == (seed, steps, GENERATOR_VERSION)
+        if same:
+            return path
+    return generate_dataset(name, out_dir, steps, None, seed, num_envs, gym_version, progress, overwrite=True)
+
+
+def dataset_path(name: str, out_dir: str | Path | None = None) -> Path:
+    """Where a generated dataset lives: the same file name a real D4RL file would have."""
+    return Path(out_dir or generated_dir()) / d4rl_filename(name)
+
+
+def _policy_for(env: str, level: str):
+    from dt.behaviour.policy import load_behaviour_policy
+
+    if level == "handover":
+        from dt.behaviour.handover import HandoverPolicy
+
+        first, then = load_behaviour_policy("expert", env), load_behaviour_policy("medium", env)
+        return HandoverPolicy(first, then, HANDOVER_MAX_SWITCH)
+
+    return load_behaviour_policy(level, env)
+
+
+def _require_policies(name: str, env: str, levels: tuple[str, ...]) -> None:
+    """Raise a one-line DatasetError naming ``name`` if a behaviour policy in ``levels`` is not shipped."""
+    for level in levels:
+        try:
+            _policy_for(env, level)
+        except (FileNotFoundError, KeyError) as e:
+            raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
+
+
+def generate_dataset(
+    name: str,
+    out_dir: str | Path | None = None,
+    steps: int | None = 1_000_000,
+    episodes: int | None = None,
+    seed: int = 0,
+    num_envs: int = 32,
+    gym_version: str = "v4",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Generate ``name`` (e.g. ``hopper-medium``) in the D4RL layout, atomically.
+
+    Raises:
+        DatasetError: unknown name (the message lists the known ones) or a level
+            whose behaviour policy is not shipped.
+    """
+    name = canonical_name(name)
+    env, level = name.split("-", 1)
+    if level not in GENERATED_LEVELS:
+        raise DatasetError(f"cannot generate {name!r}; generated levels: {', '.join(GENERATED_LEVELS)}")
+    path = dataset_path(name, out_dir)
+    if path.exists() and not overwrite:
+        return path
+    spec = get_env(env)
+    algorithm = "uniform random" if level == "random" else "SAC"  # the shipped medium and replay policies
+    if level == "medium-expert":
+        # D4RL's medium-expert is the medium file followed by the expert file: both in full, same seed and size.
+        _require_policies(name, env, ("medium", "expert"))
+        parts = []
+        for sub in ("medium", "expert"):
+            if steps is None:
+                parts.append(collect(env, _policy_for(env, sub), None, episodes, seed, num_envs, gym_version, progress))
+            else:  # the medium and expert files themselves, made first if missing or of another seed or size
+                sub_path = _part_file(f"{env}-{sub}", out_dir, steps, seed, num_envs, gym_version, progress)
+                arrays = read_arrays(sub_path, tuple(DTYPES))
+                parts.append(Collected(arrays, read_d4rl(sub_path).metadata.get("seconds", 0.0)))
+        arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
+        policy_id = "medium+expert"
+        algorithm = " + ".join(
+            f"{sub}: {_policy_for(env, sub).meta.get('algorithm', 'n/a')}" for sub in ("medium", "expert")
+        )
+        seconds = sum(p.seconds for p in parts)
+    elif level == "full-replay":
+        _require_policies(name, env, ("medium", "expert"))
+        arrays, seconds, policy_id = _collect_full_replay(env, path, seed, num_envs, gym_version, progress)
+        algorithm = "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert"
+    elif level == "medium-replay":
+        from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
+
+        # The buffer's size is fixed by the run (rows up to the medium snapshot), so steps/episodes do not apply.
+        # DT_SAC_RUN_DIR (on the machine that ran SAC): read that run's exact buffer rows instead.
+        run_dir = os.environ.get("DT_SAC_RUN_DIR") or None
+        arrays, seconds, policy_id = collect_replay(
+            env,
+            seed=seed,
+            num_envs=num_envs,
+            gym_version=gym_version,
+            run_dir=run_dir,
+            progress=progress,
+            resume_dir=None if run_dir else blocks_dir(path),
+        )
+        algorithm = "SAC (replay buffer)" if run_dir else "SAC (replay snapshots)"
+    else:
+        try:
+            pol = _policy_for(env, level)
+        except (FileNotFoundError, KeyError) as e:
+            raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
+        # Finished blocks are kept beside the file until it is written: a re-run resumes after them.
+        col = collect_parallel(
+            env,
+            level,
+            steps,
+            seed,
+            num_envs,
+            gym_version,
+            progress=progress,
+            resume_dir=blocks_dir(path),
+            num_episodes=episodes if steps is None else None,
+        )
+        arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
+        algorithm = pol.meta.get("algorithm", algorithm)
+    meta = {
+        "generator": "dt.behaviour.generate",
+        "generator_version": GENERATOR_VERSION,
+        "dataset": name,
+        "policy": policy_id,
+        "algorithm": algorithm,
+        "seed": seed,
+        "steps": int(len(arrays["rewards"])),
+        "env_id": spec.gym_id(gym_version),
+        "seconds": round(seconds, 1),
+    }
+    from dt.data.dataset import make_dataset
+
+    ds = make_dataset(name, path, "generated", {k: v for k, v in arrays.items() if k != "action_log_probs"})
+    meta["content_sha256"] = ds.content_hash()
+    write_d4rl(path, arrays, meta)
+    shutil.rmtree(blocks_dir(path), ignore_errors=True)
+    return path
+
+
+def _collect_full_replay(
+    env: str, path: Path, seed: int, num_envs: int, gym_version: str, progress: bool
+) -> tuple[dict[str, np.ndarray], float, str]:
+    """The parts of ``FULL_REPLAY_PARTS`` concatenated: arrays, seconds, policy id. Each part resumes from its own
+    blocks beside ``path``; part ``j`` is collected with seed ``seed * 10 + j``."""
+    from dt.behaviour.replay import collect_replay
+
+    parts, seconds = [], 0.0
+    for j, (level, n) in enumerate(FULL_REPLAY_PARTS):
+        part_seed, resume = seed * 10 + j, blocks_dir(path) / level
+        if progress:
+            print(f"full-replay part {j + 1}/{len(FULL_REPLAY_PARTS)}: {level}", flush=True)
+        if level == "medium-replay":
+            arrays, s, _ = collect_replay(
+                env, seed=part_seed, num_envs=num_envs, gym_version=gym_version, progress=progress, resume_dir=resume
+            )
+        else:
+            col = collect_parallel(
+                env, level, None, part_seed, num_envs, gym_version, progress=progress, resume_dir=resume, num_episodes=n
+            )
+            arrays, s = col.arrays, col.seconds
+        parts.append(arrays)
+        seconds += s
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    policy_id = "+".join(f"{level}" + (f"x{n}" if n else "") for level, n in FULL_REPLAY_PARTS)
+    return arrays, seconds, policy_id
+
+
+def verify(path: str | Path) -> str:
+    """Re-read a generated file and check it against the content hash in its metadata.
+
+    Raises:
+        DatasetError: the file is damaged or its content changed.
+    """
+    return read_d4rl(path).content_hash()

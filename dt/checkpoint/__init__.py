@@ -1,0 +1,4 @@
+"""Checkpoints: the schema (``meta``: written, checked and read in one place, torch-free, with
+``list_checkpoints``) and the store (``store``: save, load, resume state, recovery; imports torch).
+
+Import from the module you need (``from dt.checkpoint.meta import read_meta`` stays torch-free)."""

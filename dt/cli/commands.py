@@ -1,0 +1,349 @@
+"""Command line: ``python -m dt train | evaluate | data | card | results | bench`` (``data``: :mod:`dt.cli.data`).
+
+Every command's flags are the fields of a config dataclass (:mod:`dt.cli.flags`): training's are
+:class:`dt.config.TrainConfig`'s, the others' the ``*Args`` classes here, in :mod:`dt.cli.data` and
+:class:`dt.bench.BenchArgs`; each field's help text is its ``--help`` line and choices are checked at parse
+time. Every value is checked before work starts (:mod:`dt.validate`). Errors in user input (a bad flag, a
+missing file, an unknown env, a bad checkpoint, a value out of range) print one line and exit with status 2;
+an I/O failure (a full disk) prints one line and exits with 1. No traceback reaches the user unless
+``DT_DEBUG=1`` asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dt.cli.data import add_data_commands
+from dt.cli.flags import add_arguments, add_command, from_args, opt
+from dt.config import PRESETS, TrainConfig, apply_preset
+from dt.envs import GymVersion
+from dt.errors import ConfigError, run_cli
+from dt.train.rundir import check_run_dir
+from dt.validate import (
+    MAX_EPISODE_STEPS,
+    MAX_EPISODES,
+    MAX_SEED,
+    MAX_TARGETS,
+    MAX_THREADS,
+    check_args,
+    check_output_file,
+    integer,
+    numbers,
+)
+
+# ---- train ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainArgs:
+    """``train``'s flags beside the run's own (which are :class:`dt.config.TrainConfig`'s fields)."""
+
+    preset: str = opt("paper", "starting configuration", choices=tuple(PRESETS))
+    force: bool = opt(False, "replace an existing checkpoint in out_dir")
+    quiet: bool = opt(False, "no progress bar")
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from dt.checkpoint.store import recover_checkpoint
+    from dt.train.trainer import Trainer
+    from dt.validate import check_train_config
+
+    args = from_args(TrainArgs, ns)
+    cfg = from_args(TrainConfig, ns, base=apply_preset(TrainConfig(), args.preset))  # flags given beat the preset
+    check_train_config(cfg)
+    check_run_dir(cfg.out_dir, resume=cfg.resume, force=args.force)  # before the dataset loads
+    if getattr(ns, "check_only", False):
+        return 0
+    out = Path(cfg.out_dir) / "checkpoint"
+    if out.parent.is_dir():
+        recover_checkpoint(out)  # a run killed inside a save: its complete copy comes back (with a warning)
+    trainer = Trainer(cfg, allow_other_dataset=args.force)
+    main = trainer.dist.is_main  # under torchrun only rank 0 talks
+    procs = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+    if main:
+        print(
+            f"training {cfg.model_type} on {trainer.ds.name} ({trainer.ds.kind}, {trainer.ds.num_transitions} "
+            f"transitions) on {trainer.device}{procs}, from step {trainer.step} to {cfg.max_steps}; "
+            f"run dir {cfg.out_dir}",
+            file=sys.stderr,
+        )
+    with save_on_signal(trainer):
+        ck = trainer.run(progress=main and not args.quiet)
+    if trainer.stopped_by_signal:
+        if main:
+            print(
+                f"interrupted: saved step {trainer.step} in {trainer.ckpt_dir}; continue with --resume", file=sys.stderr
+            )
+        return 130
+    if not main:
+        return 0
+    for r in ck.meta.get("eval", []):
+        print(
+            f"target {r['target']:.0f}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, "
+            f"normalized {r['normalized_mean']:.1f} +- {r['normalized_std']:.1f} ({r['episodes']} episodes)"
+        )
+    print(f"saved {trainer.ckpt_dir}")
+    return 0
+
+
+@contextmanager
+def save_on_signal(trainer: Any) -> Iterator[None]:
+    """SIGINT / SIGTERM stop ``trainer`` after its current step and save it; a second signal quits at once."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stopped_by_signal:  # the second one: do not wait for the save
+            raise KeyboardInterrupt
+        trainer.stopped_by_signal = True
+        trainer.request_stop()
+        if trainer.dist.is_main:
+            print(
+                f"\n{signal.Signals(signum).name}: saving the current step, then stopping (again: quit now)",
+                file=sys.stderr,
+            )
+
+    trainer.stopped_by_signal = False
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+# ---- evaluate -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluateArgs:
+    """``evaluate``: batched rollouts of a checkpoint at some targets."""
+
+    checkpoint: str = opt(help="checkpoint directory")
+    targets: list[float] | None = opt(None, "target returns (default: the paper's for the env)")
+    alignment: int = opt(
+        0,
+        "measure return alignment instead: this many targets (9 or more) over the data's return range "
+        "(dt.eval.alignment)",
+    )
+    episodes: int = opt(10, "episodes per target")
+    seed: int = opt(0, "episode j is reset with seed + j")
+    env: str = opt("", "fail unless the checkpoint is for this env")
+    gym_version: GymVersion = opt("v4", "gymnasium env version (v4 = D4RL's dynamics, or v5)")
+    max_steps: int = opt(0, "episode length cap (0: the env's)")
+    num_threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    json: str = opt("", "also write the results to this JSON file")
+    bf16: bool | None = opt(
+        None, "model under bf16 autocast (default: on where native: CUDA, CPUs with AMX or AVX512-BF16)"
+    )
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    quiet: bool = opt(False, "no progress bar")
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    args = from_args(EvaluateArgs, ns)
+    check_args(
+        asdict(args),
+        {
+            "episodes": integer(1, MAX_EPISODES),
+            "seed": integer(0, MAX_SEED),
+            "max_steps": integer(0, MAX_EPISODE_STEPS),
+            "num_threads": integer(0, MAX_THREADS),
+            "alignment": integer(0, MAX_TARGETS),
+            "targets": lambda v: None if v is None else numbers(max_len=MAX_TARGETS)(v),
+        },
+    )
+    if args.alignment and args.targets:
+        raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
+    if args.json:
+        check_output_file(args.json, "--json")  # before the evaluation, not after it
+    if getattr(ns, "check_only", False):
+        return 0
+    import time
+
+    import torch
+
+    from dt.checkpoint.store import load_checkpoint
+    from dt.envs import get_env
+    from dt.hardware import resolve_bf16
+    from dt.train import distributed
+
+    ctx, device = distributed.setup(args.device)  # under torchrun each rank runs its share of the episodes
+    ck = load_checkpoint(args.checkpoint, env=args.env or None, device=device)
+    targets = args.targets or list(get_env(ck.env_name).targets)
+    if args.alignment:
+        from dt.eval.alignment import alignment_targets
+
+        data = ck.info.dataset
+        targets = alignment_targets(ck.env_name, data.return_min, data.return_max, args.alignment, data.episodes)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    bf16, note = resolve_bf16(args.bf16, device)
+    if ctx.is_main:
+        print(note, file=sys.stderr)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        res = distributed.evaluate_split(
+            ctx,
+            ck,
+            targets,
+            episodes=args.episodes,
+            seed=args.seed,
+            gym_version=args.gym_version,
+            max_steps=args.max_steps or None,
+            progress=ctx.is_main and not args.quiet,
+            bf16=bf16,
+        )
+    secs, steps = time.perf_counter() - t0, int(sum(r.lengths.sum() for r in res))
+    if not ctx.is_main:
+        return 0
+    rows = [r.as_dict() for r in res]
+    for r in rows:
+        print(
+            f"target {r['target']:.0f}: return {r['return_mean']:.1f} +- {r['return_std']:.1f}, "
+            f"normalized {r['normalized_mean']:.1f} +- {r['normalized_std']:.1f} "
+            f"({r['episodes']} episodes, mean length {r['length_mean']:.0f})"
+        )
+    print(f"{steps} env steps in {secs:.1f} s ({steps / secs:.0f} steps/s)")
+    out: dict = {"checkpoint": str(args.checkpoint), "results": rows}
+    if args.alignment or len(targets) >= 3:  # the data's range, or the targets asked for
+        from dt.eval.alignment import FOLLOW_TOLERANCE, alignment, followed_range
+
+        al, follows = alignment(ck.env_name, res), followed_range(res)
+        print(al.line())
+        within = f"{follows[0]:,.0f} to {follows[1]:,.0f}" if follows else "no target"
+        print(f"mean return within {FOLLOW_TOLERANCE:.0%} of the target: {within}")
+        out["alignment"] = {**al.as_dict(), "follows": None if follows is None else list(follows)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+# ---- card, results, bench -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CardArgs:
+    """``card``: evaluate a checkpoint, sweep targets and write its model card."""
+
+    checkpoint: str = opt(help="checkpoint directory")
+    episodes: int = opt(100, "episodes per paper target")
+    sweep_episodes: int = opt(20, "episodes per target in the calibration sweep")
+    seed: int = opt(0, "episode j of each target is reset with seed + j")
+
+
+def cmd_card(ns: argparse.Namespace) -> int:
+    from dt.eval.report import write_card
+
+    args = from_args(CardArgs, ns)
+    check_args(
+        asdict(args),
+        {
+            "episodes": integer(1, MAX_EPISODES),
+            "sweep_episodes": integer(1, MAX_EPISODES),
+            "seed": integer(0, MAX_SEED),
+        },
+    )
+    path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+@dataclass
+class ResultsArgs:
+    """``results``: a Markdown table of the checkpoints' card evaluations."""
+
+    dir: str = opt("checkpoints", "directory of checkpoints with cards")
+    plot: str = opt("", "also plot every checkpoint's learning curve into this PNG")
+
+
+def cmd_results(ns: argparse.Namespace) -> int:
+    from dt.checkpoint.store import list_checkpoints
+    from dt.eval.report import results_table
+
+    args = from_args(ResultsArgs, ns)
+    dirs = list_checkpoints(args.dir)
+    print(results_table(dirs))
+    if args.plot:
+        from dt.eval.report import plot_learning_curves
+
+        print(f"saved {plot_learning_curves(dirs, Path(args.plot))}")
+    return 0
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from dt.bench import BenchArgs
+    from dt.bench import main as bench_main
+
+    args = from_args(BenchArgs, ns)
+    check_args(asdict(args), {"eval_episodes": integer(1, MAX_EPISODES), "num_threads": integer(0, MAX_THREADS)})
+    if args.json:
+        check_output_file(args.json, "--json")
+    return bench_main(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``python -m dt`` and each of its commands: usage errors in one line, arguments added lazily.
+
+    A usage error (an unknown flag, a value that is not one of the choices, a missing argument) raises
+    :class:`dt.errors.ConfigError`, so :func:`main` prints it in one line and returns 2, like every other error
+    in the input. ``bench``'s flags live in ``dt.bench``, which imports torch (seconds); they are added only when
+    that parser is used (``populate``), which keeps ``python -m dt --help`` and the other commands free of torch.
+    """
+
+    populate: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _populate(self) -> None:
+        if self.populate is not None:
+            fn, self.populate = self.populate, None
+            fn(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._populate()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._populate()
+        return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _bench_args(b: argparse.ArgumentParser) -> None:
+    from dt.bench import BenchArgs
+
+    add_arguments(b, BenchArgs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m dt", description="Decision Transformer playground")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    add_command(sub, "train", "train a DT or BC model", cmd_train, TrainArgs, TrainConfig)
+    add_command(sub, "evaluate", "evaluate a checkpoint with batched rollouts", cmd_evaluate, EvaluateArgs)
+    add_data_commands(sub)
+    add_command(sub, "card", "evaluate a checkpoint, sweep targets and write its model card", cmd_card, CardArgs)
+    add_command(sub, "results", "markdown table of the checkpoints' card evaluations", cmd_results, ResultsArgs)
+    b = add_command(sub, "bench", "training, sampling and evaluation speed against the reference design", cmd_bench)
+    assert isinstance(b, _Parser)  # every subcommand parser is (parser_class above)
+    b.populate = _bench_args  # dt.bench imports torch: only when this parser is used
+    return p
+
+
+def main(argv: list[str] | None = None, check_only: bool = False) -> int:
+    """Run ``python -m dt ARGV``; with ``check_only``, stop after the checks that need no data (exit 0 if they
+    pass): what :mod:`dt.train.launch` runs before it starts any worker."""
+
+    def run() -> int:
+        args = build_parser().parse_args(argv)  # --help exits here (SystemExit passes through)
+        args.check_only = check_only
+        return args.func(args)
+
+    return run_cli(run)

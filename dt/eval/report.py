@@ -1,0 +1,365 @@
+"""Model cards: evaluation at the paper's targets, a calibration sweep, and a README per checkpoint.
+
+``python -m dt card --checkpoint DIR`` evaluates the checkpoint (batched),
+runs a target sweep, and writes into the checkpoint directory:
+``evaluation.json``, ``calibration.png`` and ``README.md`` (the card). The
+files sit beside the weights, so the card travels with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dt.checkpoint.meta import EvalPoint
+from dt.checkpoint.store import Checkpoint, load_checkpoint, read_meta, update_meta
+from dt.envs import get_env
+from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
+from dt.eval.calibration import spearman
+from dt.eval.evaluate import EvalResult, evaluate, target_sweep
+from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+from dt.validate import is_transformer
+
+PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
+    ("dt", "hopper-medium"): "67.6 +- 1.0",
+    ("bc", "hopper-medium"): "63.9",
+    ("bc10", "hopper-medium"): "65.9",
+    ("dt-delayed", "hopper-medium"): "60.7",
+    ("dt", "hopper-medium-replay"): "82.7",
+    ("dt", "hopper-medium-expert"): "107.6",
+    ("bc", "hopper-medium-replay"): "27.6",
+    ("bc", "hopper-medium-expert"): "79.6",
+}
+
+
+def sweep_targets(ck: Checkpoint, n: int = 9) -> np.ndarray:
+    """``n`` evenly spaced round targets from 0 to 20% above the dataset's best return (at least the paper's
+    first target), for the calibration sweep."""
+    best = float(ck.info.dataset.return_max or 0.0)
+    top = max(1.2 * best, get_env(ck.env_name).targets[0])
+    step = 10 ** max(1, int(np.log10(top / (n - 1))))  # a round last target: 4,000 rather than 3,956 for Hopper
+    return np.array(even_targets(0.0, float(np.ceil(top / (n - 1) / step) * step * (n - 1)), n))
+
+
+def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, float]:
+    """Spearman's rho between target and mean achieved return over the whole sweep, and over the targets
+    inside the dataset's return range (where the data can show the policy what to do)."""
+    t = np.array([r.target for r in sweep])
+    mean = np.array([r.return_mean for r in sweep])
+    best = float(ck.info.dataset.return_max or np.inf)
+    inside = t <= best
+    rho_in = spearman(list(t[inside]), list(mean[inside])) if inside.sum() >= 3 else float("nan")
+    return spearman(list(t), list(mean)), rho_in
+
+
+def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.array([r.target for r in sweep])
+    mean = np.array([r.return_mean for r in sweep])
+    std = np.array([r.return_std for r in sweep])
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ds = ck.info.dataset
+    if ds.return_min is not None and ds.return_max is not None:
+        ax.axhspan(ds.return_min, ds.return_max, color="tab:gray", alpha=0.15, label="dataset return range")
+    ax.plot(t, t, "--", color="k", lw=1, label="target = achieved")
+    ax.plot(t, mean, "o-", color="tab:blue", label=f"{ck.info.method.upper()} achieved")
+    ax.fill_between(t, mean - std, mean + std, color="tab:blue", alpha=0.2)
+    ax.set_xlabel("target return")
+    ax.set_ylabel("achieved return")
+    ax.set_title(f"{path.parent.name}\ncalibration, {sweep[0].returns.shape[0]} episodes per target", fontsize=11)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _curve(hist: tuple[EvalPoint, ...], target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, normalized means and stds at ``target`` from an ``eval_history``."""
+    pts = [(e.step, r) for e in hist for r in e.results if r.target == target]
+    return (
+        np.array([s for s, _ in pts]),
+        np.array([r.normalized_mean for _, r in pts]),
+        np.array([np.nan if r.normalized_std is None else r.normalized_std for _, r in pts]),
+    )
+
+
+def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
+    """Normalized score against training step from the run's periodic evaluations (``eval_history``)."""
+    hist = ck.info.eval_history
+    if not hist:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for target in sorted({r.target for e in hist for r in e.results}, reverse=True):
+        steps, mean, std = _curve(hist, target)
+        ax.plot(steps, mean, "o-", label=f"target {target:.0f}")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    n = _episodes(hist)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("D4RL normalized score")
+    ax.set_title(f"{path.parent.name}\nlearning curve, {n} episodes per point", fontsize=11)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0) -> Path:
+    """Evaluate, sweep and write the card into ``ckpt_dir``; returns the README path."""
+    ckpt_dir = Path(ckpt_dir)
+    ck = load_checkpoint(ckpt_dir)
+    spec = get_env(ck.env_name)
+    t0 = time.perf_counter()
+    res = evaluate(ck, list(spec.targets), episodes=episodes, seed=seed)
+    eval_s = time.perf_counter() - t0
+    sweep: list[EvalResult] = []
+    align: Alignment | None = None
+    if is_transformer(ck.config.model_type):
+        wanted = _alignment_targets(ck)
+        calib = {float(t) for t in sweep_targets(ck)}
+        swept = target_sweep(ck, sorted(calib | set(wanted)), episodes=sweep_episodes, seed=seed)  # one batched run
+        sweep = [r for r in swept if r.target in calib]
+        if wanted:
+            align = alignment(ck.env_name, [r for r in swept if r.target in wanted])
+        plot_calibration(ck, sweep, ckpt_dir / "calibration.png")
+    out = {
+        "checkpoint": ckpt_dir.name,
+        "command": f"python -m dt evaluate --checkpoint {ckpt_dir} --episodes {episodes} --seed {seed}",
+        "results": [r.as_dict() for r in res],
+        "sweep": [r.as_dict() for r in sweep],
+        "seconds": round(eval_s, 1),
+    }
+    if sweep:
+        rho_all, rho_in = calibration_rho(ck, sweep)
+        out["calibration"] = {
+            "spearman_rho": None if np.isnan(rho_all) else round(rho_all, 3),
+            "spearman_rho_in_data_range": None if np.isnan(rho_in) else round(rho_in, 3),
+            # How far the target moves the behaviour: the spread of the sweep's mean achieved returns.
+            "achieved_range": round(float(np.ptp([r.return_mean for r in sweep])), 1),
+        }
+    if align is not None:
+        out["alignment"] = align.as_dict()
+        out["calibration"]["alignment_gap"] = round(align.gap, 2)
+        follows = followed_range(swept)
+        out["calibration"]["follows"] = None if follows is None else list(follows)
+    (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot_learning_curve(ck, ckpt_dir / "learning.png")
+    # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
+    update_meta(ckpt_dir, eval=out["results"], calibration=out.get("calibration"))
+    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed, align))
+    return ckpt_dir / "README.md"
+
+
+def _alignment_targets(ck: Checkpoint) -> list[float]:
+    """The alignment sweep's targets for this checkpoint's data, or none where the data cannot support it."""
+    ds = ck.info.dataset
+    try:
+        return alignment_targets(ck.env_name, ds.return_min, ds.return_max, episodes=ds.episodes)
+    except AlignmentError:
+        return []
+
+
+def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
+    """Episodes per point of the last periodic evaluation ("?" where it was not recorded)."""
+    last = hist[-1].results
+    return last[0].episodes if last and last[0].episodes is not None else "?"
+
+
+def _f(x: float | None) -> float:
+    return 0.0 if x is None else x
+
+
+def card_markdown(
+    ck: Checkpoint,
+    res: list[EvalResult],
+    sweep: list[EvalResult],
+    episodes: int,
+    seed: int,
+    align: Alignment | None = None,
+) -> str:
+    m = ck.info
+    ds, tr, mach = m.dataset, m.train, m.machine
+    name = ck.path.name if ck.path else "checkpoint"
+    method = m.method
+    pub = PUBLISHED.get((method, ds.name), "n/a")
+    lines = [
+        f"# {name}",
+        "",
+        f"{method.upper()} on `{ds.name}` ({ds.kind or '?'} data), env `{m.gym_id or m.env}`.",
+        "",
+        "## Scores",
+        "",
+        f"D4RL normalized score, {episodes} episodes per target, seeds {seed}..{seed + episodes - 1}, last checkpoint.",
+        "",
+        "| target | return (mean +- std) | normalized (mean +- std) | mean length | published (D4RL data) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in res:
+        lines.append(
+            f"| {r.target:.0f} | {r.return_mean:.1f} +- {r.return_std:.1f} | {r.normalized_mean:.1f} +- "
+            f"{r.normalized_std:.1f} | {r.lengths.mean():.0f} | {pub} |"
+        )
+    lines += [
+        "",
+        f"Reproduce: `python -m dt evaluate --checkpoint checkpoints/{name} --episodes {episodes} --seed {seed}`.",
+        "The published figures were measured on D4RL's own files; this checkpoint was trained on the dataset below.",
+        "",
+    ]
+    if ck.config.model_type == "bc":
+        lines[-1:-1] = ["BC is not conditioned on a return, so both targets run the same episodes."]
+    if sweep:
+        lines += [
+            "## Calibration",
+            "",
+            "![calibration](calibration.png)",
+            "",
+            "| target | " + " | ".join(f"{r.target:.0f}" for r in sweep) + " |",
+            "|---|" + "---|" * len(sweep),
+            "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
+            "",
+            f"{sweep[0].returns.shape[0]} episodes per target. Spearman's rank correlation between target and "
+            f"achieved return: {calibration_rho(ck, sweep)[0]:.2f} over all targets, "
+            f"{calibration_rho(ck, sweep)[1]:.2f} over the targets inside the data's returns "
+            f"(up to {float(ds.return_max or 0):.0f}); the mean achieved return spans "
+            f"{np.ptp([r.return_mean for r in sweep]):,.0f} over the sweep.",
+            "",
+        ]
+    if align is not None:
+        lines += [
+            "## Return alignment",
+            "",
+            "| target | " + " | ".join(f"{t:,.0f}" for t in align.targets) + " |",
+            "|---|" + "---|" * len(align.targets),
+            "| achieved | " + " | ".join(f"{x:,.0f}" for x in align.means) + " |",
+            "",
+            f"{align.line()} (`dt.eval.alignment`: targets evenly spaced over the data's returns; the gap is the mean "
+            "|achieved - target| over all episodes in D4RL normalized points, 0 = follows every target exactly).",
+            "",
+        ]
+    hist = m.eval_history
+    if hist:
+        lines += [
+            "## Learning curve",
+            "",
+            "![learning curve](learning.png)",
+            "",
+            "| step | " + " | ".join(f"{e.step:,}" for e in hist) + " |",
+            "|---|" + "---|" * len(hist),
+        ]
+        for i, r0 in enumerate(hist[-1].results):
+            row = [f"{e.results[i].normalized_mean:.1f}" for e in hist if len(e.results) > i]
+            lines.append(f"| target {r0.target:.0f} | " + " | ".join(row) + " |")
+        lines += [
+            "",
+            f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
+            "",
+        ]
+    lines += [
+        "## Data",
+        "",
+        f"- dataset: `{ds.name}` ({ds.kind}), {ds.episodes} episodes, "
+        f"{ds.transitions} transitions, returns {_f(ds.return_min):.0f} / "
+        f"{_f(ds.return_mean):.0f} / {_f(ds.return_max):.0f} (min / mean / max)",
+        f"- content sha256: `{ds.sha256 or '?'}`",
+        "",
+        "## Training",
+        "",
+        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_f(m.wall_time_s) / 60:.0f} min on "
+        f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
+        f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
+        f"- settled: {_settled(hist)}",
+        f"- model: {json.dumps(m.model.to_dict())}",
+        f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _recipe(tr: Mapping[str, Any]) -> str:
+    """The training recipe in one line (the settings a resume must keep, and the model's size)."""
+    sched = tr.get("lr_schedule", "constant")
+    floor = f" to {tr.get('lr_floor')} x lr" if sched == "cosine" else ""
+    ema = f", EMA {tr['ema']}" if tr.get("ema") else ""
+    data = f", best {tr['pct_traj']:.0%} of timesteps" if tr.get("pct_traj", 1.0) < 1.0 else ""
+    return (
+        f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "
+        f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "
+        f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}"
+    )
+
+
+def _settled(hist: tuple[EvalPoint, ...]) -> str:
+    spread = last_three_spread([{"results": [{"normalized_mean": r.normalized_mean} for r in e.results]} for e in hist])
+    if spread is None:
+        return "fewer than three periodic evaluations"
+    last, width = spread
+    verdict = "settled" if width <= SETTLED_POINTS else "still swinging"
+    return (
+        f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
+        f"{width:.1f} points ({verdict}: within {SETTLED_POINTS:g} counts as settled)"
+    )
+
+
+def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600.0) -> Path:
+    """One line per checkpoint: normalized score at ``target`` against training step (from ``eval_history``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for d in ckpt_dirs:
+        steps, mean, _ = _curve(read_meta(d).eval_history, target)
+        if len(steps):
+            ax.plot(steps, mean, "o-", ms=3, label=Path(d).name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"D4RL normalized score (target {target:.0f})")
+    ax.set_title("Learning curves (periodic evaluations during training)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def results_table(ckpt_dirs: list[Path]) -> str:
+    """Markdown table of the shipped checkpoints' card evaluations beside the published D4RL figures."""
+    rows = [
+        "| checkpoint | method | dataset | steps | target 3600 (normalized) | target 1800 (normalized) "
+        "| published, D4RL data |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in ckpt_dirs:
+        ev_file = Path(d) / "evaluation.json"
+        if not ev_file.exists():
+            continue
+        m = read_meta(d)
+        ev = json.loads(ev_file.read_text())
+        res = {r["target"]: r for r in ev["results"]}
+        cells = []
+        for t in (3600.0, 1800.0):
+            r = res.get(t)
+            cells.append(f"{r['normalized_mean']:.1f} +- {r['normalized_std']:.1f}" if r else "n/a")
+        ds = m.dataset.name
+        pub = PUBLISHED.get((m.method, ds), "n/a")
+        max_steps = m.train.get("max_steps", "?")
+        rows.append(
+            f"| `{Path(d).name}` | {m.method.upper()} | {ds} | {m.step:,} / {max_steps:,} | {cells[0]} | {cells[1]} "
+            f"| {pub} |"
+        )
+    return "\n".join(rows)

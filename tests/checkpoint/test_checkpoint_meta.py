@@ -1,0 +1,58 @@
+"""The typed checkpoint schema: shipped files read unchanged, the transformers mapping round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dt.checkpoint.meta import CheckpointMeta, method_of, model_config_from_hf
+from dt.checkpoint.store import list_checkpoints, read_meta
+from dt.config import ModelConfig
+from dt.errors import CheckpointError
+
+SHIPPED = list_checkpoints(Path(__file__).resolve().parents[2] / "checkpoints")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_checkpoints_read_as_typed_metadata(path):
+    raw = json.loads((path / "checkpoint.json").read_text())
+    m = read_meta(path)
+    assert m.env == raw["env"] and m.step == raw["step"] and m.model == ModelConfig.from_dict(raw["model"])
+    assert m.state_mean == tuple(raw["state_mean"]) and m.dataset.name == raw["dataset"]["name"]
+    assert m.score is not None and m.score.target == raw["eval"][0]["target"]
+    assert len(m.eval_history) == len(raw["eval_history"]) and m.train["max_steps"] == raw["train"]["max_steps"]
+    assert m.method == path.name.split("-hopper")[0]  # dt, dt-delayed, bc, bc10
+
+
+def test_method_labels():
+    assert [method_of("dt"), method_of("dt", delayed=True), method_of("bc"), method_of("bc", 0.1)] == [
+        "dt",
+        "dt-delayed",
+        "bc",
+        "bc10",
+    ]
+
+
+def test_transformers_config_maps_back_to_the_model_config():
+    cfg = ModelConfig(context_len=7, n_inner=300, dropout=0.2, activation="gelu", action_tanh=False, max_ep_len=500)
+    assert ModelConfig.from_dict(model_config_from_hf(cfg.hf_config().to_dict(), context_len=7)) == cfg
+
+
+def test_metadata_is_read_without_weights(tmp_path):
+    src = SHIPPED[0]
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.json").write_text((src / "checkpoint.json").read_text())
+    assert read_meta(tmp_path / "ck").step == read_meta(src).step  # no model.safetensors needed
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        read_meta(tmp_path / "missing")
+
+
+def test_schema_is_frozen():
+    m = read_meta(SHIPPED[0])
+    assert isinstance(m, CheckpointMeta)
+    with pytest.raises(AttributeError):
+        m.step = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        m.train["max_steps"] = 1  # type: ignore[index]

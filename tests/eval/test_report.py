@@ -1,0 +1,70 @@
+"""Model cards: evaluation, calibration sweep, learning curve, and the numbers the app reads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from dt.checkpoint.store import load_checkpoint
+from dt.cli.commands import main
+from dt.eval.report import write_card
+
+
+def test_card_records_what_the_app_and_readme_show(tmp_path, tiny_checkpoint, capsys):
+    ck_dir = tmp_path / "dt-tiny"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    md = write_card(ck_dir, episodes=3, sweep_episodes=1)
+    text = md.read_text()
+    ev = json.loads((ck_dir / "evaluation.json").read_text())
+    assert [r["target"] for r in ev["results"]] == [3600.0, 1800.0]
+    assert all(r["episodes"] == 3 for r in ev["results"]) and len(ev["sweep"]) == 9
+    # The picker reads checkpoint.json's "eval": it now holds the card's 3-episode evaluation.
+    ck = load_checkpoint(ck_dir)
+    assert ck.meta["eval"] == ev["results"]
+    for r in ev["results"]:
+        assert f"| {r['target']:.0f} | {r['return_mean']:.1f} +- {r['return_std']:.1f} |" in text
+    assert (ck_dir / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert (ck_dir / "learning.png").read_bytes()[:4] == b"\x89PNG" and "## Learning curve" in text
+    assert json.dumps(ck.meta["model"]) in text
+    capsys.readouterr()
+    assert main(["results", "--dir", str(tmp_path), "--plot", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    table = capsys.readouterr().out
+    assert "`dt-tiny`" in table and f"{ev['results'][0]['normalized_mean']:.1f} +-" in table
+
+
+def test_card_measures_alignment_over_the_data_range(tmp_path, tiny_checkpoint):
+    """The card's alignment sweep: 9 targets over the data's returns (dt.eval.alignment), in the JSON and the card."""
+    from dt.checkpoint.meta import read_meta_dict
+    from dt.checkpoint.store import update_meta
+    from dt.eval.alignment import alignment_targets
+
+    ck_dir = tmp_path / "dt-wide"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    # The tiny random data's returns are too narrow to measure; give the checkpoint a wide recorded range.
+    ds = {**read_meta_dict(ck_dir)["dataset"], "return_min": 100.0, "return_max": 3100.0}
+    update_meta(ck_dir, dataset=ds)
+    text = write_card(ck_dir, episodes=1, sweep_episodes=1).read_text()
+    ev = json.loads((ck_dir / "evaluation.json").read_text())
+    assert ev["alignment"]["targets"] == alignment_targets("hopper", 100.0, 3100.0)
+    assert ev["calibration"]["alignment_gap"] == ev["alignment"]["gap_normalized"] > 0
+    assert "## Return alignment" in text and "normalized points" in text
+
+
+def test_card_skips_alignment_on_narrow_data(tmp_path, tiny_checkpoint):
+    ck_dir = tmp_path / "dt-narrow"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    text = write_card(ck_dir, episodes=1, sweep_episodes=1).read_text()
+    assert "alignment" not in json.loads((ck_dir / "evaluation.json").read_text())
+    assert "## Return alignment" not in text
+
+
+def test_last_three_spread_is_one_definition_for_cards_and_the_train_page():
+    from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+
+    evals = [
+        {"step": s, "results": [{"target": 3600.0, "normalized_mean": x}]}
+        for s, x in ((1, 10.0), (2, 40.0), (3, 42.0), (4, 44.5))
+    ]
+    assert last_three_spread(evals) == ([40.0, 42.0, 44.5], 4.5) and 4.5 <= SETTLED_POINTS
+    assert last_three_spread(evals[:2]) is None
