@@ -43,7 +43,7 @@ from dt.data import WindowSampler, make_dataset
 from dt.hardware import check_compile_mode, machine_info, native_bf16
 from dt.model import build_model
 from dt.train.flops import matmul_rate, model_gemm_shapes, step_flops, sync
-from dt.validate import CompileMode
+from dt.validate import MAX_EPISODES, MAX_THREADS, CompileMode, integer
 
 
 @dataclass
@@ -52,8 +52,8 @@ class BenchArgs:
 
     quick: bool = opt(False, "fewer repetitions, short episodes, no compile on CPU")
     json: str = opt("", "also write the figures to this JSON file")
-    eval_episodes: int = opt(100, "episodes of the batched evaluation figure")
-    num_threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    eval_episodes: int = opt(100, "episodes of the batched evaluation figure", rule=integer(1, MAX_EPISODES))
+    num_threads: int = opt(0, "torch CPU threads (0: torch's default)", rule=integer(0, MAX_THREADS))
     checkpoint: str = opt("", "DT for the evaluation figure (default: the shipped one)")
     device: str = opt("cpu", "cpu, cuda or cuda:N")
     compile: str = opt("", "torch.compile mode for the compiled row (default: default; --quick on CPU: off)")

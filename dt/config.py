@@ -14,8 +14,34 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from dt.cli.flags import opt
-from dt.envs import GymVersion
-from dt.validate import MODEL_TYPES, Activation, CompileMode, LrSchedule, ModelType, heads_split
+from dt.envs import GYM_VERSIONS, GymVersion
+from dt.validate import (
+    ACTIVATIONS,
+    LR_SCHEDULES,
+    MAX_BATCH,
+    MAX_CONTEXT,
+    MAX_EMBED,
+    MAX_EPISODE_STEPS,
+    MAX_EPISODES,
+    MAX_HEADS,
+    MAX_INNER,
+    MAX_LAYERS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TARGETS,
+    MAX_THREADS,
+    MODEL_TYPES,
+    Activation,
+    CompileMode,
+    LrSchedule,
+    ModelType,
+    boolean,
+    heads_split,
+    integer,
+    number,
+    numbers,
+    one_of,
+)
 
 if TYPE_CHECKING:
     from transformers import DecisionTransformerConfig
@@ -26,19 +52,21 @@ class ModelConfig:
     """Architecture of a model; defaults are the paper's Hopper settings (a checkpoint's ``model``)."""
 
     model_type: ModelType = opt(
-        "dt", "dt (Decision Transformer), radt (the DT with every layer modulated by the return) or bc (MLP BC)"
+        "dt",
+        "dt (Decision Transformer), radt (the DT with every layer modulated by the return) or bc (MLP BC)",
+        rule=one_of(*MODEL_TYPES),
     )
-    state_dim: int = opt(11, "observation size")
-    act_dim: int = opt(3, "action size")
-    context_len: int = opt(20, "K, timesteps of context (DT: 3K tokens; BC: K states)")
-    embed_dim: int = opt(128, "hidden size")
-    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)")
-    n_head: int = opt(1, "attention heads")
-    n_inner: int = opt(512, "feed-forward width of a transformer block")
-    activation: Activation = opt("relu", "feed-forward activation")
-    dropout: float = opt(0.1, "dropout on embeddings, attention and residuals")
-    max_ep_len: int = opt(1000, "size of the timestep embedding table")
-    action_tanh: bool = opt(True, "squash predicted actions into [-1, 1]")
+    state_dim: int = opt(11, "observation size", rule=integer(1, 100_000))
+    act_dim: int = opt(3, "action size", rule=integer(1, 10_000))
+    context_len: int = opt(20, "K, timesteps of context (DT: 3K tokens; BC: K states)", rule=integer(1, MAX_CONTEXT))
+    embed_dim: int = opt(128, "hidden size", rule=integer(1, MAX_EMBED))
+    n_layer: int = opt(3, "transformer blocks (DT) or hidden layers (BC)", rule=integer(1, MAX_LAYERS))
+    n_head: int = opt(1, "attention heads", rule=integer(1, MAX_HEADS))
+    n_inner: int = opt(512, "feed-forward width of a transformer block", rule=integer(1, MAX_INNER))
+    activation: Activation = opt("relu", "feed-forward activation", rule=one_of(*ACTIVATIONS))
+    dropout: float = opt(0.1, "dropout on embeddings, attention and residuals", rule=number(0, 1, hi_open=True))
+    max_ep_len: int = opt(1000, "size of the timestep embedding table", rule=integer(1, MAX_EPISODE_STEPS))
+    action_tanh: bool = opt(True, "squash predicted actions into [-1, 1]", rule=boolean)
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -79,7 +107,7 @@ class ModelConfig:
 def _arch(name: str) -> Any:
     """A training field that is ``ModelConfig``'s field ``name``: the same default and help."""
     f = ModelConfig.__dataclass_fields__[name]
-    return opt(f.default, f.metadata["help"])
+    return opt(f.default, f.metadata["help"], rule=f.metadata["rule"])
 
 
 @dataclass
@@ -93,25 +121,34 @@ class TrainConfig:
     embed_dim: int = _arch("embed_dim")
     n_layer: int = _arch("n_layer")
     n_head: int = _arch("n_head")
-    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim")
+    n_inner: int = opt(0, "feed-forward width; 0 means 4 x embed_dim", rule=integer(0, MAX_INNER))
     activation: Activation = _arch("activation")
     dropout: float = _arch("dropout")
-    batch_size: int = opt(64, "windows per step")
-    lr: float = opt(1e-4, "AdamW learning rate")
-    weight_decay: float = opt(1e-4, "AdamW weight decay")
-    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps")
+    batch_size: int = opt(64, "windows per step", rule=integer(1, MAX_BATCH))
+    lr: float = opt(1e-4, "AdamW learning rate", rule=number(0, 1, lo_open=True))
+    weight_decay: float = opt(1e-4, "AdamW weight decay", rule=number(0, 10))
+    warmup_steps: int = opt(10_000, "linear learning-rate warm-up steps", rule=integer(0, MAX_STEPS))
     lr_schedule: LrSchedule = opt(
-        "constant", "after warm-up: constant (the paper) or cosine (decays to lr_floor x lr at max_steps)"
+        "constant",
+        "after warm-up: constant (the paper) or cosine (decays to lr_floor x lr at max_steps)",
+        rule=one_of(*LR_SCHEDULES),
     )
-    lr_floor: float = opt(0.1, "cosine schedule: the final learning rate as a fraction of lr")
+    lr_floor: float = opt(0.1, "cosine schedule: the final learning rate as a fraction of lr", rule=number(0, 1))
     ema: float = opt(
-        0.0, "decay of an exponential moving average of the weights, evaluated and saved (0: off; e.g. 0.999)"
+        0.0,
+        "decay of an exponential moving average of the weights, evaluated and saved (0: off; e.g. 0.999)",
+        rule=number(0, 1, hi_open=True),
     )
-    grad_clip: float = opt(0.25, "gradient-norm clip")
-    max_steps: int = opt(100_000, "gradient steps in total")
-    pct_traj: float = opt(1.0, "train on the best trajectories covering this fraction of timesteps (%%BC)")
+    grad_clip: float = opt(0.25, "gradient-norm clip", rule=number(0, lo_open=True))
+    max_steps: int = opt(100_000, "gradient steps in total", rule=integer(1, MAX_STEPS))
+    pct_traj: float = opt(
+        1.0,
+        "train on the best trajectories covering this fraction of timesteps (%%BC)",
+        rule=number(0, 1, lo_open=True),
+    )
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
-    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)")
+    # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)
+    scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)", rule=number(0))
     device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
     bf16: bool | None = opt(
         None,
@@ -120,17 +157,23 @@ class TrainConfig:
     compile: CompileMode = opt(
         "off", "torch.compile the forward/backward: off, default, reduce-overhead (CUDA graphs) or max-autotune"
     )
-    seed: int = opt(0, "seed for sampling, dropout and initialisation")
-    num_threads: int = opt(0, "torch CPU threads; 0: torch's default")
-    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)")
-    eval_episodes: int = opt(10, "episodes per target at each evaluation")
-    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets")
-    eval_max_steps: int = opt(0, "cap on episode length during training evaluations; 0: the env's")
-    log_every: int = opt(100, "report metrics every N steps")
-    save_every: int = opt(5_000, "save a resumable checkpoint every N steps")
+    seed: int = opt(0, "seed for sampling, dropout and initialisation", rule=integer(0, MAX_SEED))
+    num_threads: int = opt(0, "torch CPU threads; 0: torch's default", rule=integer(0, MAX_THREADS))
+    eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)", rule=integer(0, MAX_STEPS))
+    eval_episodes: int = opt(10, "episodes per target at each evaluation", rule=integer(1, MAX_EPISODES))
+    eval_targets: list[float] = opt(
+        [], "targets to evaluate; empty: the env's paper targets", rule=numbers(max_len=MAX_TARGETS)
+    )
+    eval_max_steps: int = opt(
+        0, "cap on episode length during training evaluations; 0: the env's", rule=integer(0, MAX_EPISODE_STEPS)
+    )
+    log_every: int = opt(100, "report metrics every N steps", rule=integer(1, MAX_STEPS))
+    save_every: int = opt(5_000, "save a resumable checkpoint every N steps", rule=integer(1, MAX_STEPS))
     out_dir: str = opt("runs/dt-hopper-medium", "run directory: checkpoint/, metrics.jsonl, tb/")
     resume: bool = opt(False, "continue from out_dir/checkpoint (model, optimiser, RNG and step)")
-    gym_version: GymVersion = opt("v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)")
+    gym_version: GymVersion = opt(
+        "v4", "gymnasium env version for evaluation (v4 = D4RL's dynamics, or v5)", rule=one_of(*GYM_VERSIONS)
+    )
     tensorboard: bool = opt(True, "write TensorBoard logs to out_dir/tb")
 
     def model_config(self, state_dim: int, act_dim: int, max_ep_len: int) -> ModelConfig:

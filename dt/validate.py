@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from dt.cli.flags import flag
-from dt.envs import GYM_VERSIONS
+from dt.cli.flags import field_rules, flag
 from dt.errors import CheckpointError, ConfigError
 
 Rule = Callable[[Any], str | None]
@@ -133,53 +132,6 @@ MAX_THREADS = 1024
 MIN_SCALE, MAX_SCALE = 0.01, 10**9
 MAX_STATE_STAT = 1e6
 
-# Architecture settings, the same in a training config and in a checkpoint's model config.
-ARCH_RULES: dict[str, Rule] = {
-    "model_type": one_of(*MODEL_TYPES),
-    "context_len": integer(1, MAX_CONTEXT),
-    "embed_dim": integer(1, MAX_EMBED),
-    "n_layer": integer(1, MAX_LAYERS),
-    "n_head": integer(1, MAX_HEADS),
-    "activation": one_of(*ACTIVATIONS),
-    "dropout": number(0, 1, hi_open=True),
-}
-
-# The range of every training setting; the flag is the field name with - for _.
-TRAIN_RULES: dict[str, Rule] = {
-    **ARCH_RULES,
-    "n_inner": integer(0, MAX_INNER),  # 0: 4 x embed_dim
-    "batch_size": integer(1, MAX_BATCH),
-    "lr": number(0, 1, lo_open=True),
-    "weight_decay": number(0, 10),
-    "warmup_steps": integer(0, MAX_STEPS),
-    "lr_schedule": one_of(*LR_SCHEDULES),
-    "lr_floor": number(0, 1),
-    "ema": number(0, 1, hi_open=True),
-    "grad_clip": number(0, lo_open=True),
-    "max_steps": integer(1, MAX_STEPS),
-    "pct_traj": number(0, 1, lo_open=True),
-    "scale": number(0),  # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)
-    "seed": integer(0, MAX_SEED),
-    "num_threads": integer(0, MAX_THREADS),
-    "eval_every": integer(0, MAX_STEPS),
-    "eval_episodes": integer(1, MAX_EPISODES),
-    "eval_targets": numbers(max_len=MAX_TARGETS),
-    "eval_max_steps": integer(0, MAX_EPISODE_STEPS),
-    "log_every": integer(1, MAX_STEPS),
-    "save_every": integer(1, MAX_STEPS),
-    "gym_version": one_of(*GYM_VERSIONS),
-}
-
-# checkpoint.json's "model" (dt.config.ModelConfig), as written by this project or built from config.json.
-MODEL_RULES: dict[str, Rule] = {
-    **ARCH_RULES,
-    "state_dim": integer(1, 100_000),
-    "act_dim": integer(1, 10_000),
-    "n_inner": integer(1, MAX_INNER),
-    "max_ep_len": integer(1, MAX_EPISODE_STEPS),
-    "action_tanh": boolean,
-}
-
 
 def heads_split(embed_dim: int, n_head: int) -> bool:
     """The one rule tying width to heads: each head gets an equal share of the width."""
@@ -192,10 +144,7 @@ def check_train_config(cfg: Any) -> None:
     Raises:
         ConfigError: the first bad setting, named by its flag, with the accepted range.
     """
-    for name, rule in TRAIN_RULES.items():
-        problem = rule(getattr(cfg, name))
-        if problem:
-            raise ConfigError(f"{flag(name)}: {problem}")
+    check_fields(cfg)
     if not heads_split(cfg.embed_dim, cfg.n_head):
         raise ConfigError(f"--embed-dim {cfg.embed_dim} must be divisible by --n-head {cfg.n_head}")
     if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
@@ -305,6 +254,16 @@ def check_output_file(path: str | Path, what: str) -> None:
     check_output_dir(parent, what)
 
 
+def check_fields(obj: Any) -> None:
+    """Check every field of a config or arguments dataclass against the rule declared with it (``opt(...,
+    rule=...)``, :func:`dt.cli.flags.field_rules`): the one checker of settings.
+
+    Raises:
+        ConfigError: the first bad setting, named by its flag, with the accepted range.
+    """
+    check_args({name: getattr(obj, name) for name in field_rules(type(obj))}, field_rules(type(obj)))
+
+
 def check_args(values: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
     """Check CLI values by name (``max_steps`` is reported as ``--max-steps``)."""
     for name, rule in rules.items():
@@ -313,8 +272,10 @@ def check_args(values: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
             raise ConfigError(f"{flag(name)}: {problem}")
 
 
-def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
+def check_checkpoint_meta(meta: Any, where: str | Path, model_rules: Mapping[str, Rule]) -> None:
     """Check the types and values of a parsed ``checkpoint.json`` before anything is built from it.
+
+    ``model_rules``: the ranges of its ``model`` entries (``field_rules(ModelConfig)``, declared with the fields).
 
     Raises:
         CheckpointError: ``<file>: <key> must be ...`` for the first bad entry.
@@ -327,7 +288,7 @@ def check_checkpoint_meta(meta: Any, where: str | Path) -> None:
     model = meta.get("model")
     if not isinstance(model, dict):
         raise CheckpointError(f"{where}: 'model' must be an object with the model config, got {model!r}")
-    for name, rule in MODEL_RULES.items():
+    for name, rule in model_rules.items():
         if name in model and (problem := rule(model[name])):
             raise CheckpointError(f"{where}: model.{name} {problem}")
     if not heads_split(model.get("embed_dim", 1), model.get("n_head", 1)):

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dt.cli.flags import field_rules
 from dt.config import ModelConfig
 from dt.envs import get_env
 from dt.errors import CheckpointError
@@ -358,7 +359,7 @@ def read_meta_dict(path: Path) -> dict:
         meta, where = _meta_from_hf_dir(path), path
     else:
         raise CheckpointError(f"{path}: no {META_FILE} (nor a save_pretrained config.json); not a checkpoint")
-    check_checkpoint_meta(meta, where)
+    check_checkpoint_meta(meta, where, field_rules(ModelConfig))
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: format version {meta['format_version']} is newer than this code reads")
     return meta

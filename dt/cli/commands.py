@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +32,7 @@ from dt.validate import (
     MAX_SEED,
     MAX_TARGETS,
     MAX_THREADS,
-    check_args,
+    check_fields,
     check_output_file,
     integer,
     numbers,
@@ -126,18 +126,23 @@ class EvaluateArgs:
     """``evaluate``: batched rollouts of a checkpoint at some targets."""
 
     checkpoint: str = opt(help="checkpoint directory")
-    targets: list[float] | None = opt(None, "target returns (default: the paper's for the env)")
+    targets: list[float] | None = opt(
+        None,
+        "target returns (default: the paper's for the env); 3 or more also report their alignment",
+        rule=lambda v: None if v is None else numbers(max_len=MAX_TARGETS)(v),
+    )
     alignment: int = opt(
         0,
         "measure return alignment instead: this many targets (9 or more) over the data's return range "
         "(dt.eval.alignment)",
+        rule=integer(0, MAX_TARGETS),
     )
-    episodes: int = opt(10, "episodes per target")
-    seed: int = opt(0, "episode j is reset with seed + j")
+    episodes: int = opt(10, "episodes per target", rule=integer(1, MAX_EPISODES))
+    seed: int = opt(0, "episode j is reset with seed + j", rule=integer(0, MAX_SEED))
     env: str = opt("", "fail unless the checkpoint is for this env")
     gym_version: GymVersion = opt("v4", "gymnasium env version (v4 = D4RL's dynamics, or v5)")
-    max_steps: int = opt(0, "episode length cap (0: the env's)")
-    num_threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    max_steps: int = opt(0, "episode length cap (0: the env's)", rule=integer(0, MAX_EPISODE_STEPS))
+    num_threads: int = opt(0, "torch CPU threads (0: torch's default)", rule=integer(0, MAX_THREADS))
     json: str = opt("", "also write the results to this JSON file")
     bf16: bool | None = opt(
         None, "model under bf16 autocast (default: on where native: CUDA, CPUs with AMX or AVX512-BF16)"
@@ -148,17 +153,7 @@ class EvaluateArgs:
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     args = from_args(EvaluateArgs, ns)
-    check_args(
-        asdict(args),
-        {
-            "episodes": integer(1, MAX_EPISODES),
-            "seed": integer(0, MAX_SEED),
-            "max_steps": integer(0, MAX_EPISODE_STEPS),
-            "num_threads": integer(0, MAX_THREADS),
-            "alignment": integer(0, MAX_TARGETS),
-            "targets": lambda v: None if v is None else numbers(max_len=MAX_TARGETS)(v),
-        },
-    )
+    check_fields(args)
     if args.alignment and args.targets:
         raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
     if args.json:
@@ -233,23 +228,16 @@ class CardArgs:
     """``card``: evaluate a checkpoint, sweep targets and write its model card."""
 
     checkpoint: str = opt(help="checkpoint directory")
-    episodes: int = opt(100, "episodes per paper target")
-    sweep_episodes: int = opt(20, "episodes per target in the calibration sweep")
-    seed: int = opt(0, "episode j of each target is reset with seed + j")
+    episodes: int = opt(100, "episodes per paper target", rule=integer(1, MAX_EPISODES))
+    sweep_episodes: int = opt(20, "episodes per target in the calibration sweep", rule=integer(1, MAX_EPISODES))
+    seed: int = opt(0, "episode j of each target is reset with seed + j", rule=integer(0, MAX_SEED))
 
 
 def cmd_card(ns: argparse.Namespace) -> int:
     from dt.eval.report import write_card
 
     args = from_args(CardArgs, ns)
-    check_args(
-        asdict(args),
-        {
-            "episodes": integer(1, MAX_EPISODES),
-            "sweep_episodes": integer(1, MAX_EPISODES),
-            "seed": integer(0, MAX_SEED),
-        },
-    )
+    check_fields(args)
     path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
     print(f"wrote {path}")
     return 0
@@ -282,7 +270,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
     from dt.bench import main as bench_main
 
     args = from_args(BenchArgs, ns)
-    check_args(asdict(args), {"eval_episodes": integer(1, MAX_EPISODES), "num_threads": integer(0, MAX_THREADS)})
+    check_fields(args)
     if args.json:
         check_output_file(args.json, "--json")
     return bench_main(args)

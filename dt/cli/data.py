@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from dt.cli.flags import add_command, from_args, opt
 from dt.errors import DtError
-from dt.validate import MAX_SEED, check_args, integer
+from dt.validate import MAX_SEED, check_fields, integer
 
 # 100M transitions is about 6 GB on disk for Hopper (D4RL's largest files hold 2M); more is a typo.
 MAX_GENERATE_STEPS = 100_000_000
@@ -70,11 +70,18 @@ def cmd_data_download(ns: argparse.Namespace) -> int:
 class GenerateArgs:
     """``data generate``: a D4RL-style dataset from the shipped behaviour policies."""
 
-    dataset: str = opt(help="e.g. hopper-medium, hopper-random, hopper-expert, hopper-medium-expert", positional=True)
-    steps: int = opt(1_000_000, "transitions")
-    episodes: int | None = opt(None, "whole episodes instead of --steps")
-    seed: int = opt(0, "seed of the behaviour policies and the envs")
-    num_envs: int = opt(32, "envs stepped in lockstep")
+    dataset: str = opt(
+        help="e.g. hopper-medium, hopper-random, hopper-expert, hopper-medium-expert, hopper-full-replay",
+        positional=True,
+    )
+    steps: int = opt(1_000_000, "transitions", rule=integer(1, MAX_GENERATE_STEPS))
+    episodes: int | None = opt(
+        None,
+        "whole episodes instead of --steps",
+        rule=lambda v: None if v is None else integer(1, MAX_GENERATE_STEPS // 10)(v),
+    )
+    seed: int = opt(0, "seed of the behaviour policies and the envs", rule=integer(0, MAX_SEED))
+    num_envs: int = opt(32, "envs stepped in lockstep", rule=integer(1, 4096))
     dir: str | None = opt(None, "output directory (default: the generated-datasets cache)")
     force: bool = opt(False, "regenerate even if the file exists")
 
@@ -84,15 +91,7 @@ def cmd_data_generate(ns: argparse.Namespace) -> int:
     from dt.data.locate import load_dataset
 
     args = from_args(GenerateArgs, ns)
-    check_args(
-        asdict(args),
-        {
-            "steps": integer(1, MAX_GENERATE_STEPS),
-            "episodes": lambda v: None if v is None else integer(1, MAX_GENERATE_STEPS // 10)(v),
-            "seed": integer(0, MAX_SEED),
-            "num_envs": integer(1, 4096),
-        },
-    )
+    check_fields(args)
     path = generate_dataset(
         args.dataset,
         out_dir=args.dir,

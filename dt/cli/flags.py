@@ -36,6 +36,7 @@ def opt(
     choices: Sequence[Any] | None = None,
     nargs: int | str | None = None,
     positional: bool = False,
+    rule: Callable[[Any], str | None] | None = None,
 ) -> Any:
     """A config field that is also a command-line flag.
 
@@ -47,6 +48,8 @@ def opt(
         nargs: For list and tuple fields: argparse's ``nargs`` (default ``+`` for a list, the length for a
             fixed-size tuple).
         positional: A positional argument (``dataset``) rather than a flag (``--dataset``).
+        rule: The accepted range (a ``dt.validate`` rule: ``integer(1, MAX_LAYERS)``), declared with the field and
+            checked by ``dt.validate.check_fields`` before any work.
     """
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
@@ -55,6 +58,8 @@ def opt(
         meta["nargs"] = nargs
     if positional:
         meta["positional"] = True
+    if rule is not None:
+        meta["rule"] = rule
     if isinstance(default, (list, tuple, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -63,6 +68,11 @@ def opt(
 def flag(name: str) -> str:
     """``max_steps`` -> ``--max-steps``."""
     return "--" + name.replace("_", "-")
+
+
+def field_rules(cls: type) -> dict[str, Callable[[Any], str | None]]:
+    """The rules declared with a dataclass's fields (``opt(..., rule=...)``), by field name."""
+    return {f.name: f.metadata["rule"] for f in dataclasses.fields(cls) if "rule" in f.metadata}
 
 
 def field_default(f: dataclasses.Field) -> Any:
