@@ -21,12 +21,12 @@ import os
 import shutil
 import stat
 import time
-import uuid
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
 from app.paths import safe_name, uploads_dir
+from dt.atomic import atomic_dir
 from dt.checkpoint.store import META_FILE, load_checkpoint
 from dt.errors import CheckpointError, first_line
 
@@ -104,9 +104,9 @@ def _install(shown: str, data: bytes, env: str | None) -> Path:
             raise CheckpointError(f"{shown}: no {META_FILE} (or config.json) in the zip; is it a checkpoint directory?")
         prefix = min((PurePosixPath(m.filename).parent.parts for m in metas), key=len)
         _remove_stale(root)
-        tmp = root / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
+        # Staged beside the destination and swapped in whole (dt.atomic): the picker never sees half an upload,
+        # and the same bytes landing from two tabs leave one complete copy.
+        with atomic_dir(dest) as tmp:
             _extract(zf, members, prefix, tmp, limit, shown)
             try:
                 ck = load_checkpoint(tmp, env=env)  # validate before it appears in the picker
@@ -115,13 +115,6 @@ def _install(shown: str, data: bytes, env: str | None) -> Path:
             if not (tmp / META_FILE).exists():
                 # A save_pretrained directory: give it our metadata so the picker can list it.
                 (tmp / META_FILE).write_text(json.dumps(ck.meta, indent=2) + "\n")
-            try:
-                os.replace(tmp, dest)
-            except OSError:
-                if not (dest / META_FILE).exists():  # not the same upload landing first from another tab
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -110,8 +110,8 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         # mkdtemp makes a private (0700) directory; what is saved is ordinary data.
         os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
+        for f in sorted(tmp.rglob("*"), reverse=True):  # files and sub-folders (an upload's preview/), deepest first
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
             fsync_path(f)
         fsync_path(tmp)
         if not final.exists():
