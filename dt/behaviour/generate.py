@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,27 @@ def _require_policies(name: str, env: str, levels: tuple[str, ...]) -> None:
             raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What one ``generate_dataset`` call asks for (passed to the level's collector)."""
+
+    name: str
+    env: str
+    level: str
+    path: Path
+    out_dir: str | Path | None
+    steps: int | None
+    episodes: int | None
+    seed: int
+    num_envs: int
+    gym_version: str
+    progress: bool
+
+
+# What a level's collector returns: arrays in the D4RL layout, seconds, the policy id and the algorithm's name.
+_Collection = tuple[dict[str, np.ndarray], float, str, str]
+
+
 def generate_dataset(
     name: str,
     out_dir: str | Path | None = None,
@@ -203,64 +225,9 @@ def generate_dataset(
     path = dataset_path(name, out_dir)
     if path.exists() and not overwrite:
         return path
-    spec = get_env(env)
-    algorithm = "uniform random" if level == "random" else "SAC"  # the shipped medium and replay policies
-    if level == "medium-expert":
-        # D4RL's medium-expert is the medium file followed by the expert file: both in full, same seed and size.
-        _require_policies(name, env, ("medium", "expert"))
-        parts = []
-        for sub in ("medium", "expert"):
-            if steps is None:
-                parts.append(collect(env, _policy_for(env, sub), None, episodes, seed, num_envs, gym_version, progress))
-            else:  # the medium and expert files themselves, made first if missing or of another seed or size
-                sub_path = _part_file(f"{env}-{sub}", out_dir, steps, seed, num_envs, gym_version, progress)
-                arrays = read_arrays(sub_path, tuple(DTYPES))
-                parts.append(Collected(arrays, read_d4rl(sub_path).metadata.get("seconds", 0.0)))
-        arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
-        policy_id = "medium+expert"
-        algorithm = " + ".join(
-            f"{sub}: {_policy_for(env, sub).meta.get('algorithm', 'n/a')}" for sub in ("medium", "expert")
-        )
-        seconds = sum(p.seconds for p in parts)
-    elif level == "full-replay":
-        _require_policies(name, env, ("medium", "expert"))
-        arrays, seconds, policy_id = _collect_full_replay(env, path, seed, num_envs, gym_version, progress)
-        algorithm = "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert"
-    elif level == "medium-replay":
-        from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
-
-        # The buffer's size is fixed by the run (rows up to the medium snapshot), so steps/episodes do not apply.
-        # DT_SAC_RUN_DIR (on the machine that ran SAC): read that run's exact buffer rows instead.
-        run_dir = os.environ.get("DT_SAC_RUN_DIR") or None
-        arrays, seconds, policy_id = collect_replay(
-            env,
-            seed=seed,
-            num_envs=num_envs,
-            gym_version=gym_version,
-            run_dir=run_dir,
-            progress=progress,
-            resume_dir=None if run_dir else blocks_dir(path),
-        )
-        algorithm = "SAC (replay buffer)" if run_dir else "SAC (replay snapshots)"
-    else:
-        try:
-            pol = _policy_for(env, level)
-        except (FileNotFoundError, KeyError) as e:
-            raise DatasetError(f"{name}: behaviour policy unavailable ({e})") from None
-        # Finished blocks are kept beside the file until it is written: a re-run resumes after them.
-        col = collect_parallel(
-            env,
-            level,
-            steps,
-            seed,
-            num_envs,
-            gym_version,
-            progress=progress,
-            resume_dir=blocks_dir(path),
-            num_episodes=episodes if steps is None else None,
-        )
-        arrays, seconds, policy_id = col.arrays, col.seconds, pol.name
-        algorithm = pol.meta.get("algorithm", algorithm)
+    req = _Request(name, env, level, path, out_dir, steps, episodes, seed, num_envs, gym_version, progress)
+    collector = {"medium-expert": _medium_expert, "full-replay": _full_replay, "medium-replay": _medium_replay}
+    arrays, seconds, policy_id, algorithm = collector.get(level, _one_policy)(req)
     meta = {
         "generator": "dt.behaviour.generate",
         "generator_version": GENERATOR_VERSION,
@@ -269,7 +236,7 @@ def generate_dataset(
         "algorithm": algorithm,
         "seed": seed,
         "steps": int(len(arrays["rewards"])),
-        "env_id": spec.gym_id(gym_version),
+        "env_id": get_env(env).gym_id(gym_version),
         "seconds": round(seconds, 1),
     }
     from dt.data.dataset import make_dataset
@@ -279,6 +246,81 @@ def generate_dataset(
     write_d4rl(path, arrays, meta)
     shutil.rmtree(blocks_dir(path), ignore_errors=True)
     return path
+
+
+def _one_policy(req: _Request) -> _Collection:
+    """random, medium, expert: one policy's stream, in blocks kept beside the file until it is written (a re-run
+    resumes after them)."""
+    try:
+        pol = _policy_for(req.env, req.level)
+    except (FileNotFoundError, KeyError) as e:
+        raise DatasetError(f"{req.name}: behaviour policy unavailable ({e})") from None
+    col = collect_parallel(
+        req.env,
+        req.level,
+        req.steps,
+        req.seed,
+        req.num_envs,
+        req.gym_version,
+        progress=req.progress,
+        resume_dir=blocks_dir(req.path),
+        num_episodes=req.episodes if req.steps is None else None,
+    )
+    default = "uniform random" if req.level == "random" else "SAC"
+    return col.arrays, col.seconds, pol.name, pol.meta.get("algorithm", default)
+
+
+def _medium_expert(req: _Request) -> _Collection:
+    """D4RL's medium-expert: the medium file followed by the expert file, both in full, same seed and size."""
+    env = req.env
+    _require_policies(req.name, env, ("medium", "expert"))
+    parts = []
+    for sub in ("medium", "expert"):
+        if req.steps is None:
+            pol = _policy_for(env, sub)
+            parts.append(collect(env, pol, None, req.episodes, req.seed, req.num_envs, req.gym_version, req.progress))
+        else:  # the medium and expert files themselves, made first if missing or of another seed or size
+            sub_path = _part_file(
+                f"{env}-{sub}", req.out_dir, req.steps, req.seed, req.num_envs, req.gym_version, req.progress
+            )
+            arrays = read_arrays(sub_path, tuple(DTYPES))
+            parts.append(Collected(arrays, read_d4rl(sub_path).metadata.get("seconds", 0.0)))
+    arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays}
+    algorithm = " + ".join(
+        f"{sub}: {_policy_for(env, sub).meta.get('algorithm', 'n/a')}" for sub in ("medium", "expert")
+    )
+    return arrays, sum(p.seconds for p in parts), "medium+expert", algorithm
+
+
+def _medium_replay(req: _Request) -> _Collection:
+    """The SAC run's replay buffer up to the medium snapshot: its size is fixed by the run, so steps/episodes do
+    not apply. ``DT_SAC_RUN_DIR`` (on the machine that ran SAC) reads that run's exact buffer rows instead."""
+    from dt.behaviour.replay import collect_replay  # rolls out the SAC run's early snapshots
+
+    run_dir = os.environ.get("DT_SAC_RUN_DIR") or None
+    arrays, seconds, policy_id = collect_replay(
+        req.env,
+        seed=req.seed,
+        num_envs=req.num_envs,
+        gym_version=req.gym_version,
+        run_dir=run_dir,
+        progress=req.progress,
+        resume_dir=None if run_dir else blocks_dir(req.path),
+    )
+    return arrays, seconds, policy_id, "SAC (replay buffer)" if run_dir else "SAC (replay snapshots)"
+
+
+def _full_replay(req: _Request) -> _Collection:
+    _require_policies(req.name, req.env, ("medium", "expert"))
+    arrays, seconds, policy_id = _collect_full_replay(
+        req.env, req.path, req.seed, req.num_envs, req.gym_version, req.progress
+    )
+    return (
+        arrays,
+        seconds,
+        policy_id,
+        "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert",
+    )
 
 
 def _collect_full_replay(
