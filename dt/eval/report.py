@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,84 +192,108 @@ def card_markdown(
     seed: int,
     align: Alignment | None = None,
 ) -> str:
-    m = ck.info
-    ds, tr, mach = m.dataset, m.train, m.machine
+    """A checkpoint's model card: scores, calibration, alignment, learning curve, data and training."""
     name = ck.path.name if ck.path else "checkpoint"
-    method = m.method
-    pub = PUBLISHED.get((method, ds.name), "n/a")
+    m = ck.info
     lines = [
         f"# {name}",
         "",
-        f"{method.upper()} on `{ds.name}` ({ds.kind or '?'} data), env `{m.gym_id or m.env}`.",
+        f"{m.method.upper()} on `{m.dataset.name}` ({m.dataset.kind or '?'} data), env `{m.gym_id or m.env}`.",
         "",
+        *_scores_section(ck, name, res, episodes, seed),
+        *(_calibration_section(ck, sweep) if sweep else []),
+        *(_alignment_section(align, sweep) if align is not None else []),
+        *(_learning_section(m.eval_history) if m.eval_history else []),
+        *_data_and_training_section(ck),
+    ]
+    return "\n".join(lines)
+
+
+def _row(label: str, values: Sequence[str]) -> list[str]:
+    """A one-row Markdown table under a ``target`` header row."""
+    return ["| " + label + " | " + " | ".join(values) + " |", "|---|" + "---|" * len(values)]
+
+
+def _scores_section(ck: Checkpoint, name: str, res: list[EvalResult], episodes: int, seed: int) -> list[str]:
+    pub = PUBLISHED.get((ck.info.method, ck.info.dataset.name), "n/a")
+    lines = [
         "## Scores",
         "",
         f"D4RL normalized score, {episodes} episodes per target, seeds {seed}..{seed + episodes - 1}, last checkpoint.",
         "",
         "| target | return (mean +- std) | normalized (mean +- std) | mean length | published (D4RL data) |",
         "|---|---|---|---|---|",
-    ]
-    for r in res:
-        lines.append(
+        *(
             f"| {r.target:.0f} | {r.return_mean:.1f} +- {r.return_std:.1f} | {r.normalized_mean:.1f} +- "
             f"{r.normalized_std:.1f} | {r.lengths.mean():.0f} | {pub} |"
-        )
-    lines += [
+            for r in res
+        ),
         "",
         f"Reproduce: `python -m dt evaluate --checkpoint checkpoints/{name} --episodes {episodes} --seed {seed}`.",
         "The published figures were measured on D4RL's own files; this checkpoint was trained on the dataset below.",
         "",
     ]
-    if ck.config.model_type == "bc":
+    if not is_transformer(ck.config.model_type):
         lines[-1:-1] = ["BC is not conditioned on a return, so both targets run the same episodes."]
-    if sweep:
-        lines += [
-            "## Calibration",
-            "",
-            "![calibration](calibration.png)",
-            "",
-            "| target | " + " | ".join(f"{r.target:.0f}" for r in sweep) + " |",
-            "|---|" + "---|" * len(sweep),
-            "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
-            "",
-            f"{sweep[0].returns.shape[0]} episodes per target. Spearman's rank correlation between target and "
-            f"achieved return: {calibration_rho(ck, sweep)[0]:.2f} over all targets, "
-            f"{calibration_rho(ck, sweep)[1]:.2f} over the targets inside the data's returns "
-            f"(up to {float(ds.return_max or 0):.0f}); the mean achieved return spans "
-            f"{np.ptp([r.return_mean for r in sweep]):,.0f} over the sweep.",
-            "",
-        ]
-    if align is not None:
-        lines += [
-            "## Return alignment",
-            "",
-            "| target | " + " | ".join(f"{t:,.0f}" for t in align.targets) + " |",
-            "|---|" + "---|" * len(align.targets),
-            "| achieved | " + " | ".join(f"{x:,.0f}" for x in align.means) + " |",
-            "",
-            f"{align.line()} (`dt.eval.alignment`: targets evenly spaced over the data's returns; the gap is the mean "
-            "|achieved - target| over all episodes in D4RL normalized points, 0 = follows every target exactly).",
-            "",
-        ]
-    hist = m.eval_history
-    if hist:
-        lines += [
-            "## Learning curve",
-            "",
-            "![learning curve](learning.png)",
-            "",
-            "| step | " + " | ".join(f"{e.step:,}" for e in hist) + " |",
-            "|---|" + "---|" * len(hist),
-        ]
-        for i, r0 in enumerate(hist[-1].results):
-            row = [f"{e.results[i].normalized_mean:.1f}" for e in hist if len(e.results) > i]
-            lines.append(f"| target {r0.target:.0f} | " + " | ".join(row) + " |")
-        lines += [
-            "",
-            f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
-            "",
-        ]
-    lines += [
+    return lines
+
+
+def _calibration_section(ck: Checkpoint, sweep: list[EvalResult]) -> list[str]:
+    rho_all, rho_in = calibration_rho(ck, sweep)
+    return [
+        "## Calibration",
+        "",
+        "![calibration](calibration.png)",
+        "",
+        *_row("target", [f"{r.target:.0f}" for r in sweep]),
+        "| achieved | " + " | ".join(f"{r.return_mean:.0f}" for r in sweep) + " |",
+        "",
+        f"{sweep[0].returns.shape[0]} episodes per target. Spearman's rank correlation between target and "
+        f"achieved return: {rho_all:.2f} over all targets, {rho_in:.2f} over the targets inside the data's returns "
+        f"(up to {float(ck.info.dataset.return_max or 0):.0f}); the mean achieved return spans "
+        f"{np.ptp([r.return_mean for r in sweep]):,.0f} over the sweep.",
+        "",
+    ]
+
+
+def _alignment_section(align: Alignment, sweep: list[EvalResult]) -> list[str]:
+    follows = followed_range(sweep) if sweep else None
+    within = (
+        f"The mean return stays within 15% of the target from {follows[0]:,.0f} to {follows[1]:,.0f} (of the "
+        "targets measured here), marked green on the Playground's target ruler."
+        if follows
+        else "The mean return is within 15% of no target measured here."
+    )
+    return [
+        "## Return alignment",
+        "",
+        *_row("target", [f"{t:,.0f}" for t in align.targets]),
+        "| achieved | " + " | ".join(f"{x:,.0f}" for x in align.means) + " |",
+        "",
+        f"{align.line()} (`dt.eval.alignment`: targets evenly spaced over the data's returns; the gap is the mean "
+        "|achieved - target| over all episodes in D4RL normalized points, 0 = follows every target exactly). " + within,
+        "",
+    ]
+
+
+def _learning_section(hist: tuple[EvalPoint, ...]) -> list[str]:
+    lines = ["## Learning curve", "", "![learning curve](learning.png)", ""]
+    lines += _row("step", [f"{e.step:,}" for e in hist])
+    for i, r0 in enumerate(hist[-1].results):
+        row = [f"{e.results[i].normalized_mean:.1f}" for e in hist if len(e.results) > i]
+        lines.append(f"| target {r0.target:.0f} | " + " | ".join(row) + " |")
+    return [
+        *lines,
+        "",
+        f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
+        "",
+    ]
+
+
+def _data_and_training_section(ck: Checkpoint) -> list[str]:
+    m = ck.info
+    ds, tr, mach = m.dataset, m.train, m.machine
+    return [
         "## Data",
         "",
         f"- dataset: `{ds.name}` ({ds.kind}), {ds.episodes} episodes, "
@@ -282,12 +306,11 @@ def card_markdown(
         f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_f(m.wall_time_s) / 60:.0f} min on "
         f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
         f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
-        f"- settled: {_settled(hist)}",
+        f"- settled: {_settled(m.eval_history)}",
         f"- model: {json.dumps(m.model.to_dict())}",
         f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _recipe(tr: Mapping[str, Any]) -> str:
