@@ -40,7 +40,7 @@ from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.dataset import check_action_bound
 from dt.data.windows import Batch
-from dt.envs import get_env
+from dt.envs import EnvSpec, get_env
 from dt.errors import ConfigError, DatasetError
 from dt.eval.metrics import MetricsLog
 from dt.hardware import check_compile_mode, compile_or_eager, resolve_bf16
@@ -52,6 +52,26 @@ from dt.validate import check_train_config
 
 # Serialises the only use of torch's global RNG in training (seeding, then drawing the initial weights).
 _GLOBAL_RNG_LOCK = threading.Lock()
+
+
+def _env_for(cfg: TrainConfig, ds: OfflineDataset) -> EnvSpec:
+    """The env a run trains for (``--env`` or the dataset's name), checked against the data's sizes and actions.
+
+    Raises:
+        ConfigError: an unknown env. DatasetError: the data's state/action sizes or actions do not fit it.
+    """
+    try:
+        spec = get_env(cfg.env or ds.name)
+    except KeyError as e:
+        hint = "" if cfg.env else f" (taken from the dataset name {ds.name!r}); pass --env, e.g. --env hopper"
+        raise ConfigError(f"--env: {e.args[0]}{hint}") from None
+    if ds.state_dim != spec.state_dim or ds.act_dim != spec.act_dim:
+        raise DatasetError(
+            f"{ds.source}: state/action size {ds.state_dim}/{ds.act_dim} does not fit "
+            f"{spec.name} ({spec.state_dim}/{spec.act_dim})"
+        )
+    check_action_bound(ds)  # every env here acts in [-1, 1] (dt.envs)
+    return spec
 
 
 class Trainer(RunState):
@@ -95,23 +115,39 @@ class Trainer(RunState):
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts, as GPU trainers do
         self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
-        try:
-            self.spec = get_env(cfg.env or self.ds.name)
-        except KeyError as e:
-            hint = "" if cfg.env else f" (taken from the dataset name {self.ds.name!r}); pass --env, e.g. --env hopper"
-            raise ConfigError(f"--env: {e.args[0]}{hint}") from None
-        if self.ds.state_dim != self.spec.state_dim or self.ds.act_dim != self.spec.act_dim:
-            raise DatasetError(
-                f"{self.ds.source}: state/action size {self.ds.state_dim}/{self.ds.act_dim} does not fit "
-                f"{self.spec.name} ({self.spec.state_dim}/{self.spec.act_dim})"
-            )
-        check_action_bound(self.ds)  # every env here acts in [-1, 1] (dt.envs)
+        self.spec = _env_for(cfg, self.ds)
         self.scale = cfg.scale or self.spec.scale
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoint"
 
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.sampler = self._make_sampler()
+        self._build_model()
+        # Said once the input has been checked, so that a bad dataset still fails in one line.
+        self.bf16, note = resolve_bf16(cfg.bf16, self.device)
+        self.note(note)
+        self._forward_backward = compile_or_eager(
+            self._forward_backward_core,
+            cfg.compile,
+            "the training step",
+            self.device,
+            self.note,
+            eager=self._forward_backward_eager,
+        )
+        self.step = 0
+        self.saved_step = 0  # the step of the checkpoint on disk (0: none yet)
+        self.wall_time = 0.0
+        self.eval_history: list[dict[str, Any]] = []
+        self.dataset_hash = self.ds.content_hash()
+        self._stop = threading.Event()
+        self.stopped_by_signal = False  # set by the CLI's signal handler (dt.cli.commands.save_on_signal)
+        recover_checkpoint(self.ckpt_dir)  # an earlier run of this out_dir may have died inside a save
+        if cfg.resume:
+            self._restore(allow_other_dataset)
+
+    def _build_model(self) -> None:
+        """The model, its dropout generator, the optimiser, the EMA copy and (under torchrun) the DDP wrapper."""
+        cfg = self.cfg
         self.model_cfg = cfg.model_config(self.spec.state_dim, self.spec.act_dim, self.spec.max_ep_len)
         # The global RNG is touched only here, under a process-wide lock: weights are drawn from it after
         # seeding, then its state becomes this run's own dropout generator (the stream dropout drew from the
@@ -141,27 +177,6 @@ class Trainer(RunState):
                 self.model.get_parameter(name).requires_grad_(False)  # AdamW skips them anyway (no grad)
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
-        # Said once the input has been checked, so that a bad dataset still fails in one line.
-        self.bf16, note = resolve_bf16(cfg.bf16, self.device)
-        self.note(note)
-        self._forward_backward = compile_or_eager(
-            self._forward_backward_core,
-            cfg.compile,
-            "the training step",
-            self.device,
-            self.note,
-            eager=self._forward_backward_eager,
-        )
-        self.step = 0
-        self.saved_step = 0  # the step of the checkpoint on disk (0: none yet)
-        self.wall_time = 0.0
-        self.eval_history: list[dict[str, Any]] = []
-        self.dataset_hash = self.ds.content_hash()
-        self._stop = threading.Event()
-        self.stopped_by_signal = False  # set by the CLI's signal handler (dt.cli.commands.save_on_signal)
-        recover_checkpoint(self.ckpt_dir)  # an earlier run of this out_dir may have died inside a save
-        if cfg.resume:
-            self._restore(allow_other_dataset)
 
     def _make_sampler(self, state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None) -> WindowSampler:
         cfg = self.cfg
