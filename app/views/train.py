@@ -11,7 +11,7 @@ import streamlit as st
 from app import cache, charts, paths, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_speed
 from dt.checkpoint.meta import META_FILE, read_meta
-from dt.config import PRESETS, TrainConfig, apply_preset
+from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
 from dt.eval.metrics import SETTLED_POINTS, last_three_spread
 
@@ -140,7 +140,7 @@ def new_run_form() -> None:
             "Preset",
             list(PRESETS),
             index=list(PRESETS).index("quick"),
-            help="quick: small model for CPU; paper: the paper's settings",
+            help="  \n".join(f"**{k}**: {v}" for k, v in PRESET_NOTES.items()),
             key="tr.preset",
         )
         steps = c5.number_input(

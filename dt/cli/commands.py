@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from dt.cli.data import add_data_commands
 from dt.cli.flags import add_arguments, add_command, from_args, opt
-from dt.config import PRESETS, TrainConfig, apply_preset
+from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
 from dt.errors import ConfigError, run_cli
 from dt.train.rundir import check_run_dir
@@ -45,7 +45,11 @@ from dt.validate import (
 class TrainArgs:
     """``train``'s flags beside the run's own (which are :class:`dt.config.TrainConfig`'s fields)."""
 
-    preset: str = opt("paper", "starting configuration", choices=tuple(PRESETS))
+    preset: str = opt(
+        "paper",
+        "starting configuration: " + "; ".join(f"{k}: {v}" for k, v in PRESET_NOTES.items()),
+        choices=tuple(PRESETS),
+    )
     force: bool = opt(False, "replace an existing checkpoint in out_dir")
     quiet: bool = opt(False, "no progress bar")
 
