@@ -99,3 +99,15 @@ def test_train_architecture_fields_are_model_configs():
 def test_saved_train_config_round_trips_and_ignores_unknown_keys():
     cfg = apply_preset(TrainConfig(lr=0.5, eval_targets=[100.0]), "quick")
     assert TrainConfig.from_dict({**cfg.to_dict(), "from_an_older_version": 1}) == cfg
+
+
+def test_every_preset_is_valid_and_says_what_it_measured():
+    from dt.config import PRESET_NOTES
+    from dt.validate import check_fields
+
+    assert set(PRESET_NOTES) == set(PRESETS)
+    for name in PRESETS:
+        check_fields(apply_preset(TrainConfig(), name))  # every range declared with its field holds
+    pg = apply_preset(TrainConfig(), "playground")
+    assert (pg.lr_schedule, pg.ema, pg.warmup_steps, pg.max_steps) == ("cosine", 0.999, 1000, 10_000)
+    assert pg.embed_dim == TrainConfig().embed_dim and pg.n_layer == TrainConfig().n_layer  # the paper's model
