@@ -40,15 +40,15 @@ def draw() -> None:
             )
 
         paths = [e.path for e in entries]
+        if s.checkpoint not in paths:  # the default first, so that an address without a checkpoint applies to it
+            same_env = [e.path for e in entries if e.env == s.env]
+            s.checkpoint = (same_env or paths or [None])[0]
         if not s.address_read:  # a reload or a shared link: the address names the view (app.address)
             s.address_read = True
             s.address_msg = address.apply(s, st.query_params, paths)
         if s.address_msg:
             st.info(s.address_msg, icon=":material/link_off:")
             s.address_msg = None  # said once
-        if s.checkpoint not in paths:
-            same_env = [e.path for e in entries if e.env == s.env]
-            s.checkpoint = (same_env or paths or [None])[0]
         if entries:
             by_path = {e.path: e for e in entries}
 

@@ -3,7 +3,7 @@
 It keeps the last K steps of context per episode, conditions on the return
 still to go (R_0 = target, R_{t+1} = R_t - r_t; no decrement in delayed
 mode), can move the target mid-episode (``jumps``: R_t changes by a given
-amount at a given step; see dt.eval.steering), and can return the attention of its latest step. The evaluator runs N
+amount at a given step, and so do the returns-to-go already in the window; see dt.eval.steering), and can return the attention of its latest step. The evaluator runs N
 episodes through one instance; the app runs one.
 """
 
@@ -121,7 +121,10 @@ class DTPolicy:
         if not self.delayed:
             self.returns_to_go[rows] -= np.where(t > 0, rew, 0.0)
         for step, delta in self.jumps:
-            self.returns_to_go[rows] += np.where(t == step, delta, 0.0)
+            hit = np.where(t == step, delta, 0.0)
+            self.returns_to_go[rows] += hit
+            if hit.any():  # the window reads as if the new target had held from the start (see reset)
+                self.rtg[rows, :, 0] += (hit / self.scale)[:, None] * self.mask[rows]
         # The listed envs' windows (all envs, the common case: views, no copy), shifted left by one step with
         # the new step written last.
         win = self._buffers() if every else tuple(b[rows] for b in self._buffers())

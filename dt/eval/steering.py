@@ -3,7 +3,10 @@
 A schedule is a first target and switches ``(step, target)``. At a switch the return-to-go jumps by
 the difference of the new and the old target, ``R_N = R_{N-1} - r_{N-1} + (B - A)``, and then keeps
 counting down as usual: the model is told that from step N on it should collect ``B - A`` more (or
-less) than before. Written as text: ``3600; 200: 1800; 400: 3000`` (first target, then ``step: target``).
+less) than before. The returns-to-go already in the model's context window move by the same amount
+(:meth:`dt.eval.policy.DTPolicy.act`), so the window reads as an episode that had aimed for ``B`` from the start:
+a window whose return-to-go jumps between two steps is one that no dataset holds. Written as text:
+``3600; 200: 1800; 400: 3000`` (first target, then ``step: target``).
 """
 
 from __future__ import annotations

@@ -97,6 +97,13 @@ def test_the_address_holds_the_view(app_env):
     msg = [i.value for i in bad.info if "address" in i.value]
     assert len(msg) == 1 and "unknown parameter zoom" in msg[0] and "no checkpoint named 'gone'" in msg[0]
     assert "showing the default" in msg[0] and _session(bad).seed == 0
+    # A link with a target but no checkpoint opens the default checkpoint at that target (not at the default).
+    short = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    short.query_params.update({"target": "1200", "seed": "3"})
+    short.run()
+    _assert_ok(short)
+    assert (_session(short).target, _session(short).seed) == (1200.0, 3)
+    assert short.slider(key="pg.target").value == 1200.0
 
 
 def test_playground_slider_and_seed(app_env):

@@ -138,3 +138,19 @@ def test_a_checkpoint_of_an_unknown_model_type_is_one_line(tmp_path, tiny_checkp
     assert p.returncode != 0 and "Traceback" not in p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "model_type" in lines[0] and "radt" in lines[0], p.stderr
+
+
+def test_a_jump_moves_the_whole_window_as_if_the_new_target_had_held_from_the_start(tiny_checkpoint):
+    from dt.eval.policy import DTPolicy
+
+    ck = load_checkpoint(tiny_checkpoint)
+    pol = DTPolicy(ck)
+    pol.reset(1000.0, jumps=((3, 2000.0),))
+    obs = np.zeros(11, np.float32)
+    for t in range(4):
+        pol.act(obs, reward=10.0 if t else None)
+    k, scale = pol.K, ck.scale
+    window = pol.rtg[0, :, 0] * scale
+    # Steps 0..3 in the window's last 4 slots: each as if the target had been 3000 from step 0.
+    np.testing.assert_allclose(window[k - 4 :], [3000.0, 2990.0, 2980.0, 2970.0], rtol=1e-6)
+    assert np.all(window[: k - 4] == 0)  # padding untouched
