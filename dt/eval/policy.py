@@ -1,10 +1,9 @@
 """A stateful, batched policy around a checkpoint: ``reset(target)``, ``act(obs, reward)``.
 
-It keeps the last K steps of context per episode, conditions on the return
-still to go (R_0 = target, R_{t+1} = R_t - r_t; no decrement in delayed
-mode), can move the target mid-episode (``jumps``: R_t changes by a given
-amount at a given step, and so do the returns-to-go already in the window; see dt.eval.steering), and can return the attention of its latest step. The evaluator runs N
-episodes through one instance; the app runs one.
+It keeps the last K steps of context per episode, conditions on the return still to go (R_0 = target,
+R_{t+1} = R_t - r_t; no decrement in delayed mode), can move the target mid-episode (``jumps``: R_t changes by a
+given amount at a given step, and so do the returns-to-go already in the window; see dt.eval.steering), and can
+return the attention of its latest step. The evaluator runs N episodes through one instance; the app runs one.
 """
 
 from __future__ import annotations
