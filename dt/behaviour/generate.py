@@ -80,8 +80,6 @@ def collect_parallel(
     blocks already saved: an interrupted generation loses at most the blocks in flight (about a minute). The
     caller removes the directory once the dataset is written.
     """
-    import multiprocessing as mp
-
     # Starting a process costs seconds (imports); small datasets stay in this one.
     if (num_transitions is None) == (num_episodes is None):
         raise ValueError("pass num_transitions or num_episodes")
@@ -104,17 +102,36 @@ def collect_parallel(
         "block_episodes": BLOCK_EPISODES,
     }
     saved = BlockStore(resume_dir, manifest) if resume_dir is not None else None
+    jobs = (env, level, seed, num_envs, gym_version)
+    parts = _run_blocks(jobs, goal, by_episodes, processes, saved, progress)
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if by_episodes:  # up to the end of the num_episodes-th episode
+        num_transitions = int(np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[num_episodes - 1]) + 1
+    arrays = {k: v[:num_transitions] for k, v in arrays.items()}
+    if not arrays["terminals"][-1]:
+        arrays["timeouts"][-1] = True
+    return Collected(arrays, time.perf_counter() - t0)
+
+
+def _run_blocks(
+    job: tuple, goal: int, by_episodes: bool, processes: int, saved: BlockStore | None, progress: bool
+) -> list[dict[str, np.ndarray]]:
+    """Blocks 0, 1, 2, ... of one stream (``job``: env, level, seed, num_envs, gym version), after those already
+    ``saved``, in ``processes`` processes, until they hold ``goal`` episodes (or transitions); each new block is
+    saved as it arrives."""
+    import multiprocessing as mp
+
+    env, level, seed, num_envs, gym_version = job
     parts = saved.load() if saved else []
 
     def size(p: dict) -> int:  # what a block adds towards the goal
         return int((p["terminals"] | p["timeouts"]).sum()) if by_episodes else len(p["rewards"])
 
     total = sum(size(p) for p in parts)
-    if parts and progress:
+    if parts and progress and saved:
         unit = "episodes" if by_episodes else "transitions"
-        print(f"resuming from {len(parts)} saved blocks ({total:,} {unit}) in {resume_dir}", flush=True)
-    first = len(parts)
-    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(first, 10**9))
+        print(f"resuming from {len(parts)} saved blocks ({total:,} {unit}) in {saved.dir}", flush=True)
+    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(len(parts), 10**9))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -137,13 +154,7 @@ def collect_parallel(
             pool.terminate()
     if bar:
         bar.close()
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    if by_episodes:  # up to the end of the num_episodes-th episode
-        num_transitions = int(np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[num_episodes - 1]) + 1
-    arrays = {k: v[:num_transitions] for k, v in arrays.items()}
-    if not arrays["terminals"][-1]:
-        arrays["timeouts"][-1] = True
-    return Collected(arrays, time.perf_counter() - t0)
+    return parts
 
 
 def _part_file(name: str, out_dir, steps: int, seed: int, num_envs: int, gym_version: str, progress: bool) -> Path:
