@@ -97,10 +97,10 @@ if follows_target:
             **state.bind("pg.steer", "steer", bool),
         )
         if s.steer:
-            if s.schedule is None:  # low, then high: the gait changes where the model follows its target
-                switch = max(1, min(200, cap // 3))
+            if s.schedule is None:  # high, then low, within where the model follows its target: it stops hopping
+                switch = max(1, min(300, cap // 3))
                 low, high = info.follows or (round(s.target / 4, -2), s.target)
-                s.schedule = str(TargetSchedule(float(low), ((switch, float(high)),)))
+                s.schedule = str(TargetSchedule(float(high), ((switch, float(low)),)))
             st.text_input(
                 "Schedule: first target; step: target; …",
                 placeholder="3600; 150: 900",
