@@ -1,10 +1,10 @@
 """Return conditioning as a newcomer sees it: the app opens on the shipped checkpoint that follows its target
 best (the smallest alignment gap); dragging that target from the bottom of the slider to the paper's 3600
 changes the achieved return by at least 1,500; targets 1,000, 2,000 and 3,000 give achieved returns (mean of 5
-seeds) that increase and lie within 20% of the target; and steering ``3000; 300: 1000`` (the Steer feature's kind
-of default: high, then low) ends the hop, at least 800 below staying at 3,000. (Raising the target mid-episode,
-``1000; 200: 3000``, does not work reliably with this model: RESULTS.md.) Real chromium against ``streamlit run app/main.py`` with the repository's shipped
-checkpoints and full-length (1,000-step) episodes.
+seeds) that increase and lie within 20% of the target; and steering ``3000; 300: 1000`` (high, then low, as the
+Steer feature's default) ends the hop, at least 800 below staying at 3,000. Raising the target mid-episode
+(``1000; 200: 3000``) does not work reliably with this model (RESULTS.md). Real chromium against
+``streamlit run app/main.py`` with the repository's shipped checkpoints and full-length (1,000-step) episodes.
 """
 
 from __future__ import annotations
