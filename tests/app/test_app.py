@@ -177,7 +177,9 @@ def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
     monkeypatch.delenv("DT_CHECKPOINT_DIRS", raising=False)
     entries = catalog.discover_checkpoints()
     assert entries[0].source == "shipped"
-    assert entries[0].model_type == "dt" and not entries[0].delayed  # the standard DT, not the delayed-reward one
+    assert entries[0].model_type in ("dt", "radt") and not entries[0].delayed  # not BC, not the delayed-reward DT
+    gaps = [e.alignment_gap for e in entries if e.source == "shipped" and e.alignment_gap is not None]
+    assert entries[0].alignment_gap == min(gaps)  # the one that follows its target most closely
 
 
 # --------------------------------------------------------------------------- #
