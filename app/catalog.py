@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped_order, uploads_dir
-from dt.checkpoint.meta import META_FILE, list_checkpoints, read_meta
+from dt.checkpoint.meta import list_checkpoints, list_runs, read_meta
 from dt.errors import CheckpointError
 
 
@@ -79,11 +79,7 @@ def discover_checkpoints() -> list[CheckpointEntry]:
     as much; then delayed-reward DTs, then BC (which ignores the target).
     """
     found: list[tuple[Path, str]] = [(p, "shipped") for p in list_checkpoints(*checkpoint_dirs())]
-    runs = runs_dir()
-    if runs.is_dir():
-        run_ckpts = [d / "checkpoint" for d in runs.iterdir() if (d / "checkpoint" / META_FILE).exists()]
-        run_ckpts.sort(key=lambda p: mtime(p), reverse=True)
-        found += [(p, "run") for p in run_ckpts]
+    found += [(d / "checkpoint", "run") for d in list_runs(runs_dir())]
     found += [(p, "upload") for p in list_checkpoints(uploads_dir())]
     entries = [_entry(str(p.resolve()), src, mtime(p)) for p, src in found]
     shipped = [e for e in entries if e is not None and e.source == "shipped"]

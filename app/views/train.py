@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import cache, charts, paths, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_speed
-from dt.checkpoint.meta import META_FILE, read_meta
+from dt.checkpoint.meta import META_FILE, list_runs, read_meta
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
 from dt.eval.metrics import SETTLED_POINTS, last_three_spread
@@ -192,16 +192,7 @@ def new_run_form() -> None:
 
 
 def resume_form() -> None:
-    runs = paths.runs_dir()
-    dirs = (
-        sorted(
-            (d for d in runs.glob("*") if (d / "config.json").exists() and (d / "checkpoint" / META_FILE).exists()),
-            key=lambda d: paths.mtime(d / "checkpoint"),
-            reverse=True,
-        )
-        if runs.is_dir()
-        else []
-    )
+    dirs = list_runs(paths.runs_dir(), resumable=True)
     if not dirs:
         st.caption("No resumable runs yet.")
         return

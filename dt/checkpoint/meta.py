@@ -413,3 +413,18 @@ def list_checkpoints(*roots: str | Path) -> list[Path]:
             if not meta.parent.name.startswith("."):
                 found.append(meta.parent)
     return found
+
+
+def list_runs(root: str | Path, resumable: bool = False) -> list[Path]:
+    """Run directories under ``root`` whose ``checkpoint/`` holds ``checkpoint.json``, newest checkpoint first
+    (no torch): the one definition of a finished run, for the picker and the Train page. ``resumable`` also asks
+    for the run's own ``config.json`` (what ``--resume`` reads)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [
+        d
+        for d in root.iterdir()
+        if (d / "checkpoint" / META_FILE).is_file() and (not resumable or (d / "config.json").is_file())
+    ]
+    return sorted(runs, key=lambda d: (d / "checkpoint" / META_FILE).stat().st_mtime, reverse=True)

@@ -56,3 +56,20 @@ def test_schema_is_frozen():
         m.step = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         m.train["max_steps"] = 1  # type: ignore[index]
+
+
+def test_list_runs_finds_finished_runs_newest_first(tmp_path, tiny_checkpoint):
+    import os
+    import shutil
+
+    from dt.checkpoint.meta import list_runs
+
+    for i, name in enumerate(["old", "new", "noconfig"]):
+        shutil.copytree(tiny_checkpoint, tmp_path / name / "checkpoint")
+        os.utime(tmp_path / name / "checkpoint" / "checkpoint.json", (1000 + i, 1000 + i))
+        if name != "noconfig":
+            (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    assert [p.name for p in list_runs(tmp_path)] == ["noconfig", "new", "old"]
+    assert [p.name for p in list_runs(tmp_path, resumable=True)] == ["new", "old"]
+    assert list_runs(tmp_path / "missing") == []
