@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -294,6 +295,39 @@ def bench_eval(episodes: int, max_steps: int, checkpoint: str | None, device: to
     return out
 
 
+def _ceiling(cfg: ModelConfig, device: torch.device, quick: bool) -> tuple[dict[str, float], float]:
+    """The matmul rates at the model's shapes (and, on CUDA, at 8192^3) and a training step's FLOPs, printed."""
+    cuda = device.type == "cuda"
+    shapes = model_gemm_shapes(cfg, 64)
+    ceiling = {
+        "fp32_gflops": matmul_rate(shapes, torch.float32, device, 1 if quick else 3),
+        "bf16_gflops": matmul_rate(shapes, torch.bfloat16, device, 1 if quick else 3),
+    }
+    if cuda:
+        ceiling["bf16_gflops_8192"] = matmul_rate([(8192, 8192, 8192)], torch.bfloat16, device, 3)
+    flops = step_flops(cfg, 64, device)
+    print(
+        f"matmul ceiling at the model's shapes (B=64): fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s, "
+        f"bf16 {ceiling['bf16_gflops']:.0f} GFLOP/s"
+        + (f"; bf16 8192^3: {ceiling['bf16_gflops_8192'] / 1000:.0f} TFLOP/s" if cuda else "")
+        + f"; a training step is {flops / 1e9:.1f} GFLOP",
+        flush=True,
+    )
+    return ceiling, flops
+
+
+def _batch_scaling(ds: Any, device: torch.device, args: BenchArgs, ceiling: dict[str, float], flops: float) -> Any:
+    """Training throughput by batch size, as a share of the highest rate this device reaches."""
+    native = native_bf16(device)
+    if device.type == "cuda":
+        top, top_name = ceiling["bf16_gflops_8192"], "the bf16 8192^3 rate"
+    else:
+        top, top_name = (ceiling["bf16_gflops"], "bf16") if native else (ceiling["fp32_gflops"], "fp32")
+        top_name = f"the {top_name} ceiling at B=64 shapes"
+    print(f"training throughput by batch size ({'bf16' if native else 'fp32'}), share of {top_name}:", flush=True)
+    return bench_batch_scaling(ds, device, args.batch_sizes, args.scaling_steps, native, flops / 64 / 1e9 / top)
+
+
 def main(args: BenchArgs) -> int:
     from dt.train.distributed import _single_device
 
@@ -314,21 +348,7 @@ def main(args: BenchArgs) -> int:
     info = machine_info()
     print(f"machine: {json.dumps(info)}", flush=True)
     print(f"device: {device}{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}", flush=True)
-    shapes = model_gemm_shapes(cfg, 64)
-    ceiling = {
-        "fp32_gflops": matmul_rate(shapes, torch.float32, device, 1 if args.quick else 3),
-        "bf16_gflops": matmul_rate(shapes, torch.bfloat16, device, 1 if args.quick else 3),
-    }
-    if cuda:
-        ceiling["bf16_gflops_8192"] = matmul_rate([(8192, 8192, 8192)], torch.bfloat16, device, 3)
-    flops = step_flops(cfg, 64, device)
-    print(
-        f"matmul ceiling at the model's shapes (B=64): fp32 {ceiling['fp32_gflops']:.0f} GFLOP/s, "
-        f"bf16 {ceiling['bf16_gflops']:.0f} GFLOP/s"
-        + (f"; bf16 8192^3: {ceiling['bf16_gflops_8192'] / 1000:.0f} TFLOP/s" if cuda else "")
-        + f"; a training step is {flops / 1e9:.1f} GFLOP",
-        flush=True,
-    )
+    ceiling, flops = _ceiling(cfg, device, args.quick)
     res: dict = {"machine": info, "device": str(device), "ceiling": ceiling, "step_gflop": flops / 1e9}
 
     def row(name: str, ref: float, ours: float, frac: str = "") -> None:
@@ -339,7 +359,6 @@ def main(args: BenchArgs) -> int:
     s = res["sampling"] = bench_sampling(ds, reps * 3, device)
     row("window sampling (batches/s, 64x20)", s["reference_batches_per_s"], s["ours_batches_per_s"])
     t = res["training"] = bench_training(ds, reps, device, compile_mode, with_bf16)
-    ref = t["reference"]["samples_per_s"]
     for name, v in t.items():
         if name == "reference" or not isinstance(v, dict):
             continue
@@ -349,7 +368,7 @@ def main(args: BenchArgs) -> int:
             v["fraction_of_bf16_8192"] = gflops / ceiling["bf16_gflops_8192"]
         row(
             f"training (samples/s, B=64 K=20), {name}",
-            ref,
+            t["reference"]["samples_per_s"],
             v["samples_per_s"],
             f"{100 * v['fraction_of_ceiling']:.0f}%",
         )
@@ -368,16 +387,7 @@ def main(args: BenchArgs) -> int:
         peak = ceiling["bf16_gflops_8192"]
         print(f"GPU: bf16 matmul {peak / 1000:.0f} TFLOP/s (8192^3); training at B=64 reaches {100 * best:.2f}% of it")
     if args.batch_sizes:
-        native = native_bf16(device)
-        if cuda:
-            top, top_name = ceiling["bf16_gflops_8192"], "the bf16 8192^3 rate"
-        else:
-            top, top_name = (ceiling["bf16_gflops"], "bf16") if native else (ceiling["fp32_gflops"], "fp32")
-            top_name = f"the {top_name} ceiling at B=64 shapes"
-        print(f"training throughput by batch size ({'bf16' if native else 'fp32'}), share of {top_name}:", flush=True)
-        res["batch_scaling"] = bench_batch_scaling(
-            ds, device, args.batch_sizes, args.scaling_steps, native, flops / 64 / 1e9 / top
-        )
+        res["batch_scaling"] = _batch_scaling(ds, device, args, ceiling, flops)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
