@@ -199,9 +199,18 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
             progress=ctx.is_main and not args.quiet,
             bf16=bf16,
         )
-    secs, steps = time.perf_counter() - t0, int(sum(r.lengths.sum() for r in res))
+    secs = time.perf_counter() - t0
     if not ctx.is_main:
         return 0
+    out = _report_evaluation(ck.env_name, res, secs, with_alignment=bool(args.alignment) or len(targets) >= 3)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), **out}, indent=2) + "\n")
+    return 0
+
+
+def _report_evaluation(env: str, res: list, secs: float, with_alignment: bool) -> dict:
+    """Print an evaluation (a line per target, the speed, and the alignment over the targets where asked); return
+    it as ``--json`` writes it."""
     rows = [r.as_dict() for r in res]
     for r in rows:
         print(
@@ -209,19 +218,18 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
             f"normalized {r['normalized_mean']:.1f} +- {r['normalized_std']:.1f} "
             f"({r['episodes']} episodes, mean length {r['length_mean']:.0f})"
         )
+    steps = int(sum(r.lengths.sum() for r in res))
     print(f"{steps} env steps in {secs:.1f} s ({steps / secs:.0f} steps/s)")
-    out: dict = {"checkpoint": str(args.checkpoint), "results": rows}
-    if args.alignment or len(targets) >= 3:  # the data's range, or the targets asked for
+    out: dict = {"results": rows}
+    if with_alignment:  # the data's range (--alignment), or three or more targets asked for
         from dt.eval.alignment import FOLLOW_TOLERANCE, alignment, followed_range
 
-        al, follows = alignment(ck.env_name, res), followed_range(res)
+        al, follows = alignment(env, res), followed_range(res)
         print(al.line())
         within = f"{follows[0]:,.0f} to {follows[1]:,.0f}" if follows else "no target"
         print(f"mean return within {FOLLOW_TOLERANCE:.0%} of the target: {within}")
         out["alignment"] = {**al.as_dict(), "follows": None if follows is None else list(follows)}
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-    return 0
+    return out
 
 
 # ---- card, results, bench -----------------------------------------------------------------------------------
