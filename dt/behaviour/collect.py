@@ -229,24 +229,9 @@ def collect(
         live = [i for i in range(num_envs) if slot_ep[i] >= 0]
         acts, logp = policy.act_rows(obs[live], [rngs[i] for i in live])  # type: ignore[misc]  # live: set
         for j, i in enumerate(live):
-            e, ep = envs[i], episodes[slot_ep[i]]
-            ep["qpos"].append(e.data.qpos.copy())
-            ep["qvel"].append(e.data.qvel.copy())
-            ep["observations"].append(obs[i].copy())
-            o, r, term, _, _ = e.step(acts[j])
-            timeout = not term and len(ep["rewards"]) + 1 >= spec.max_ep_len
-            for k, v in (
-                ("next_observations", o),
-                ("actions", acts[j]),
-                ("rewards", r),
-                ("terminals", term),
-                ("timeouts", timeout),
-                ("logp", logp[j]),
-            ):
-                ep[k].append(v)
+            obs[i], ended = _record_step(envs[i], episodes[slot_ep[i]], obs[i], acts[j], logp[j], spec.max_ep_len)
             started_steps += 1
-            obs[i] = o
-            if term or timeout:
+            if ended:
                 done[slot_ep[i]] = {k: np.asarray(v) for k, v in episodes.pop(slot_ep[i]).items()}
                 slot_ep[i] = -1
         while prefix_k in done and not finished():
@@ -260,12 +245,40 @@ def collect(
     for e in envs:
         e.close()
     eps = [done[k] for k in range(first_episode, prefix_k)]
+    return Collected(_stream(eps, num_transitions), time.perf_counter() - t0)
+
+
+def _record_step(
+    env: Any, ep: dict[str, list], obs: np.ndarray, action: np.ndarray, logp: float, max_ep_len: int
+) -> tuple[np.ndarray, bool]:
+    """Step ``env`` with ``action`` and append the transition (and the MuJoCo state before it) to ``ep``; returns
+    the next observation and whether the episode ended (terminated, or timed out at ``max_ep_len``)."""
+    ep["qpos"].append(env.data.qpos.copy())
+    ep["qvel"].append(env.data.qvel.copy())
+    ep["observations"].append(obs.copy())
+    o, r, term, _, _ = env.step(action)
+    timeout = not term and len(ep["rewards"]) + 1 >= max_ep_len
+    for k, v in (
+        ("next_observations", o),
+        ("actions", action),
+        ("rewards", r),
+        ("terminals", term),
+        ("timeouts", timeout),
+        ("logp", logp),
+    ):
+        ep[k].append(v)
+    return o, bool(term or timeout)
+
+
+def _stream(eps: list[dict[str, np.ndarray]], num_transitions: int | None) -> dict[str, np.ndarray]:
+    """Finished episodes concatenated in order, in D4RL's dtypes, cut at ``num_transitions`` (the cut episode
+    ends there as a timeout, as in D4RL's 1M-step files)."""
     arrays = {k: np.concatenate([ep[k] for ep in eps]) for k in KEYS}
     if num_transitions is not None and arrays["rewards"].shape[0] > num_transitions:
         arrays = {k: v[:num_transitions] for k, v in arrays.items()}
         if not arrays["terminals"][-1]:
-            arrays["timeouts"][-1] = True  # the cut episode ends here, as in D4RL's 1M-step files
-    return Collected(to_d4rl_dtypes(arrays), time.perf_counter() - t0)
+            arrays["timeouts"][-1] = True
+    return to_d4rl_dtypes(arrays)
 
 
 def to_d4rl_dtypes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
