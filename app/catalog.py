@@ -11,7 +11,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped_order, uploads_dir
-from dt.checkpoint.meta import list_checkpoints, list_runs, read_meta
+from dt.checkpoint.listing import list_checkpoints, list_runs
+from dt.checkpoint.meta import read_meta
 from dt.errors import CheckpointError
 
 

@@ -22,6 +22,7 @@ from transformers import DecisionTransformerModel
 from transformers.utils import logging as hf_logging
 
 from dt.config import ModelConfig
+from dt.ops import fast_dropout
 
 hf_logging.set_verbosity_error()  # the DT config inherits GPT-2 token ids that warn for vocab_size=1
 # torch.jit.trace reads every attribute of the traced modules, and transformers warns on reading this deprecated
@@ -301,13 +302,10 @@ class DecisionTransformer(_Model):
 class ReturnAlignedDT(DecisionTransformer):
     """The Decision Transformer with every LayerNorm modulated by the return-to-go (model type ``radt``).
 
-    The return-aligning module of RADT (Tanaka et al., TMLR 2025) that acts on every layer: adaptive LayerNorm,
-    whose scale and shift are a function of the return-to-go of the token's timestep, in each block (before the
-    attention and before the MLP) and before the action head, so the target reaches every layer directly instead
-    of only through attention to return tokens (whose share shrinks as the context fills). The token layout, the
-    masks and the attention maps are the DT's (R, s, a per step; the return tokens are kept), so everything that
-    reads a DT reads this model too. The modulation layers start at zero (adaLN-Zero, as in DiT): at
-    initialisation the model is exactly a DT.
+    RADT's (Tanaka et al., TMLR 2025) adaptive LayerNorm: scale and shift from the return-to-go of the token's
+    step, before each block's attention and MLP and before the action head, so the target reaches every layer
+    directly, not only through attention to return tokens. Token layout, masks and attention maps are the DT's
+    (return tokens kept). The modulation starts at zero (adaLN-Zero): at initialisation it is exactly a DT.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -345,27 +343,6 @@ class _LastActions(nn.Module):
         mask: torch.Tensor,
     ) -> torch.Tensor:
         return self.model._fast_actions(states, actions, rtg, timesteps, mask, last_only=True)
-
-
-def fast_dropout(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dropout whose mask costs a third of ``F.dropout``'s on CPU.
-
-    The CPU Bernoulli sampler draws one random number per element; here one
-    32-bit draw gives two 16-bit uniforms, each compared with ``p * 2^16``.
-    The drop probability is p rounded to a multiple of 2^-16 (0.1 becomes
-    0.100006). On CUDA plain ``F.dropout`` is used. Draws from ``generator`` on
-    CPU (a model's ``dropout_generator``, which the trainer owns, seeds and saves:
-    two runs in one process then never share a stream), else from the global torch RNG.
-    """
-    if p <= 0:
-        return x
-    if x.is_cuda or x.numel() % 2:
-        return F.dropout(x, p, True)
-    bits = torch.empty(x.numel() // 2, dtype=torch.int32, device=x.device).random_(
-        -(2**31), 2**31 - 1, generator=generator
-    )
-    keep = bits.view(torch.int16).view(x.shape) >= int(round(p * 65536)) - 32768
-    return x * keep * (1.0 / (1.0 - p))
 
 
 class MLPBC(_Model):
@@ -420,24 +397,3 @@ def build_model(config: ModelConfig) -> DecisionTransformer | MLPBC:
     """Model for ``config.model_type``."""
     kinds: dict[str, type[DecisionTransformer | MLPBC]] = {"dt": DecisionTransformer, "radt": ReturnAlignedDT}
     return kinds.get(config.model_type, MLPBC)(config)
-
-
-def action_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, num_real: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Masked MSE on actions.
-
-    DT (pred (B, K, A)): mean over real tokens. BC (pred (B, 1, A)): the last
-    step of each window, which is always real because windows are left-padded.
-
-    Args:
-        num_real: DT only: the count of real tokens to divide by, default ``mask.sum()``. A
-            data-parallel rank passes its share of the global batch's count so that the
-            averaged gradients equal the one-process gradient of the global batch.
-    """
-    if pred.shape[1] == 1:
-        return ((pred[:, 0].float() - target[:, -1]) ** 2).mean()
-    m = mask.unsqueeze(-1)  # (B, K, 1)
-    se = ((pred.float() - target) ** 2) * m
-    n = m.sum() if num_real is None else num_real
-    return se.sum() / (n * pred.shape[-1]).clamp(min=1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import analysis, cache, catalog, charts, paths, sidebar, state
+from app import analysis, cache, calibration_chart, catalog, paths, sidebar, state
 from dt.envs import get_env
 from dt.errors import CheckpointError
 from dt.eval.alignment import alignment, even_targets
@@ -103,7 +103,7 @@ data_returns = analysis.dataset_returns(ds.source) if ds.source else None
 name = paths.checkpoint_name(path)
 title = f"{name}: achieved vs target return" if compare is None else f"{name} and {compare[0]}: achieved vs target"
 st.plotly_chart(
-    charts.calibration(
+    calibration_chart.calibration(
         results, ds, spec.targets, title, data_returns, compare=compare, name=name if compare else "mean ± std"
     ),
     key="cal.chart",

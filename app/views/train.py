@@ -10,7 +10,8 @@ import streamlit as st
 
 from app import cache, charts, paths, sidebar, state
 from app.jobs import GenerateJob, TrainJob, generation_estimate, generation_speed
-from dt.checkpoint.meta import META_FILE, list_runs, read_meta
+from dt.checkpoint.listing import list_runs
+from dt.checkpoint.meta import META_FILE, read_meta
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
 from dt.eval.metrics import SETTLED_POINTS, last_three_spread

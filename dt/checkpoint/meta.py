@@ -178,8 +178,7 @@ class CheckpointMeta:
             moves the behaviour.
         alignment_gap: The card's alignment gap (:mod:`dt.eval.alignment`: mean |achieved - target| in normalized
             points over targets across the data's returns), if measured: the smaller, the closer it follows.
-        follows: The card's measured targets from and to which the mean achieved return stayed within 15% of the
-            target (:func:`dt.eval.alignment.followed_range`), if measured and any.
+        follows: From and to which measured target the mean return stayed within 15% (``followed_range``).
     """
 
     env: str
@@ -393,38 +392,9 @@ __all__ = [
     "DatasetInfo",
     "EvalPoint",
     "EvalScore",
-    "list_checkpoints",
     "method_of",
     "model_config_from_hf",
     "parse_meta",
     "read_meta",
     "read_meta_dict",
 ]
-
-
-def list_checkpoints(*roots: str | Path) -> list[Path]:
-    """Checkpoint directories (holding ``checkpoint.json``) under the given roots, sorted by name (no torch)."""
-    found: list[Path] = []
-    for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        for meta in sorted(root.glob(f"*/{META_FILE}")):
-            if not meta.parent.name.startswith("."):
-                found.append(meta.parent)
-    return found
-
-
-def list_runs(root: str | Path, resumable: bool = False) -> list[Path]:
-    """Run directories under ``root`` whose ``checkpoint/`` holds ``checkpoint.json``, newest checkpoint first
-    (no torch): the one definition of a finished run, for the picker and the Train page. ``resumable`` also asks
-    for the run's own ``config.json`` (what ``--resume`` reads)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = [
-        d
-        for d in root.iterdir()
-        if (d / "checkpoint" / META_FILE).is_file() and (not resumable or (d / "config.json").is_file())
-    ]
-    return sorted(runs, key=lambda d: (d / "checkpoint" / META_FILE).stat().st_mtime, reverse=True)

@@ -264,7 +264,7 @@ class ResultsArgs:
 
 
 def cmd_results(ns: argparse.Namespace) -> int:
-    from dt.checkpoint.store import list_checkpoints
+    from dt.checkpoint.listing import list_checkpoints
     from dt.eval.report import results_table
 
     args = from_args(ResultsArgs, ns)

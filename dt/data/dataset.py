@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dt.errors import DatasetError
+from dt.envs import EnvSpec, get_env
+from dt.errors import ConfigError, DatasetError
 
 __all__ = [
     "DatasetError",
@@ -283,3 +284,24 @@ def make_dataset(
         qvel=None if qvel is None else np.asarray(qvel, dtype=np.float64),
         metadata=dict(metadata or {}),
     )
+
+
+def training_env(env: str, ds: OfflineDataset) -> EnvSpec:
+    """The env a run trains for (``env``, the ``--env`` flag, or else the dataset's name), checked against the
+    data's state and action sizes and its actions.
+
+    Raises:
+        ConfigError: an unknown env. DatasetError: the data's state/action sizes or actions do not fit it.
+    """
+    try:
+        spec = get_env(env or ds.name)
+    except KeyError as e:
+        hint = "" if env else f" (taken from the dataset name {ds.name!r}); pass --env, e.g. --env hopper"
+        raise ConfigError(f"--env: {e.args[0]}{hint}") from None
+    if ds.state_dim != spec.state_dim or ds.act_dim != spec.act_dim:
+        raise DatasetError(
+            f"{ds.source}: state/action size {ds.state_dim}/{ds.act_dim} does not fit "
+            f"{spec.name} ({spec.state_dim}/{spec.act_dim})"
+        )
+    check_action_bound(ds)  # every env here acts in [-1, 1] (dt.envs)
+    return spec

@@ -8,7 +8,8 @@ import time
 import torch
 
 from dt.config import ModelConfig
-from dt.model import action_loss, build_model
+from dt.model import build_model
+from dt.ops import action_loss
 
 
 def sync(device: torch.device) -> None:

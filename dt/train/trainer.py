@@ -38,13 +38,12 @@ from dt.checkpoint.store import (
 )
 from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
-from dt.data.dataset import check_action_bound
+from dt.data.dataset import training_env
 from dt.data.windows import Batch
-from dt.envs import EnvSpec, get_env
-from dt.errors import ConfigError, DatasetError
 from dt.eval.metrics import MetricsLog
 from dt.hardware import check_compile_mode, compile_or_eager, resolve_bf16
-from dt.model import action_loss, build_model
+from dt.model import build_model
+from dt.ops import action_loss
 from dt.train import distributed
 from dt.train.rundir import RunLock
 from dt.train.state import RunState
@@ -52,26 +51,6 @@ from dt.validate import check_train_config
 
 # Serialises the only use of torch's global RNG in training (seeding, then drawing the initial weights).
 _GLOBAL_RNG_LOCK = threading.Lock()
-
-
-def _env_for(cfg: TrainConfig, ds: OfflineDataset) -> EnvSpec:
-    """The env a run trains for (``--env`` or the dataset's name), checked against the data's sizes and actions.
-
-    Raises:
-        ConfigError: an unknown env. DatasetError: the data's state/action sizes or actions do not fit it.
-    """
-    try:
-        spec = get_env(cfg.env or ds.name)
-    except KeyError as e:
-        hint = "" if cfg.env else f" (taken from the dataset name {ds.name!r}); pass --env, e.g. --env hopper"
-        raise ConfigError(f"--env: {e.args[0]}{hint}") from None
-    if ds.state_dim != spec.state_dim or ds.act_dim != spec.act_dim:
-        raise DatasetError(
-            f"{ds.source}: state/action size {ds.state_dim}/{ds.act_dim} does not fit "
-            f"{spec.name} ({spec.state_dim}/{spec.act_dim})"
-        )
-    check_action_bound(ds)  # every env here acts in [-1, 1] (dt.envs)
-    return spec
 
 
 class Trainer(RunState):
@@ -115,7 +94,7 @@ class Trainer(RunState):
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts, as GPU trainers do
         self.ds = dataset if dataset is not None else load_dataset(cfg.dataset)
-        self.spec = _env_for(cfg, self.ds)
+        self.spec = training_env(cfg.env, self.ds)
         self.scale = cfg.scale or self.spec.scale
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoint"

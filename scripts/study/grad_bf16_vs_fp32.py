@@ -7,7 +7,7 @@ import torch
 
 from dt.checkpoint.store import load_checkpoint
 from dt.data import WindowSampler, load_dataset
-from dt.model import action_loss
+from dt.ops import action_loss
 
 torch.set_num_threads(1)
 ck = load_checkpoint(sys.argv[1])

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import torch
 
-from dt.checkpoint.store import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+from dt.checkpoint.listing import list_checkpoints
+from dt.checkpoint.store import CheckpointError, load_checkpoint, save_checkpoint
 from dt.config import ModelConfig
 from dt.model import build_model
 

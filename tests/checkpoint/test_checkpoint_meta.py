@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dt.checkpoint.listing import list_checkpoints
 from dt.checkpoint.meta import CheckpointMeta, method_of, model_config_from_hf
-from dt.checkpoint.store import list_checkpoints, read_meta
+from dt.checkpoint.store import read_meta
 from dt.config import ModelConfig
 from dt.errors import CheckpointError
 
@@ -62,7 +63,7 @@ def test_list_runs_finds_finished_runs_newest_first(tmp_path, tiny_checkpoint):
     import os
     import shutil
 
-    from dt.checkpoint.meta import list_runs
+    from dt.checkpoint.listing import list_runs
 
     for i, name in enumerate(["old", "new", "noconfig"]):
         shutil.copytree(tiny_checkpoint, tmp_path / name / "checkpoint")

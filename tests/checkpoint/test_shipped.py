@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dt.checkpoint.store import list_checkpoints, load_checkpoint
+from dt.checkpoint.listing import list_checkpoints
+from dt.checkpoint.store import load_checkpoint
 from dt.eval.evaluate import rollout
 
 SHIPPED = list_checkpoints(Path(__file__).resolve().parents[2] / "checkpoints")

@@ -219,7 +219,8 @@ def test_ruler_labels_never_overlap():
 
 
 def test_ruler_draws_the_followed_stretch_and_the_calibration_overlays_a_second_checkpoint():
-    from app.charts import COLORS, calibration, target_ruler
+    from app.calibration_chart import calibration
+    from app.charts import COLORS, target_ruler
     from dt.checkpoint.meta import DatasetInfo
 
     fig = target_ruler(0, 4500, 2000, {"paper 3,600": 3600}, follows=(1000.0, 2750.0))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dt.config import ModelConfig
-from dt.model import action_loss, build_model
+from dt.model import build_model
+from dt.ops import action_loss
 
 
 def inputs(b=4, k=20, s=11, a=3, seed=0):
@@ -187,7 +188,7 @@ def test_save_pretrained_directory_loads(tmp_path, dt_model):
 
 
 def test_fast_dropout_rate_and_scale():
-    from dt.model import fast_dropout
+    from dt.ops import fast_dropout
 
     torch.manual_seed(0)
     x = torch.ones(200, 500)
