@@ -34,7 +34,7 @@ from dt.envs import get_env
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
 GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
-GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay")
+GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay", "full-replay-wait")
 
 # full-replay: the returns from random to expert with no gap (every 300-wide return bin of Hopper holds at least 2%
 # of the episodes; `python -m dt data card hopper-full-replay`). D4RL's is the whole replay buffer of one SAC run
@@ -45,6 +45,11 @@ GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-repla
 # mid-episode work (RESULTS.md) and cost 17 points at 3600 (docs/recipes.md).
 FULL_REPLAY_PARTS = (("medium-replay", None), ("medium", 1000), ("handover", 1000), ("expert", 100))
 HANDOVER_MAX_SWITCH = 700
+# full-replay-wait: full-replay and 1,000 wait episodes (Hopper only; dt.behaviour.stand: a standing controller holds
+# the start pose for T ~ U[0, WAIT_MAX_SWITCH) steps, then the expert runs; 1 in 6 stands the whole episode). Its
+# slow episodes are alive and upright, so a target raised mid-episode has data to follow (RESULTS.md).
+WAIT_MAX_SWITCH = 1200
+FULL_REPLAY_WAIT_PARTS = (*FULL_REPLAY_PARTS, ("wait", 1000))
 
 
 BLOCK_EPISODES = 64  # episodes per parallel work item
@@ -180,6 +185,13 @@ def _policy_for(env: str, level: str):
 
         expert, medium = load_behaviour_policy("expert", env), load_behaviour_policy("medium", env)
         return HandoverPolicy(expert, medium, HANDOVER_MAX_SWITCH)
+    if level == "wait":
+        from dt.behaviour.handover import HandoverPolicy
+        from dt.behaviour.stand import StandPolicy
+
+        if env != "hopper":
+            raise KeyError(f"wait episodes are Hopper's (a standing controller); not {env}")
+        return HandoverPolicy(StandPolicy(), load_behaviour_policy("expert", env), WAIT_MAX_SWITCH)
 
     return load_behaviour_policy(level, env)
 
@@ -239,7 +251,12 @@ def generate_dataset(
     if path.exists() and not overwrite:
         return path
     req = _Request(name, env, level, path, out_dir, steps, episodes, seed, num_envs, gym_version, progress)
-    collector = {"medium-expert": _medium_expert, "full-replay": _full_replay, "medium-replay": _medium_replay}
+    collector = {
+        "medium-expert": _medium_expert,
+        "full-replay": _full_replay,
+        "full-replay-wait": _full_replay,
+        "medium-replay": _medium_replay,
+    }
     arrays, seconds, policy_id, algorithm = collector.get(level, _one_policy)(req)
     meta = {
         "generator": "dt.behaviour.generate",
@@ -324,30 +341,28 @@ def _medium_replay(req: _Request) -> _Collection:
 
 
 def _full_replay(req: _Request) -> _Collection:
-    _require_policies(req.name, req.env, ("medium", "expert"))
+    wait = req.level == "full-replay-wait"
+    _require_policies(req.name, req.env, ("medium", "expert", *(("wait",) if wait else ())))
+    plan = FULL_REPLAY_WAIT_PARTS if wait else FULL_REPLAY_PARTS
     arrays, seconds, policy_id = _collect_full_replay(
-        req.env, req.path, req.seed, req.num_envs, req.gym_version, req.progress
+        req.env, req.path, req.seed, req.num_envs, req.gym_version, req.progress, plan
     )
-    return (
-        arrays,
-        seconds,
-        policy_id,
-        "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert",
-    )
+    algorithm = "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert"
+    return arrays, seconds, policy_id, algorithm + (" + standing PD -> ARS expert" if wait else "")
 
 
 def _collect_full_replay(
-    env: str, path: Path, seed: int, num_envs: int, gym_version: str, progress: bool
+    env: str, path: Path, seed: int, num_envs: int, gym_version: str, progress: bool, plan: tuple
 ) -> tuple[dict[str, np.ndarray], float, str]:
-    """The parts of ``FULL_REPLAY_PARTS`` concatenated: arrays, seconds, policy id. Each part resumes from its own
-    blocks beside ``path``; part ``j`` is collected with seed ``seed * 10 + j``."""
+    """The parts of ``plan`` (``(level, episodes)`` pairs) concatenated: arrays, seconds, policy id. Each part
+    resumes from its own blocks beside ``path``; part ``j`` is collected with seed ``seed * 10 + j``."""
     from dt.behaviour.replay import collect_replay
 
     parts, seconds = [], 0.0
-    for j, (level, n) in enumerate(FULL_REPLAY_PARTS):
+    for j, (level, n) in enumerate(plan):
         part_seed, resume = seed * 10 + j, blocks_dir(path) / level
         if progress:
-            print(f"full-replay part {j + 1}/{len(FULL_REPLAY_PARTS)}: {level}", flush=True)
+            print(f"{path.name} part {j + 1}/{len(plan)}: {level}", flush=True)
         if level == "medium-replay":
             arrays, s, _ = collect_replay(
                 env, seed=part_seed, num_envs=num_envs, gym_version=gym_version, progress=progress, resume_dir=resume
@@ -360,7 +375,7 @@ def _collect_full_replay(
         parts.append(arrays)
         seconds += s
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    policy_id = "+".join(f"{level}" + (f"x{n}" if n else "") for level, n in FULL_REPLAY_PARTS)
+    policy_id = "+".join(f"{level}" + (f"x{n}" if n else "") for level, n in plan)
     return arrays, seconds, policy_id
 
 
