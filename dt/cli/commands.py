@@ -141,6 +141,11 @@ class EvaluateArgs:
         "(dt.eval.alignment)",
         rule=integer(0, MAX_TARGETS),
     )
+    schedule: str = opt(
+        "",
+        "steer instead: a target schedule, e.g. '1000; 200: 3000' (first target, then step: target), run beside "
+        "its first target held (same seeds); prints both returns and the change",
+    )
     episodes: int = opt(10, "episodes per target", rule=integer(1, MAX_EPISODES))
     seed: int = opt(0, "episode j is reset with seed + j", rule=integer(0, MAX_SEED))
     env: str = opt("", "fail unless the checkpoint is for this env")
@@ -160,6 +165,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     check_fields(args)
     if args.alignment and args.targets:
         raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
+    schedule = _schedule(args)
     if args.json:
         check_output_file(args.json, "--json")  # before the evaluation, not after it
     if getattr(ns, "check_only", False):
@@ -175,6 +181,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     ctx, device = distributed.setup(args.device)  # under torchrun each rank runs its share of the episodes
     ck = load_checkpoint(args.checkpoint, env=args.env or None, device=device)
+    if schedule is not None:
+        schedule = _schedule(args, ck.max_ep_len)  # its steps inside this checkpoint's episodes
     targets = args.targets or list(get_env(ck.env_name).targets)
     if args.alignment:
         from dt.eval.alignment import alignment_targets
@@ -187,6 +195,8 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     if ctx.is_main:
         print(note, file=sys.stderr)
     t0 = time.perf_counter()
+    if schedule is not None:
+        return _evaluate_schedule(args, ck, schedule, bf16) if ctx.is_main else 0
     with torch.inference_mode():
         res = distributed.evaluate_split(
             ctx,
@@ -204,6 +214,39 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         return 0
     out = _report_evaluation(ck.env_name, res, secs, with_alignment=bool(args.alignment) or len(targets) >= 3)
     if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), **out}, indent=2) + "\n")
+    return 0
+
+
+def _schedule(args: EvaluateArgs, max_steps: int = MAX_EPISODE_STEPS):
+    """The parsed ``--schedule`` (None without one); a one-line ConfigError for text that cannot be run in an
+    episode of ``max_steps`` steps."""
+    if not args.schedule:
+        return None
+    if args.targets or args.alignment:
+        raise ConfigError("--schedule sets its own targets; drop --targets and --alignment")
+    from dt.eval.steering import ScheduleError, parse_schedule
+
+    try:
+        schedule = parse_schedule(args.schedule)
+        schedule.validate(-1e9, 1e9, max_steps)
+    except ScheduleError as e:
+        raise ConfigError(f"--schedule: {e}") from None
+    return schedule
+
+
+def _evaluate_schedule(args: EvaluateArgs, ck, schedule, bf16: bool) -> int:
+    """``evaluate --schedule``: the steered and the unsteered episodes, one process (the schedule's line)."""
+    import torch
+
+    from dt.eval.steering import compare_steering, steering_line
+
+    kw = dict(gym_version=args.gym_version, max_steps=args.max_steps or None, bf16=bf16)
+    with torch.inference_mode():
+        steered, unsteered = compare_steering(ck, schedule, args.episodes, args.seed, **kw)
+    print(steering_line(schedule, steered, unsteered))
+    if args.json:
+        out = {"schedule": str(schedule), "steered": steered.as_dict(), "unsteered": unsteered.as_dict()}
         Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), **out}, indent=2) + "\n")
     return 0
 

@@ -100,12 +100,15 @@ def evaluate(
     progress: bool = False,
     bf16: bool = False,
     episode_ids: np.ndarray | None = None,
+    jumps: tuple[tuple[int, float], ...] = (),
 ) -> list[EvalResult]:
     """Run ``episodes`` episodes per target, all in one batch (``bf16``: the model under bf16 autocast).
 
     Args:
         episode_ids: Run only these of the ``episodes`` (episode ``j`` has seed ``seed + j``), e.g. one
             rank's share in :func:`dt.train.distributed.evaluate_split`; default all.
+        jumps: ``(step, change of return-to-go)`` for every episode (a steered target:
+            :meth:`dt.eval.steering.TargetSchedule.jumps`).
 
     Returns:
         One :class:`EvalResult` per target, in the given order.
@@ -120,7 +123,7 @@ def evaluate(
     seeds = np.tile(ids + seed, len(targets))
     obs = np.stack([e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)])
     policy = DTPolicy(ckpt, bf16=bf16)
-    policy.reset(np.repeat(targets, episodes))
+    policy.reset(np.repeat(targets, episodes), jumps=jumps)
     returns = np.zeros(n)
     lengths = np.zeros(n, dtype=np.int64)
     live = np.arange(n)  # the episode each policy row plays (rows of ended episodes are dropped)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from dt.checkpoint.store import Checkpoint
-    from dt.eval.evaluate import Rollout
+    from dt.eval.evaluate import EvalResult, Rollout
 
 
 class ScheduleError(ValueError):
@@ -126,3 +126,25 @@ def steered_rollout(
     from dt.eval.evaluate import rollout
 
     return rollout(ckpt, schedule.initial, seed=seed, max_steps=max_steps, jumps=schedule.jumps(), on_state=on_state)
+
+
+def compare_steering(
+    ckpt: Checkpoint, schedule: TargetSchedule, episodes: int, seed: int = 0, **kwargs
+) -> tuple[EvalResult, EvalResult]:
+    """``(steered, unsteered)``: ``episodes`` episodes following ``schedule`` and as many holding its first target,
+    same seeds (episode ``j``: ``seed + j``), batched; ``kwargs`` go to :func:`dt.eval.evaluate.evaluate`."""
+    from dt.eval.evaluate import evaluate
+
+    steered = evaluate(ckpt, schedule.initial, episodes, seed, jumps=schedule.jumps(), **kwargs)[0]
+    unsteered = evaluate(ckpt, schedule.initial, episodes, seed, **kwargs)[0]
+    return steered, unsteered
+
+
+def steering_line(schedule: TargetSchedule, steered: EvalResult, unsteered: EvalResult) -> str:
+    """One line: both mean returns (and lengths) and the change the schedule made."""
+    s, u = steered.returns, unsteered.returns
+    return (
+        f"steered '{schedule}': return {s.mean():,.0f} +- {s.std():,.0f} (mean length {steered.lengths.mean():.0f}); "
+        f"unsteered {schedule.initial:,.0f}: {u.mean():,.0f} +- {u.std():,.0f} (mean length "
+        f"{unsteered.lengths.mean():.0f}); change {s.mean() - u.mean():+,.0f} over {len(s)} episodes"
+    )

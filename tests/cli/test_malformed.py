@@ -434,6 +434,10 @@ BOUND_FLAG_CASES = [
     Case("evaluate-seed-huge", _evaluate("--seed", str(2**64)), "--seed: must be an integer <= "),
     Case("evaluate-max-steps-huge", _evaluate("--max-steps", str(10**12)), "--max-steps: must be an integer <= "),
     Case("evaluate-threads-huge", _evaluate("--num-threads", "100000"), "--num-threads: must be an integer <= 1024"),
+    Case("evaluate-schedule-unreadable", _evaluate("--schedule", "fast"), "--schedule: cannot read 'fast' as the"),
+    Case("evaluate-schedule-no-switch", _evaluate("--schedule", "1000"), "--schedule: the schedule has no switch"),
+    Case("evaluate-schedule-past-end", _evaluate("--schedule", "1000; 5000: 3000"), "is beyond the episode"),
+    Case("evaluate-schedule-and-targets", _evaluate("--schedule", "1000; 9: 3", "--targets", "5"), "drop --targets"),
     Case("evaluate-alignment-huge", _evaluate("--alignment", "1000"), "--alignment: must be an integer <= 100"),
     Case(
         "evaluate-json-missing-folder",

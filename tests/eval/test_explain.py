@@ -106,6 +106,37 @@ def test_policy_jump_moves_return_to_go_at_the_step(tiny_checkpoint):
     assert not np.allclose(steered.actions[n], plain.actions[n])
 
 
+def test_batched_steering_equals_the_one_episode_rollouts(tiny_checkpoint):
+    """``compare_steering`` (batched, all episodes at once) gives each seed the return of its own rollout."""
+    from dt.checkpoint.store import load_checkpoint
+    from dt.eval.evaluate import rollout
+    from dt.eval.steering import compare_steering, parse_schedule, steered_rollout, steering_line
+
+    ck = load_checkpoint(tiny_checkpoint)
+    sch = parse_schedule("3000; 4: 500")
+    steered, unsteered = compare_steering(ck, sch, episodes=2, seed=3, max_steps=20)
+    for j in range(2):
+        one = steered_rollout(ck, sch, seed=3 + j, max_steps=20)
+        plain = rollout(ck, 3000.0, seed=3 + j, max_steps=20)
+        assert steered.returns[j] == pytest.approx(one.rewards.sum(), rel=1e-4)
+        assert unsteered.returns[j] == pytest.approx(plain.rewards.sum(), rel=1e-4)
+    line = steering_line(sch, steered, unsteered)
+    assert line.startswith("steered '3000; 4: 500': return") and "over 2 episodes" in line
+
+
+def test_evaluate_schedule_from_the_command_line(tiny_checkpoint, tmp_path, capsys):
+    import json
+
+    from dt.cli.commands import main
+
+    out = tmp_path / "s.json"
+    args = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--schedule", "3000; 4: 500", "--episodes", "2"]
+    assert main([*args, "--max-steps", "15", "--quiet", "--json", str(out)]) == 0
+    assert "steered '3000; 4: 500': return" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["schedule"] == "3000; 4: 500" and res["steered"]["episodes"] == res["unsteered"]["episodes"] == 2
+
+
 # --------------------------------------------------------------------------- #
 # Calibration helpers
 # --------------------------------------------------------------------------- #
