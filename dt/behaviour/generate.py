@@ -34,7 +34,7 @@ from dt.envs import get_env
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
 GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
-GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay", "full-replay-wait")
+GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay", "wait-replay")
 
 # full-replay: the returns from random to expert with no gap (every 300-wide return bin of Hopper holds at least 2%
 # of the episodes; `python -m dt data card hopper-full-replay`). D4RL's is the whole replay buffer of one SAC run
@@ -45,11 +45,14 @@ GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-repla
 # mid-episode work (RESULTS.md) and cost 17 points at 3600 (docs/recipes.md).
 FULL_REPLAY_PARTS = (("medium-replay", None), ("medium", 1000), ("handover", 1000), ("expert", 100))
 HANDOVER_MAX_SWITCH = 700
-# full-replay-wait: full-replay and 1,000 wait episodes (Hopper only; dt.behaviour.stand: a standing controller holds
-# the start pose for T ~ U[0, WAIT_MAX_SWITCH) steps, then the expert runs; 1 in 6 stands the whole episode). Its
-# slow episodes are alive and upright, so a target raised mid-episode has data to follow (RESULTS.md).
+# wait-replay (Hopper only): the returns from 1,000 to expert come from wait episodes (dt.behaviour.stand: a standing
+# controller holds the start pose for T ~ U[0, WAIT_MAX_SWITCH) steps, then the expert runs; 1 in 6 stands the whole
+# episode), so a slow hopper is alive and upright and a target raised mid-episode has data to follow; below 1,000
+# the medium-replay, and handover episodes (expert, then medium) for a target lowered mid-episode. No medium
+# episodes: at returns near 1,000 they would outnumber the standing ones (measured: with full-replay's 1,000 medium
+# episodes beside 1,000 wait episodes the model asked for 1,000 hopped and fell; RESULTS.md).
 WAIT_MAX_SWITCH = 1200
-FULL_REPLAY_WAIT_PARTS = (*FULL_REPLAY_PARTS, ("wait", 1000))
+WAIT_REPLAY_PARTS = (("medium-replay", None), ("handover", 500), ("wait", 2000), ("expert", 100))
 
 
 BLOCK_EPISODES = 64  # episodes per parallel work item
@@ -254,7 +257,7 @@ def generate_dataset(
     collector = {
         "medium-expert": _medium_expert,
         "full-replay": _full_replay,
-        "full-replay-wait": _full_replay,
+        "wait-replay": _full_replay,
         "medium-replay": _medium_replay,
     }
     arrays, seconds, policy_id, algorithm = collector.get(level, _one_policy)(req)
@@ -341,9 +344,9 @@ def _medium_replay(req: _Request) -> _Collection:
 
 
 def _full_replay(req: _Request) -> _Collection:
-    wait = req.level == "full-replay-wait"
+    wait = req.level == "wait-replay"
     _require_policies(req.name, req.env, ("medium", "expert", *(("wait",) if wait else ())))
-    plan = FULL_REPLAY_WAIT_PARTS if wait else FULL_REPLAY_PARTS
+    plan = WAIT_REPLAY_PARTS if wait else FULL_REPLAY_PARTS
     arrays, seconds, policy_id = _collect_full_replay(
         req.env, req.path, req.seed, req.num_envs, req.gym_version, req.progress, plan
     )
