@@ -10,7 +10,8 @@ The reverse (the controller taking over from a running expert) falls within abou
 
 Wait-then-run episodes (``dt.behaviour.handover.HandoverPolicy(StandPolicy(), expert, ...)``) give a model data
 in which a hopper that is *alive and slow* at step ``t`` speeds up when more return is asked for, which the
-medium and handover episodes (slow only by falling early) cannot teach.
+medium and handover episodes (slow only by falling early) cannot teach. Measured: it did not teach it either (the
+models stood or fell; RESULTS.md), since the start is one step per episode.
 """
 
 from __future__ import annotations
