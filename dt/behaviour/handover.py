@@ -10,9 +10,21 @@ the state and the step (no injected noise that a model could not predict).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from dt.behaviour.policy import BehaviourPolicy
+
+class NamedRowPolicy(Protocol):
+    """What a handover needs of each of its two policies (``dt.behaviour.policy.BehaviourPolicy``,
+    ``dt.behaviour.stand.StandPolicy``): a name, the action size, a fingerprint and batched actions."""
+
+    name: str
+    act_dim: int
+
+    def fingerprint(self) -> str: ...
+
+    def act_rows(self, obs: np.ndarray, rngs: list[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class HandoverPolicy:
@@ -23,7 +35,7 @@ class HandoverPolicy:
     step count while it runs; ``collect`` gives each episode a fresh generator.
     """
 
-    def __init__(self, first: BehaviourPolicy, then: BehaviourPolicy, max_switch: int) -> None:
+    def __init__(self, first: NamedRowPolicy, then: NamedRowPolicy, max_switch: int) -> None:
         if max_switch < 1:
             raise ValueError("max_switch must be at least 1")
         self.first, self.then, self.max_switch = first, then, int(max_switch)
