@@ -34,7 +34,16 @@ from dt.envs import get_env
 __all__ = ["Collected", "collect", "collect_parallel", "dataset_path", "generate_dataset", "verify"]
 
 GENERATOR_VERSION = 2  # 2: one seeded stream of episodes, float64 policy forward
-GENERATED_LEVELS = ("random", "medium", "expert", "medium-expert", "medium-replay", "full-replay", "wait-replay")
+GENERATED_LEVELS = (
+    "random",
+    "medium",
+    "expert",
+    "medium-expert",
+    "medium-replay",
+    "full-replay",
+    "wait-replay",
+    "pace-replay",
+)
 
 # full-replay: the returns from random to expert with no gap (every 300-wide return bin of Hopper holds at least 2%
 # of the episodes; `python -m dt data card hopper-full-replay`). D4RL's is the whole replay buffer of one SAC run
@@ -54,6 +63,13 @@ HANDOVER_MAX_SWITCH = 700
 # trained on it learnt to start running when the target was raised (RESULTS.md, "a hopper that is slow").
 WAIT_MAX_SWITCH = 1200
 WAIT_REPLAY_PARTS = (("medium-replay", None), ("handover", 500), ("wait", 2000), ("expert", 100))
+# pace-replay (Hopper only): the returns from about 1,150 to expert come from paced episodes (dt.behaviour.pace: the
+# expert hops slowly in place, told it runs faster than it does, for T ~ U[0, PACE_MAX_SWITCH) steps, then speeds up
+# to its own gait over 150 steps), so at every step of a slow episode the data holds the choice to speed up; below
+# them the medium-replay. No handover or medium episodes: at the same returns they run fast and fall, and a model
+# asked for a middle return would average a fast and a slow gait.
+PACE_REPLAY_PARTS = (("medium-replay", None), ("pace", 2500), ("expert", 100))
+REPLAY_PLANS = {"full-replay": FULL_REPLAY_PARTS, "wait-replay": WAIT_REPLAY_PARTS, "pace-replay": PACE_REPLAY_PARTS}
 
 
 BLOCK_EPISODES = 64  # episodes per parallel work item
@@ -196,6 +212,12 @@ def _policy_for(env: str, level: str):
         if env != "hopper":
             raise KeyError(f"wait episodes are Hopper's (a standing controller); not {env}")
         return HandoverPolicy(StandPolicy(), load_behaviour_policy("expert", env), WAIT_MAX_SWITCH)
+    if level == "pace":
+        from dt.behaviour.pace import PacedPolicy
+
+        if env != "hopper":
+            raise KeyError(f"paced episodes are Hopper's (its expert's speed input); not {env}")
+        return PacedPolicy(load_behaviour_policy("expert", env))
 
     return load_behaviour_policy(level, env)
 
@@ -259,6 +281,7 @@ def generate_dataset(
         "medium-expert": _medium_expert,
         "full-replay": _full_replay,
         "wait-replay": _full_replay,
+        "pace-replay": _full_replay,
         "medium-replay": _medium_replay,
     }
     arrays, seconds, policy_id, algorithm = collector.get(level, _one_policy)(req)
@@ -345,14 +368,23 @@ def _medium_replay(req: _Request) -> _Collection:
 
 
 def _full_replay(req: _Request) -> _Collection:
-    wait = req.level == "wait-replay"
-    _require_policies(req.name, req.env, ("medium", "expert", *(("wait",) if wait else ())))
-    plan = WAIT_REPLAY_PARTS if wait else FULL_REPLAY_PARTS
+    """full-replay and its variants (``REPLAY_PLANS``): parts of the behaviour levels concatenated."""
+    plan = REPLAY_PLANS[req.level]
+    _require_policies(req.name, req.env, tuple(level for level, _ in plan if level != "medium-replay"))
     arrays, seconds, policy_id = _collect_full_replay(
         req.env, req.path, req.seed, req.num_envs, req.gym_version, req.progress, plan
     )
-    algorithm = "SAC replay snapshots + SAC medium + ARS expert -> SAC medium handover + ARS expert"
-    return arrays, seconds, policy_id, algorithm + (" + standing PD -> ARS expert" if wait else "")
+    return arrays, seconds, policy_id, " + ".join(_ALGORITHMS[level] for level, _ in plan)
+
+
+_ALGORITHMS = {
+    "medium-replay": "SAC replay snapshots",
+    "medium": "SAC medium",
+    "expert": "ARS expert",
+    "handover": "ARS expert -> SAC medium handover",
+    "wait": "standing PD -> ARS expert",
+    "pace": "ARS expert paced (slow, then its own speed)",
+}
 
 
 def _collect_full_replay(

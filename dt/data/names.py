@@ -8,7 +8,16 @@ import re
 from dt.envs import ENVS
 from dt.errors import DatasetError
 
-LEVELS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay", "wait-replay")
+LEVELS = (
+    "random",
+    "medium",
+    "medium-replay",
+    "medium-expert",
+    "expert",
+    "full-replay",
+    "wait-replay",
+    "pace-replay",
+)
 KNOWN_DATASETS = tuple(f"{env}-{level}" for env in ENVS for level in LEVELS)
 _VERSION = re.compile(r"-v\d+$")
 

@@ -206,7 +206,7 @@ def test_full_replay_is_its_parts_in_order(tmp_path, monkeypatch):
     from dt.behaviour import generate as G
     from dt.data.card import coverage
 
-    monkeypatch.setattr(G, "FULL_REPLAY_PARTS", (("medium", 2), ("handover", 2), ("expert", 1)))
+    monkeypatch.setitem(G.REPLAY_PLANS, "full-replay", (("medium", 2), ("handover", 2), ("expert", 1)))
     path = generate_dataset("hopper-full-replay", tmp_path, progress=False)
     ds = read_d4rl(path)
     assert ds.metadata["dataset"] == "hopper-full-replay" and "handover" in ds.metadata["policy"]

@@ -80,7 +80,7 @@ def test_wait_replay_ends_with_its_wait_part(tmp_path, monkeypatch):
     from dt.data import read_d4rl
     from dt.data.io import read_arrays
 
-    monkeypatch.setattr(G, "WAIT_REPLAY_PARTS", (("medium", 1), ("wait", 2)))
+    monkeypatch.setitem(G.REPLAY_PLANS, "wait-replay", (("medium", 1), ("wait", 2)))
     path = G.generate_dataset("hopper-wait-replay", tmp_path, progress=False)
     ds = read_d4rl(path)
     assert path.name == "hopper_wait_replay-v2.hdf5" and ds.metadata["policy"] == "mediumx1+waitx2"
