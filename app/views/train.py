@@ -111,6 +111,18 @@ def generation_progress() -> None:
     st.button("Cancel generation", icon=":material/cancel:", on_click=s.generate_job.cancel, key="tr.gen_cancel")
 
 
+MODELS = {"DT": "dt", "RADT": "radt", "BC": "bc"}
+
+
+def _preset_fields() -> None:
+    """Set the run form's fields to the chosen preset's values (on the first draw and when the preset changes)."""
+    cfg = apply_preset(TrainConfig(), st.session_state.get("tr.preset", "quick"))
+    st.session_state["tr.model"] = next(k for k, v in MODELS.items() if v == cfg.model_type)
+    st.session_state["tr.steps"] = int(cfg.max_steps)
+    st.session_state["tr.evals"] = int(cfg.eval_episodes)
+    st.session_state["tr.eval_every"] = int(cfg.eval_every)
+
+
 def new_run_form() -> None:
     generating = s.generate_job is not None and s.generate_job.view().active
     if s.generate_job is not None and not generating:
@@ -122,44 +134,45 @@ def new_run_form() -> None:
         generate_panel(found)
         return
     names = [f"{n}  ({kind})" for n, kind, _ in found]
+    # The preset sits outside the form so that picking one resets the fields below to its values (a form's
+    # widgets do not rerun the page); the fields then override it as flags do on the command line.
+    preset = st.selectbox(
+        "Preset",
+        list(PRESETS),
+        index=list(PRESETS).index("quick"),
+        help="  \n".join(f"**{k}**: {v}" for k, v in PRESET_NOTES.items()),
+        key="tr.preset",
+        on_change=_preset_fields,
+    )
+    if "tr.steps" not in st.session_state:
+        _preset_fields()
     with st.form("train.new"):
         c1, c2 = st.columns([2, 1])
         pick = c1.selectbox(
             "Dataset", [*names, OTHER], help="Datasets found on disk (dt.data.locate), or a path", key="tr.dataset"
         )
         path = c2.text_input("Path (for “Other path…”)", placeholder="/data/hopper_medium-v2.hdf5", key="tr.path")
-        c3, c4, c5, c6, c7, c8 = st.columns(6)
+        c3, c5, c6, c7, c8 = st.columns([2, 1, 1, 1, 1])
         model = c3.radio(
             "Model",
-            ["DT", "RADT", "BC"],
+            list(MODELS),
             horizontal=True,
             help="Decision Transformer; RADT, the DT with every layer modulated by the target return (it follows "
-            "the target more closely); or the MLP behaviour-cloning baseline",
+            "the target more closely, and trains stably where the DT swings: docs/recipes.md); or the MLP "
+            "behaviour-cloning baseline",
             key="tr.model",
         )
-        preset = c4.selectbox(
-            "Preset",
-            list(PRESETS),
-            index=list(PRESETS).index("quick"),
-            help="  \n".join(f"**{k}**: {v}" for k, v in PRESET_NOTES.items()),
-            key="tr.preset",
-        )
-        steps = c5.number_input(
-            "Steps", 10, 1_000_000, value=int(PRESETS["quick"].get("max_steps", 3000)), step=100, key="tr.steps"
-        )
+        steps = c5.number_input("Steps", 10, 1_000_000, step=100, key="tr.steps")
         seed = c6.number_input("Seed", 0, 2**31 - 1, value=0, key="tr.seed")
-        eval_eps = c7.number_input(
-            "Eval episodes", 1, 100, value=2, help="Per paper target, at each evaluation", key="tr.evals"
-        )
+        eval_eps = c7.number_input("Eval episodes", 1, 100, help="Per paper target, at each evaluation", key="tr.evals")
         eval_every = c8.number_input(
             "Evaluate every",
             0,
             1_000_000,
-            value=250,
             step=50,
             key="tr.eval_every",
-            help="Training steps between evaluations (0: only at the end). The quick preset at 250 shows its "
-            "first evaluation within about a minute on 2 cores; the paper evaluates every 10,000.",
+            help="Training steps between evaluations (0: only at the end). Three evaluations of 20+ episodes "
+            "tell whether a run has settled (the spread shown while it trains); the paper evaluates every 10,000.",
         )
         go = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary", key="tr.start")
     if not go:
@@ -179,7 +192,7 @@ def new_run_form() -> None:
     cfg = replace(
         cfg,
         dataset=dataset,
-        model_type=model.lower(),
+        model_type=MODELS[model],
         max_steps=int(steps),
         seed=int(seed),
         eval_episodes=int(eval_eps),

@@ -488,7 +488,15 @@ def test_generation_can_be_cancelled(app_env, monkeypatch, tmp_path):
 
 def test_resumed_run_charts_continue_and_first_eval_is_early(app_env):
     at = _run("train")
-    assert at.number_input(key="tr.eval_every").value <= 250  # the quick preset's first point within a minute
+    from dt.config import TrainConfig, apply_preset
+
+    # The form starts at the quick preset's values, and picking another preset resets them to its own.
+    quick = apply_preset(TrainConfig(), "quick")
+    assert at.number_input(key="tr.eval_every").value == quick.eval_every
+    assert (at.number_input(key="tr.steps").value, at.radio(key="tr.model").value) == (quick.max_steps, "RADT")
+    at.selectbox(key="tr.preset").select("paper").run()
+    assert (at.number_input(key="tr.steps").value, at.radio(key="tr.model").value) == (100_000, "DT")
+    assert at.number_input(key="tr.evals").value == TrainConfig().eval_episodes
     at.number_input(key="tr.steps").set_value(20)
     at.number_input(key="tr.eval_every").set_value(10)
     at.number_input(key="tr.evals").set_value(1)

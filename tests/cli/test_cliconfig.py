@@ -55,7 +55,7 @@ def test_given_flags_lay_over_a_base():
     base = apply_preset(TrainConfig(), "quick")
     cfg = from_args(TrainConfig, parser.parse_args(["--lr", "0.5", "--no-tensorboard"]), base=base)
     assert cfg.lr == 0.5 and cfg.tensorboard is False
-    assert cfg.embed_dim == PRESETS["quick"]["embed_dim"] and cfg.max_steps == PRESETS["quick"]["max_steps"]
+    assert cfg.model_type == PRESETS["quick"]["model_type"] and cfg.max_steps == PRESETS["quick"]["max_steps"]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_train_architecture_fields_are_model_configs():
             assert t_hints[f.name] == m_hints[f.name], f.name
             assert (t_fields[f.name].default, t_fields[f.name].metadata["help"]) == (f.default, f.metadata["help"])
     assert TrainConfig().model_config(11, 3, 1000) == ModelConfig()
-    assert apply_preset(TrainConfig(), "quick").model_config(11, 3, 1000).n_inner == 4 * 64
+    assert TrainConfig(embed_dim=64).model_config(11, 3, 1000).n_inner == 4 * 64
     assert TrainConfig(n_inner=300).model_config(11, 3, 1000).n_inner == 300
 
 
