@@ -123,8 +123,8 @@ def default_target(info: CheckpointMeta) -> float:
 def no_checkpoint_message() -> None:
     st.info(
         "No checkpoint found. Train one on the **Train** page, or from a terminal:\n\n"
-        "```\npython -m dt data generate hopper-medium\n"
-        "python -m dt train --preset quick --dataset hopper-medium --out-dir runs/my-first-dt\n```\n\n"
+        "```\npython -m dt data generate hopper-full-replay\n"
+        "python -m dt train --preset quick --dataset hopper-full-replay --out-dir runs/my-first-radt\n```\n\n"
         f"The app looks in {', '.join(str(p) for p in checkpoint_dirs())} (shipped), "
         f"{runs_dir()}/*/checkpoint (runs) and {uploads_dir()} (uploads)."
     )
