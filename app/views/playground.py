@@ -97,7 +97,9 @@ if follows_target:
             **state.bind("pg.steer", "steer", bool),
         )
         if s.steer:
-            if s.schedule is None:  # high, then low, within where the model follows its target: it stops hopping
+            if s.schedule is None and info.steering is not None:  # the card's most visible change
+                s.schedule = info.steering[0]
+            elif s.schedule is None:  # high, then low, within where the model follows its target: it stops hopping
                 switch = max(1, min(300, cap // 3))
                 low, high = info.follows or (round(s.target / 4, -2), s.target)
                 s.schedule = str(TargetSchedule(float(high), ((switch, float(low)),)))

@@ -16,9 +16,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
+from dt.checkpoint import lenient
 from dt.cli.flags import field_rules
 from dt.config import ModelConfig
 from dt.envs import get_env
@@ -30,38 +30,6 @@ META_FILE = "checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
 HF_CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-def _calibration(d: Mapping[str, Any]) -> Mapping[str, Any]:
-    c = d.get("calibration")
-    return c if isinstance(c, Mapping) else {}
-
-
-def _num(v: Any) -> float | None:
-    """A JSON number as float; None for anything else (the schema reads optional fields leniently)."""
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _pair(v: Any) -> tuple[float, float] | None:
-    """A ``[lo, hi]`` pair of numbers with lo <= hi, else None."""
-    if not isinstance(v, list) or len(v) != 2:
-        return None
-    lo, hi = _num(v[0]), _num(v[1])
-    return (lo, hi) if lo is not None and hi is not None and lo <= hi else None
-
-
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _frozen(v: Any) -> Mapping[str, Any]:
-    return MappingProxyType(dict(v)) if isinstance(v, Mapping) else _EMPTY
 
 
 @dataclass(frozen=True)
@@ -83,14 +51,14 @@ class DatasetInfo:
         d = d if isinstance(d, Mapping) else {}
         return cls(
             name=str(d.get("name", "?")),
-            kind=_str(d.get("kind")),
-            source=_str(d.get("source")),
-            sha256=_str(d.get("sha256")),
-            episodes=_int(d.get("episodes")),
-            transitions=_int(d.get("transitions")),
-            return_min=_num(d.get("return_min")),
-            return_mean=_num(d.get("return_mean")),
-            return_max=_num(d.get("return_max")),
+            kind=lenient.text(d.get("kind")),
+            source=lenient.text(d.get("source")),
+            sha256=lenient.text(d.get("sha256")),
+            episodes=lenient.integer(d.get("episodes")),
+            transitions=lenient.integer(d.get("transitions")),
+            return_min=lenient.num(d.get("return_min")),
+            return_mean=lenient.num(d.get("return_mean")),
+            return_max=lenient.num(d.get("return_max")),
         )
 
 
@@ -112,12 +80,12 @@ class EvalScore:
         return cls(
             target=float(d["target"]),
             normalized_mean=float(d["normalized_mean"]),
-            normalized_std=_num(d.get("normalized_std")),
-            return_mean=_num(d.get("return_mean")),
-            return_std=_num(d.get("return_std")),
-            length_mean=_num(d.get("length_mean")),
-            episodes=_int(d.get("episodes")),
-            seed=_int(d.get("seed")),
+            normalized_std=lenient.num(d.get("normalized_std")),
+            return_mean=lenient.num(d.get("return_mean")),
+            return_std=lenient.num(d.get("return_std")),
+            length_mean=lenient.num(d.get("length_mean")),
+            episodes=lenient.integer(d.get("episodes")),
+            seed=lenient.integer(d.get("seed")),
         )
 
 
@@ -127,7 +95,9 @@ def _scores(v: Any) -> tuple[EvalScore, ...]:
     return tuple(
         EvalScore.from_dict(r)
         for r in v
-        if isinstance(r, Mapping) and _num(r.get("target")) is not None and _num(r.get("normalized_mean")) is not None
+        if isinstance(r, Mapping)
+        and lenient.num(r.get("target")) is not None
+        and lenient.num(r.get("normalized_mean")) is not None
     )
 
 
@@ -179,6 +149,7 @@ class CheckpointMeta:
         alignment_gap: The card's alignment gap (:mod:`dt.eval.alignment`: mean |achieved - target| in normalized
             points over targets across the data's returns), if measured: the smaller, the closer it follows.
         follows: From and to which measured target the mean return stayed within 15% (``followed_range``).
+        steering: The card's measured schedule that changed the return most, and that change (``dt.eval.steering``).
     """
 
     env: str
@@ -191,17 +162,18 @@ class CheckpointMeta:
     gym_id: str | None = None
     dataset: DatasetInfo = field(default_factory=DatasetInfo)
     step: int = 0
-    train: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    train: Mapping[str, Any] = field(default_factory=lambda: lenient.EMPTY)
     eval: tuple[EvalScore, ...] = ()
     eval_history: tuple[EvalPoint, ...] = ()
     wall_time_s: float | None = None
-    machine: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    machine: Mapping[str, Any] = field(default_factory=lambda: lenient.EMPTY)
     created: str | None = None
     source: str | None = None
     calibration_rho: float | None = None
     calibration_range: float | None = None
     alignment_gap: float | None = None
     follows: tuple[float, float] | None = None
+    steering: tuple[str, float] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckpointMeta:
@@ -211,7 +183,7 @@ class CheckpointMeta:
             KeyError, TypeError, ValueError: an unknown env or an invalid model config.
         """
         spec = get_env(d["env"])
-        train = _frozen(d.get("train"))
+        train = lenient.frozen(d.get("train"))
         history = d.get("eval_history")
         return cls(
             env=spec.name,
@@ -221,24 +193,25 @@ class CheckpointMeta:
             scale=float(d.get("scale", spec.scale)),
             max_ep_len=int(d.get("max_ep_len", spec.max_ep_len)),
             format_version=int(d.get("format_version", 0)),
-            gym_id=_str(d.get("gym_id")),
+            gym_id=lenient.text(d.get("gym_id")),
             dataset=DatasetInfo.from_dict(d.get("dataset")),
             step=int(d.get("step", 0)),
             train=train,
             eval=_scores(d.get("eval")),
             eval_history=tuple(
-                EvalPoint(int(e["step"]), _scores(e.get("results")), _num(e.get("seconds")))
+                EvalPoint(int(e["step"]), _scores(e.get("results")), lenient.num(e.get("seconds")))
                 for e in (history if isinstance(history, list) else [])
-                if isinstance(e, Mapping) and _int(e.get("step")) is not None
+                if isinstance(e, Mapping) and lenient.integer(e.get("step")) is not None
             ),
-            wall_time_s=_num(d.get("wall_time_s")),
-            machine=_frozen(d.get("machine")),
-            created=_str(d.get("created")),
-            source=_str(d.get("source")),
-            calibration_rho=_num(_calibration(d).get("spearman_rho")),
-            calibration_range=_num(_calibration(d).get("achieved_range")),
-            alignment_gap=_num(_calibration(d).get("alignment_gap")),
-            follows=_pair(_calibration(d).get("follows")),
+            wall_time_s=lenient.num(d.get("wall_time_s")),
+            machine=lenient.frozen(d.get("machine")),
+            created=lenient.text(d.get("created")),
+            source=lenient.text(d.get("source")),
+            calibration_rho=lenient.num(lenient.calibration(d).get("spearman_rho")),
+            calibration_range=lenient.num(lenient.calibration(d).get("achieved_range")),
+            alignment_gap=lenient.num(lenient.calibration(d).get("alignment_gap")),
+            follows=lenient.pair(lenient.calibration(d).get("follows")),
+            steering=lenient.most_visible(lenient.calibration(d).get("steering")),
         )
 
     @property

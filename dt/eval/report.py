@@ -23,6 +23,7 @@ from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_ta
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
 from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+from dt.eval.steering import card_section, measure_steering, probe_schedules
 from dt.validate import is_transformer
 
 PUBLISHED = {  # D4RL normalized scores from the papers (see DESIGN.md)
@@ -157,11 +158,15 @@ def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 
         out["calibration"]["alignment_gap"] = round(align.gap, 2)
         follows = followed_range(swept)
         out["calibration"]["follows"] = None if follows is None else list(follows)
+    steering: list[dict[str, Any]] = []
+    if sweep:  # a model that follows its target: how far changing it mid-episode moves the return
+        probes = probe_schedules(float(ck.info.dataset.return_max or spec.targets[0]), ck.info.max_ep_len)
+        steering = out["calibration"]["steering"] = measure_steering(ck, probes, min(10, sweep_episodes), seed)
     (ckpt_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     plot_learning_curve(ck, ckpt_dir / "learning.png")
     # The app's picker shows checkpoint.json's "eval": make it the card's evaluation, so both show the same numbers.
     update_meta(ckpt_dir, eval=out["results"], calibration=out.get("calibration"))
-    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed, align))
+    (ckpt_dir / "README.md").write_text(card_markdown(ck, res, sweep, episodes, seed, align, steering))
     return ckpt_dir / "README.md"
 
 
@@ -191,6 +196,7 @@ def card_markdown(
     episodes: int,
     seed: int,
     align: Alignment | None = None,
+    steering: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """A checkpoint's model card: scores, calibration, alignment, learning curve, data and training."""
     name = ck.path.name if ck.path else "checkpoint"
@@ -203,6 +209,7 @@ def card_markdown(
         *_scores_section(ck, name, res, episodes, seed),
         *(_calibration_section(ck, sweep) if sweep else []),
         *(_alignment_section(align, sweep) if align is not None else []),
+        *(card_section(steering) if steering else []),
         *(_learning_section(m.eval_history) if m.eval_history else []),
         *_data_and_training_section(ck),
     ]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping, Sequence
 
     import numpy as np
 
@@ -148,3 +148,52 @@ def steering_line(schedule: TargetSchedule, steered: EvalResult, unsteered: Eval
         f"unsteered {schedule.initial:,.0f}: {u.mean():,.0f} +- {u.std():,.0f} (mean length "
         f"{unsteered.lengths.mean():.0f}); change {s.mean() - u.mean():+,.0f} over {len(s)} episodes"
     )
+
+
+def probe_schedules(return_max: float, max_steps: int) -> tuple[TargetSchedule, TargetSchedule]:
+    """The two schedules a model card measures: raise (low, then high from a fifth of the episode) and lower
+    (high, then low from three tenths). Low and high are 30% and 90% of the data's best return, rounded to 500
+    (at least 500 apart): ``1000; 200: 3000`` and ``3000; 300: 1000`` for Hopper's data."""
+    low = max(500.0, round(0.3 * return_max / 500) * 500)
+    high = max(low + 500.0, round(0.9 * return_max / 500) * 500)
+    up = TargetSchedule(low, ((max(1, max_steps // 5), high),))
+    down = TargetSchedule(high, ((max(1, 3 * max_steps // 10), low),))
+    return up, down
+
+
+def measure_steering(
+    ckpt: Checkpoint, schedules: tuple[TargetSchedule, ...], episodes: int = 10, seed: int = 0
+) -> list[dict[str, Any]]:
+    """For each schedule, its steered and unsteered mean returns and the change (:func:`compare_steering`), as
+    the model card stores them (``evaluation.json``'s ``calibration.steering``)."""
+    rows: list[dict[str, Any]] = []
+    for schedule in schedules:
+        steered, unsteered = compare_steering(ckpt, schedule, episodes, seed)
+        s, u = float(steered.returns.mean()), float(unsteered.returns.mean())
+        change = round(s - u, 1)
+        rows.append(
+            {
+                "schedule": str(schedule),
+                "steered": round(s, 1),
+                "unsteered": round(u, 1),
+                "change": change,
+                "episodes": episodes,
+            }
+        )
+    return rows
+
+
+def card_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The model card's Steering section (Markdown lines) for :func:`measure_steering`'s rows."""
+    lines = ["## Steering", "", "| schedule | steered | unsteered (first target held) | change |", "|---|---|---|---|"]
+    lines += [
+        f"| `{r['schedule']}` | {r['steered']:,.0f} | {r['unsteered']:,.0f} | {r['change']:+,.0f} |" for r in rows
+    ]
+    return [
+        *lines,
+        "",
+        f"Mean returns over {rows[0]['episodes']} episodes each, the same seeds with and without the switch "
+        "(`python -m dt evaluate --schedule`). The Playground's Steer feature starts on the schedule that changed "
+        "the return most.",
+        "",
+    ]

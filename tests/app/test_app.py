@@ -548,6 +548,24 @@ def test_playground_schedule_and_bad_schedules(app_env):
         assert [m.label for m in at.metric].count("Achieved return") == 1  # the plain episode still shows
 
 
+def test_steer_starts_on_the_schedule_the_card_measured_to_change_the_return_most(app_env, tmp_path, monkeypatch):
+    from dt.checkpoint.meta import read_meta_dict
+    from dt.checkpoint.store import update_meta
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(app_env["shipped"], shipped)
+    rows = [{"schedule": "200; 5: 3000", "change": 900.0}, {"schedule": "3000; 7: 200", "change": -150.0}]
+    for d in shipped.iterdir():
+        if (d / "checkpoint.json").exists():
+            update_meta(d, calibration={**(read_meta_dict(d).get("calibration") or {}), "steering": rows})
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(shipped))
+    at = _run()
+    at.toggle(key="pg.steer").set_value(True).run()
+    _assert_ok(at)
+    assert _session(at).schedule == "200; 5: 3000"
+    assert [m.label for m in at.metric].count("Achieved return") == 2
+
+
 def test_first_video_is_the_pickers_default(monkeypatch, tmp_path):
     """The stored video a new session plays first is of the checkpoint the page then opens on (it once took
     the first by name, dt-hopper-medium, while the picker leads with the DT that follows its target most)."""

@@ -271,3 +271,21 @@ def test_ruler_draws_the_followed_stretch_and_the_calibration_overlays_a_second_
     assert curves == {"mine": [1000.0, 2000.0, 3000.0], "other": [500.0, 1000.0, 1500.0]}
     single = calibration(sweep(1.0), ds, (1800, 3600))
     assert [t.name for t in single.data if t.mode == "lines+markers"] == ["mean ± std"]
+
+
+def test_probe_schedules_raise_and_lower_over_the_datas_range():
+    from dt.eval.steering import probe_schedules
+
+    up, down = probe_schedules(3334.0, 1000)
+    assert (str(up), str(down)) == ("1000; 200: 3000", "3000; 300: 1000")
+    up, down = probe_schedules(300.0, 50)  # narrow data, short episodes: still 500 apart, switches inside
+    assert (up.initial, up.switches, down.initial, down.switches) == (500.0, ((10, 1000.0),), 1000.0, ((15, 500.0),))
+
+
+def test_the_most_visible_steering_is_the_largest_change_either_way():
+    from dt.checkpoint.lenient import most_visible
+
+    rows = [{"schedule": "1000; 200: 3000", "change": 450.0}, {"schedule": "3000; 300: 1000", "change": -2000}]
+    assert most_visible(rows) == ("3000; 300: 1000", -2000.0)
+    assert most_visible(rows[:1] + [{"schedule": 3, "change": 9e9}, "junk"]) == ("1000; 200: 3000", 450.0)
+    assert most_visible(None) is None and most_visible([]) is None

@@ -49,6 +49,14 @@ def test_card_measures_alignment_over_the_data_range(tmp_path, tiny_checkpoint):
     assert ev["alignment"]["targets"] == alignment_targets("hopper", 100.0, 3100.0)
     assert ev["calibration"]["alignment_gap"] == ev["alignment"]["gap_normalized"] > 0
     assert "## Return alignment" in text and "normalized points" in text
+    # Steering both ways over the data's range, measured beside the first target held (dt.eval.steering).
+    rows = ev["calibration"]["steering"]
+    assert [r["schedule"] for r in rows] == ["1000; 200: 3000", "3000; 300: 1000"]
+    for r in rows:
+        assert r["change"] == round(r["steered"] - r["unsteered"], 1) and r["episodes"] == 1
+        assert f"| `{r['schedule']}` | {r['steered']:,.0f} | {r['unsteered']:,.0f} | {r['change']:+,.0f} |" in text
+    info = load_checkpoint(ck_dir).info
+    assert info.steering == max(((r["schedule"], r["change"]) for r in rows), key=lambda x: abs(x[1]))
 
 
 def test_card_skips_alignment_on_narrow_data(tmp_path, tiny_checkpoint):
