@@ -293,7 +293,7 @@ def tab_training(page, ph: Phase) -> None:
     page.get_by_role("button", name="Open in Playground").wait_for()
     web.settle(page)
     step = page.evaluate(STEP)
-    name = re.search(r"Run (dt-\S+) · stopped", page.inner_text("body"))[1]
+    name = re.search(r"Run ((?:ra)?dt-\S+) · stopped", page.inner_text("body"))[1]
     runs = [d for d in ph.runs.iterdir() if (d / "checkpoint" / "checkpoint.json").exists()]
     assert [d.name for d in runs] == [name]  # one run, this session's
     from dt.checkpoint.store import read_meta
