@@ -169,16 +169,9 @@ def measure_steering(
     rows: list[dict[str, Any]] = []
     for schedule in schedules:
         steered, unsteered = compare_steering(ckpt, schedule, episodes, seed)
-        s, u = float(steered.returns.mean()), float(unsteered.returns.mean())
-        change = round(s - u, 1)
+        s, u = round(float(steered.returns.mean()), 1), round(float(unsteered.returns.mean()), 1)
         rows.append(
-            {
-                "schedule": str(schedule),
-                "steered": round(s, 1),
-                "unsteered": round(u, 1),
-                "change": change,
-                "episodes": episodes,
-            }
+            {"schedule": str(schedule), "steered": s, "unsteered": u, "change": round(s - u, 1), "episodes": episodes}
         )
     return rows
 

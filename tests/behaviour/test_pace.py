@@ -74,16 +74,20 @@ def test_paced_episodes_hop_slowly_then_at_the_experts_speed():
 
 
 @pytest.mark.slow  # generates a small dataset with the expert
-def test_pace_replay_ends_with_its_paced_part(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "level, part, algorithm",
+    [("wait-replay", "wait", "standing PD"), ("pace-replay", "pace", "paced")],
+)
+def test_replay_variant_ends_with_its_own_part(tmp_path, monkeypatch, level, part, algorithm):
     from dt.behaviour import generate as G
     from dt.data import read_d4rl
     from dt.data.io import read_arrays
 
-    monkeypatch.setitem(G.REPLAY_PLANS, "pace-replay", (("medium", 1), ("pace", 2)))
-    path = G.generate_dataset("hopper-pace-replay", tmp_path, progress=False)
+    monkeypatch.setitem(G.REPLAY_PLANS, level, (("medium", 1), (part, 2)))
+    path = G.generate_dataset(f"hopper-{level}", tmp_path, progress=False)
     ds = read_d4rl(path)
-    assert path.name == "hopper_pace_replay-v2.hdf5" and ds.metadata["policy"] == "mediumx1+pacex2"
-    assert ds.stats().episodes == 3 and "paced" in ds.metadata["algorithm"]
-    paced = collect("hopper", G._policy_for("hopper", "pace"), None, 2, seed=1)  # part 1: seed 10 * 0 + 1
-    n = len(paced.arrays["actions"])
-    np.testing.assert_array_equal(read_arrays(path, ("actions",))["actions"][-n:], paced.arrays["actions"])
+    assert path.name == f"hopper_{level.replace('-', '_')}-v2.hdf5" and ds.metadata["policy"] == f"mediumx1+{part}x2"
+    assert ds.stats().episodes == 3 and algorithm in ds.metadata["algorithm"]
+    own = collect("hopper", G._policy_for("hopper", part), None, 2, seed=1)  # part 1: seed 10 * 0 + 1
+    n = len(own.arrays["actions"])
+    np.testing.assert_array_equal(read_arrays(path, ("actions",))["actions"][-n:], own.arrays["actions"])

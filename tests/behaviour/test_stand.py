@@ -72,19 +72,3 @@ def test_wait_episodes_stand_then_run():
 def test_wait_is_hoppers_only():
     with pytest.raises(KeyError, match="Hopper"):
         _policy_for("walker2d", "wait")
-
-
-@pytest.mark.slow  # generates a small dataset with the expert
-def test_wait_replay_ends_with_its_wait_part(tmp_path, monkeypatch):
-    from dt.behaviour import generate as G
-    from dt.data import read_d4rl
-    from dt.data.io import read_arrays
-
-    monkeypatch.setitem(G.REPLAY_PLANS, "wait-replay", (("medium", 1), ("wait", 2)))
-    path = G.generate_dataset("hopper-wait-replay", tmp_path, progress=False)
-    ds = read_d4rl(path)
-    assert path.name == "hopper_wait_replay-v2.hdf5" and ds.metadata["policy"] == "mediumx1+waitx2"
-    assert ds.stats().episodes == 3 and "standing PD" in ds.metadata["algorithm"]
-    wait = collect("hopper", G._policy_for("hopper", "wait"), None, 2, seed=1)  # part 1: seed 10 * 0 + 1
-    n = len(wait.arrays["actions"])
-    np.testing.assert_array_equal(read_arrays(path, ("actions",))["actions"][-n:], wait.arrays["actions"])
