@@ -50,8 +50,8 @@ BLOCK_EPISODES = 64  # episodes per parallel work item
 
 
 def _collect_block(args: tuple) -> Collected:
-    env, level, first, seed, num_envs, gym_version = args
-    return collect(env, _policy_for(env, level), None, BLOCK_EPISODES, seed, num_envs, gym_version, False, first)
+    env, level, first, seed, num_envs, gym_version, block = args
+    return collect(env, _policy_for(env, level), None, block, seed, num_envs, gym_version, False, first)
 
 
 def collect_parallel(
@@ -66,7 +66,8 @@ def collect_parallel(
     resume_dir: str | Path | None = None,
     num_episodes: int | None = None,
 ) -> Collected:
-    """``collect`` with blocks of ``BLOCK_EPISODES`` episodes run in parallel processes.
+    """``collect`` with blocks of ``BLOCK_EPISODES`` episodes (fewer when ``num_episodes`` is smaller) run in
+    parallel processes.
 
     The result equals ``collect(env, policy, num_transitions, num_episodes, seed=seed)`` exactly, whatever
     ``processes`` and ``num_envs`` are: each block is episodes ``[64 b, 64 b + 64)`` of the same seeded stream,
@@ -90,6 +91,8 @@ def collect_parallel(
             env, _policy_for(env, level), num_transitions, num_episodes, seed, num_envs, gym_version, progress
         )
     t0 = time.perf_counter()
+    # A few episodes need no block of 64: the stream's first episodes are the same whatever the block size.
+    block = min(BLOCK_EPISODES, goal) if by_episodes else BLOCK_EPISODES
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "env": env,
@@ -97,10 +100,10 @@ def collect_parallel(
         "policy": _policy_for(env, level).fingerprint(),
         "seed": seed,
         "gym_version": gym_version,
-        "block_episodes": BLOCK_EPISODES,
+        "block_episodes": block,
     }
     saved = BlockStore(resume_dir, manifest) if resume_dir is not None else None
-    jobs = (env, level, seed, num_envs, gym_version)
+    jobs = (env, level, seed, num_envs, gym_version, block)
     parts = _run_blocks(jobs, goal, by_episodes, processes, saved, progress)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if by_episodes:  # up to the end of the num_episodes-th episode
@@ -114,12 +117,12 @@ def collect_parallel(
 def _run_blocks(
     job: tuple, goal: int, by_episodes: bool, processes: int, saved: BlockStore | None, progress: bool
 ) -> list[dict[str, np.ndarray]]:
-    """Blocks 0, 1, 2, ... of one stream (``job``: env, level, seed, num_envs, gym version), after those already
-    ``saved``, in ``processes`` processes, until they hold ``goal`` episodes (or transitions); each new block is
-    saved as it arrives."""
+    """Blocks 0, 1, 2, ... of one stream (``job``: env, level, seed, num_envs, gym version, episodes per block),
+    after those already ``saved``, in ``processes`` processes, until they hold ``goal`` episodes (or transitions);
+    each new block is saved as it arrives."""
     import multiprocessing as mp
 
-    env, level, seed, num_envs, gym_version = job
+    env, level, seed, num_envs, gym_version, block = job
     parts = saved.load() if saved else []
 
     def size(p: dict) -> int:  # what a block adds towards the goal
@@ -129,7 +132,7 @@ def _run_blocks(
     if parts and progress and saved:
         unit = "episodes" if by_episodes else "transitions"
         print(f"resuming from {len(parts)} saved blocks ({total:,} {unit}) in {saved.dir}", flush=True)
-    jobs = ((env, level, b * BLOCK_EPISODES, seed, num_envs, gym_version) for b in range(len(parts), 10**9))
+    jobs = ((env, level, b * block, seed, num_envs, gym_version, block) for b in range(len(parts), 10**9))
     bar = None
     if progress:
         from tqdm import tqdm

@@ -95,6 +95,12 @@ def test_episode_generation_saves_blocks_and_resumes_to_the_same_episodes(tmp_pa
     assert int((resumed["terminals"] | resumed["timeouts"]).sum()) == 140
     for k in whole:
         np.testing.assert_array_equal(resumed[k], whole[k])
+    # A few episodes are one block of that many, not of 64: the same first episodes of the stream.
+    few = collect_parallel("hopper", "random", None, seed=5, processes=1, resume_dir=tmp_path / "few", num_episodes=3)
+    with np.load(tmp_path / "few" / "block-000000.npz") as z:
+        assert int((z["terminals"] | z["timeouts"]).sum()) == 3
+    end = int(np.flatnonzero(whole["terminals"] | whole["timeouts"])[2]) + 1
+    np.testing.assert_array_equal(few.arrays["observations"], whole["observations"][:end])
 
 
 def test_generate_dataset_removes_its_blocks_when_done(tmp_path):

@@ -14,10 +14,12 @@ from dt.behaviour.policy import POLICY_DIR
 from dt.behaviour.replay import DTYPES, collect_replay, plan, read_buffer, read_snapshots_meta
 from dt.data import DatasetError, read_d4rl
 
-# Rolls out the SAC snapshots of a replay buffer (dozens of policies): 1-3 min on 2 cores.
+# Rolls out the SAC snapshots of a replay buffer (dozens of policies): seconds with one env per part.
 pytestmark = [pytest.mark.slow]
 
-SCALE = 0.02  # 100-200 transitions per part, about 2,000 in all
+SCALE = 0.02  # 100-200 transitions per part, about 5,600 in all
+# One env per part: with 32 lockstep envs each tiny part would start 32 episodes and run each to its end.
+ONE_ENV = 1
 RUN_DIR = Path(__file__).resolve().parents[2] / "runs" / "sac-hopper"
 
 
@@ -31,7 +33,7 @@ def _ends_at_flags(arrays: dict[str, np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_replay():
-    return collect_replay("hopper", seed=1, scale=SCALE)
+    return collect_replay("hopper", seed=1, scale=SCALE, num_envs=ONE_ENV)
 
 
 def test_plan_follows_snapshots_json():
@@ -57,8 +59,8 @@ def test_tiny_replay_is_deterministic_with_segments_in_order(tiny_replay):
     np.testing.assert_array_equal(arrays["action_log_probs"][: sizes[0]], np.float32(-3 * math.log(2.0)))
     assert not np.isclose(arrays["action_log_probs"][sizes[0] :], -3 * math.log(2.0)).all()
     _ends_at_flags(arrays)
-    # Deterministic given the seed.
-    again, _, _ = collect_replay("hopper", seed=1, scale=SCALE)
+    # Deterministic given the seed, whatever the number of lockstep envs.
+    again, _, _ = collect_replay("hopper", seed=1, scale=SCALE, num_envs=3)
     for k in DTYPES:
         np.testing.assert_array_equal(again[k], arrays[k])
 
@@ -119,7 +121,9 @@ def test_generate_records_the_replay_source(tmp_path, monkeypatch):
     import dt.behaviour.replay as replay
 
     real = replay.collect_replay
-    monkeypatch.setattr(replay, "collect_replay", lambda env, **kw: real(env, **kw, scale=0.01))
+    monkeypatch.setattr(
+        replay, "collect_replay", lambda env, **kw: real(env, **{**kw, "num_envs": ONE_ENV}, scale=0.01)
+    )
     monkeypatch.delenv("DT_SAC_RUN_DIR", raising=False)
     ds = read_d4rl(generate_dataset("hopper-medium-replay", out_dir=tmp_path, progress=False))
     meta = replay.read_snapshots_meta()
@@ -147,11 +151,11 @@ def test_interrupted_replay_collection_resumes_after_its_saved_parts(tiny_replay
 
     monkeypatch.setattr(R, "collect", dies_in_the_fifth_part)
     with pytest.raises(KeyboardInterrupt):
-        collect_replay("hopper", seed=1, scale=SCALE, resume_dir=tmp_path / "blocks")
+        collect_replay("hopper", seed=1, scale=SCALE, num_envs=ONE_ENV, resume_dir=tmp_path / "blocks")
     assert len(list((tmp_path / "blocks").glob("block-*.npz"))) == 4
     calls.clear()
     monkeypatch.setattr(R, "collect", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    arrays, _, _ = collect_replay("hopper", seed=1, scale=SCALE, resume_dir=tmp_path / "blocks")
+    arrays, _, _ = collect_replay("hopper", seed=1, scale=SCALE, num_envs=ONE_ENV, resume_dir=tmp_path / "blocks")
     assert len(calls) == len(plan(read_snapshots_meta("hopper"), SCALE)) - 4  # only the parts not saved
     for k in DTYPES:
         np.testing.assert_array_equal(arrays[k], tiny_replay[0][k])
