@@ -185,6 +185,11 @@ def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
     return last[0].episodes if last and last[0].episodes is not None else "?"
 
 
+def _duration(seconds: float) -> str:
+    """``"61 min"``, or ``"40 s"`` under a minute (a small BC trains in seconds)."""
+    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.0f} min"
+
+
 def _f(x: float | None) -> float:
     return 0.0 if x is None else x
 
@@ -310,7 +315,7 @@ def _data_and_training_section(ck: Checkpoint) -> list[str]:
         "",
         "## Training",
         "",
-        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_f(m.wall_time_s) / 60:.0f} min on "
+        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_duration(_f(m.wall_time_s))} on "
         f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
         f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
         f"- settled: {_settled(m.eval_history)}",

@@ -76,3 +76,9 @@ def test_last_three_spread_is_one_definition_for_cards_and_the_train_page():
     ]
     assert last_three_spread(evals) == ([40.0, 42.0, 44.5], 4.5) and 4.5 <= SETTLED_POINTS
     assert last_three_spread(evals[:2]) is None
+
+
+def test_a_card_states_a_short_runs_wall_time_in_seconds():
+    from dt.eval.report import _duration
+
+    assert [_duration(s) for s in (33.0, 59.4, 61.0, 3660.0)] == ["33 s", "59 s", "1 min", "61 min"]
