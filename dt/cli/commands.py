@@ -1,4 +1,4 @@
-"""Command line: ``python -m dt train | evaluate | data | card | results | bench`` (``data``: :mod:`dt.cli.data`).
+"""Command line: ``python -m dt train | evaluate | data | card | results | study | bench`` (and dt.cli.data, .study).
 
 Every command's flags are the fields of a config dataclass (:mod:`dt.cli.flags`): training's are
 :class:`dt.config.TrainConfig`'s, the others' the ``*Args`` classes here, in :mod:`dt.cli.data` and
@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from dt.cli.data import add_data_commands
 from dt.cli.flags import add_arguments, add_command, from_args, opt
+from dt.cli.study import add_study_command
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
 from dt.errors import ConfigError, run_cli
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_command(sub, "card", "evaluate a checkpoint, sweep targets and write its model card", cmd_card, CardArgs)
     add_command(sub, "results", "markdown table of the checkpoints' card evaluations", cmd_results, ResultsArgs)
+    add_study_command(sub, build_parser)
     b = add_command(sub, "bench", "training, sampling and evaluation speed against the reference design", cmd_bench)
     assert isinstance(b, _Parser)  # every subcommand parser is (parser_class above)
     b.populate = _bench_args  # dt.bench imports torch: only when this parser is used
