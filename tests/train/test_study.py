@@ -132,8 +132,7 @@ def test_a_study_interrupted_mid_training_resumes_where_it_stopped(tmp_path, tin
     env = dict(os.environ, MUJOCO_GL="egl")
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpts = [Job(out, "a", s).run_dir / "checkpoint" for s in (0, 1)]
-    deadline = time.monotonic() + 120
-    while not all(c.exists() for c in ckpts) and p.poll() is None and time.monotonic() < deadline:
+    while not all(c.exists() for c in ckpts) and p.poll() is None:  # both saved once (or the study ended)
         time.sleep(0.2)
     p.send_signal(signal.SIGINT)
     stdout, _ = p.communicate(timeout=180)
