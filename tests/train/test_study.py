@@ -153,3 +153,20 @@ def test_a_study_interrupted_mid_training_resumes_where_it_stopped(tmp_path, tin
 
     third = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert third.returncode == 0 and "2 jobs done, 0 to run" in third.stdout
+
+
+@pytest.mark.parametrize("plan_file", sorted((ROOT / "docs" / "studies").glob("*.json")), ids=lambda p: p.stem)
+def test_the_shipped_study_plans_load_and_pass_the_cli_checks(tmp_path, plan_file):
+    """The plans docs/recipes.md and the README run (``python -m dt study docs/studies/...``) are in git and
+    every job's flags pass ``train``'s and ``evaluate``'s checks (an earlier .gitignore left them out)."""
+    from dt.cli.commands import build_parser
+    from dt.cli.study import _check_jobs
+
+    plan = load_plan(plan_file)
+    _check_jobs(tmp_path, plan, build_parser)
+
+
+def test_the_readme_study_command_names_a_plan_that_exists():
+    readme = (ROOT / "README.md").read_text()
+    named = [w for w in readme.split() if w.startswith("docs/studies/")]
+    assert named and all((ROOT / w).is_file() for w in named)
