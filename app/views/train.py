@@ -14,7 +14,7 @@ from dt.checkpoint.listing import list_runs
 from dt.checkpoint.meta import META_FILE, read_meta
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
-from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread
 
 sidebar.draw()
 st.title("Train a model")
@@ -253,8 +253,11 @@ def progress_panel() -> None:
     )
     first = v.evals[-1]["results"][0] if v.evals else None
     spread = last_three_spread(v.evals)
+    noise = evaluation_noise(v.evals)
+    luck = f" (luck alone: {noise:.1f})" if noise is not None else ""
     settled = (
-        f"last three within {spread[1]:.1f} points: " + ("settled" if spread[1] <= SETTLED_POINTS else "still swinging")
+        f"last three within {spread[1]:.1f} points{luck}: "
+        + ("settled" if spread[1] <= SETTLED_POINTS else "still swinging")
         if spread
         else (f"at step {v.evals[-1]['step']:,}" if first else None)
     )
@@ -266,7 +269,9 @@ def progress_panel() -> None:
         delta_arrow="off",
         help="The newest periodic evaluation. Below it, the spread of the last three: within "
         f"{SETTLED_POINTS:g} points the run has settled, and its last checkpoint is not a lucky or unlucky draw "
-        "(the model cards report the same figure).",
+        "(the model cards report the same figure). In brackets: the spread episode luck alone gives three "
+        "evaluations of an unchanging policy (3/sqrt(pi) x std / sqrt(episodes)); near it, evaluate with more "
+        "episodes before calling the run unsettled.",
     )
     if v.records:
         c1, c2 = st.columns(2)

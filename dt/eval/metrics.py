@@ -7,6 +7,7 @@ no step appears twice.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,28 @@ def last_three_spread(evals: list[dict[str, Any]]) -> tuple[list[float], float] 
         return None
     last = scores[-3:]
     return last, max(last) - min(last)
+
+
+# E[max - min] of three independent standard normal draws (3 / sqrt(pi)).
+RANGE_OF_THREE = 3.0 / math.sqrt(math.pi)
+
+
+def evaluation_noise(evals: list[dict[str, Any]]) -> float | None:
+    """The spread the last three periodic evaluations would show from episode luck alone: the expected range of
+    three independent means of ``episodes`` draws with the evaluations' own standard deviation at the first
+    target, ``3 / sqrt(pi) * std / sqrt(episodes)``.
+
+    It says how far :func:`last_three_spread` can be read: a policy whose episodes scatter by 18 points shows about
+    6.8 points between three 20-episode evaluations even if it does not change at all (50 episodes: 4.3, 100: 3.0),
+    so a spread above :data:`SETTLED_POINTS` but near this figure is noise, not a swinging run, and the cure is
+    more evaluation episodes (``--eval-episodes``), not another recipe. None without three evaluations that record
+    their standard deviation and episode count (older runs).
+    """
+    last = [e["results"][0] for e in evals if e.get("results")][-3:]
+    if len(last) < 3:
+        return None
+    try:
+        se = [float(r["normalized_std"]) / math.sqrt(int(r["episodes"])) for r in last]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return RANGE_OF_THREE * sum(se) / len(se)

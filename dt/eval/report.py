@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from dt.envs import get_env
 from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
-from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread
 from dt.eval.steering import card_section, measure_steering, probe_schedules
 from dt.validate import is_transformer
 
@@ -339,14 +340,17 @@ def _recipe(tr: Mapping[str, Any]) -> str:
 
 
 def _settled(hist: tuple[EvalPoint, ...]) -> str:
-    spread = last_three_spread([{"results": [{"normalized_mean": r.normalized_mean} for r in e.results]} for e in hist])
+    evals = [{"results": [asdict(r) for r in e.results]} for e in hist]
+    spread = last_three_spread(evals)
     if spread is None:
         return "fewer than three periodic evaluations"
     last, width = spread
     verdict = "settled" if width <= SETTLED_POINTS else "still swinging"
+    noise = evaluation_noise(evals)
+    luck = f"; episode luck alone would give about {noise:.1f}" if noise is not None else ""
     return (
         f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
-        f"{width:.1f} points ({verdict}: within {SETTLED_POINTS:g} counts as settled)"
+        f"{width:.1f} points ({verdict}: within {SETTLED_POINTS:g} counts as settled{luck})"
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dt.eval.metrics import SETTLED_POINTS, last_three_spread
+from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread
 from dt.study.plan import Job, Plan
 
 TIE_POINTS = 1.0  # candidates whose mean scores lie within this go to the shorter run
@@ -21,6 +21,7 @@ class SeedResult:
     scores: dict[float, tuple[float, float]]  # target -> (normalized mean, std) over the evaluation's episodes
     last_three: list[float] | None
     spread: float | None
+    luck: float | None = None  # the spread episode luck alone would give (dt.eval.metrics.evaluation_noise)
 
 
 def _periodic_evals(run_dir: Path) -> list[dict[str, Any]]:
@@ -48,8 +49,11 @@ def seed_result(job: Job) -> SeedResult:
             scores[float(r["target"])] = (float(r["normalized_mean"]), float(r["normalized_std"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    spread = last_three_spread(_periodic_evals(job.run_dir))
-    return SeedResult(job.seed, minutes, scores, spread[0] if spread else None, spread[1] if spread else None)
+    evals = _periodic_evals(job.run_dir)
+    spread = last_three_spread(evals)
+    return SeedResult(
+        job.seed, minutes, scores, spread[0] if spread else None, spread[1] if spread else None, evaluation_noise(evals)
+    )
 
 
 @dataclass
@@ -109,7 +113,7 @@ def report_markdown(root: Path, plan: Plan) -> str:
     results = score_study(root, plan)
     ts = plan.targets
     head = "| candidate | flags | seed | minutes | " + " | ".join(f"score at {t:g}" for t in ts)
-    lines = [head + " | last three (first target) | spread |", "|" + "---|" * (6 + len(ts))]
+    lines = [head + " | last three (first target) | spread | luck alone |", "|" + "---|" * (7 + len(ts))]
     for c in results:
         for r in c.seeds:
             cells = [f"{r.scores[t][0]:.1f} +- {r.scores[t][1]:.1f}" if t in r.scores else "-" for t in ts]
@@ -118,7 +122,7 @@ def report_markdown(root: Path, plan: Plan) -> str:
             lines.append(
                 f"| {c.name} | {flags} | {r.seed} | {_fmt(r.minutes)} | "
                 + " | ".join(cells)
-                + f" | {three} | {_fmt(r.spread)} |"
+                + f" | {three} | {_fmt(r.spread)} | {_fmt(r.luck)} |"
             )
     lines += ["", f"| candidate | mean at {ts[0]:g} | seeds apart | largest spread | minutes | qualifies |"]
     lines.append("|---|---|---|---|---|---|")

@@ -78,6 +78,31 @@ def test_last_three_spread_is_one_definition_for_cards_and_the_train_page():
     assert last_three_spread(evals[:2]) is None
 
 
+def test_evaluation_noise_is_the_spread_episode_luck_alone_gives_three_evaluations():
+    import numpy as np
+
+    from dt.checkpoint.meta import EvalPoint, EvalScore
+    from dt.eval.metrics import evaluation_noise
+    from dt.eval.report import _settled
+
+    def ev(std: float, n: int, mean: float = 50.0) -> dict:
+        return {"results": [{"target": 3600.0, "normalized_mean": mean, "normalized_std": std, "episodes": n}]}
+
+    # 3/sqrt(pi) x 18 / sqrt(n): what recipes.md quotes for 20, 50 and 100 episodes.
+    assert [round(evaluation_noise([ev(18, n)] * 3), 1) for n in (20, 50, 100)] == [6.8, 4.3, 3.0]
+    assert evaluation_noise([ev(18, 20)] * 2) is None
+    assert evaluation_noise([{"results": [{"target": 3600.0, "normalized_mean": 1.0}]}] * 3) is None  # older runs
+    # The figure is what it claims: the mean range of three 20-episode means of one unchanging policy.
+    rng = np.random.default_rng(0)
+    ranges = np.ptp(rng.normal(50, 18, size=(20_000, 3, 20)).mean(axis=2), axis=1)
+    assert abs(ranges.mean() - evaluation_noise([ev(18, 20)] * 3)) < 0.1
+    hist = tuple(EvalPoint(s, (EvalScore(3600.0, m, 18.0, episodes=20),)) for s, m in ((1, 40.0), (2, 46.0), (3, 44.0)))
+    assert (
+        "spread 6.0 points (still swinging: within 5 counts as settled; episode luck alone would give about 6.8)"
+        in (_settled(hist))
+    )
+
+
 def test_a_card_states_a_short_runs_wall_time_in_seconds():
     from dt.eval.report import _duration
 
