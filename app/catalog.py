@@ -14,6 +14,7 @@ from app.paths import checkpoint_dirs, checkpoint_name, mtime, runs_dir, shipped
 from dt.checkpoint.listing import list_checkpoints, list_runs
 from dt.checkpoint.meta import read_meta
 from dt.errors import CheckpointError
+from dt.eval.metrics import evaluation_noise, last_three_spread
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class CheckpointEntry:
     alignment_gap: float | None = (
         None  # the card's alignment gap (dt.eval.alignment): how closely it follows the target
     )
+    spread: float | None = None  # its last three periodic evaluations' spread (dt.eval.metrics.last_three_spread)
+    luck: float | None = None  # the spread episode luck alone would give them (dt.eval.metrics.evaluation_noise)
 
     @property
     def name(self) -> str:
@@ -54,6 +57,8 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
     except CheckpointError:
         return None  # unreadable: not offered (loading it would fail with a clear message anyway)
     ds = m.dataset
+    evals = [e.as_dict() for e in m.eval_history]
+    spread = last_three_spread(evals)
     return CheckpointEntry(
         path=path,
         source=source,
@@ -69,6 +74,8 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
         delayed=m.delayed,
         method=m.method_title,
         alignment_gap=m.alignment_gap,
+        spread=spread[1] if spread else None,
+        luck=evaluation_noise(evals),
     )
 
 

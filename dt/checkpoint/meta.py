@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,10 @@ class EvalPoint:
     step: int
     results: tuple[EvalScore, ...]
     seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as ``eval_history`` stores it (what :mod:`dt.eval.metrics` reads)."""
+        return {"step": self.step, "results": [asdict(r) for r in self.results], "seconds": self.seconds}
 
 
 def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +339,7 @@ def _recipe(tr: Mapping[str, Any]) -> str:
 
 
 def _settled(hist: tuple[EvalPoint, ...]) -> str:
-    evals = [{"results": [asdict(r) for r in e.results]} for e in hist]
+    evals = [e.as_dict() for e in hist]
     spread = last_three_spread(evals)
     if spread is None:
         return "fewer than three periodic evaluations"

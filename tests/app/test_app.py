@@ -168,6 +168,27 @@ def test_delayed_reward_dt_is_labelled_and_not_the_default(app_env, tiny_checkpo
     assert "DT (delayed reward)" in entries[1].label and "delayed" not in entries[0].label
 
 
+def test_the_picker_says_whether_a_checkpoints_training_settled(app_env, tiny_checkpoint, tmp_path, monkeypatch):
+    """A card's evidence in the page: the last three periodic evaluations' spread, beside what luck alone gives."""
+    from app import catalog
+
+    shipped = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoint, shipped / "dt-evidence")
+    meta_path = shipped / "dt-evidence" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta["eval_history"] = [
+        {"step": s, "results": [{"target": 3600.0, "normalized_mean": x, "normalized_std": 18.0, "episodes": 20}]}
+        for s, x in ((10, 30.0), (20, 40.0), (30, 46.0), (40, 44.0))
+    ]
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(shipped))
+    (e,) = [e for e in catalog.discover_checkpoints() if e.source == "shipped"]
+    assert e.spread == 6.0 and e.luck is not None and round(e.luck, 1) == 6.8
+    at = _run()
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "last three training evaluations within 6.0 points (still swinging; episode luck alone: 6.8)" in captions
+
+
 def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
     from app import catalog, paths
 
