@@ -63,7 +63,10 @@ def run_study(root: Path, plan: Plan, parallel: int = 2, say: Any = print) -> in
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a study started in the background of a script (``nohup ... &``) inherits SIGINT
+    # ignored, and would otherwise shrug off ``kill -INT``; its jobs then also start with SIGINT at its default.
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
     try:
         while pending or running:
             while pending and len(running) < parallel:
@@ -108,6 +111,7 @@ def run_study(root: Path, plan: Plan, parallel: int = 2, say: Any = print) -> in
             r.log.close()
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
     if stop:
         say(f"interrupted: progress saved in {root}; run the same command again to resume")
         return 130

@@ -121,7 +121,7 @@ def test_a_plan_that_changes_a_started_candidate_is_refused(tmp_path):
 @pytest.mark.process
 @pytest.mark.slow
 def test_a_study_interrupted_mid_training_resumes_where_it_stopped(tmp_path, tiny_d4rl):
-    """Two seeds of a tiny candidate: Ctrl-C while both train saves them; the same command finishes both from
+    """Two seeds of a tiny candidate: SIGINT (Ctrl-C, or kill -INT) while both train saves them; the same command finishes both from
     their saved steps, evaluates them and writes the table; a third call has nothing to run."""
     common = ["--dataset", str(tiny_d4rl), "--embed-dim", "16", "--n-layer", "1", "--context-len", "5"]
     common += ["--max-steps", "400", "--warmup-steps", "4", "--eval-every", "50", "--eval-episodes", "2"]
@@ -130,7 +130,16 @@ def test_a_study_interrupted_mid_training_resumes_where_it_stopped(tmp_path, tin
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "dt", "study", str(plan), "--out-dir", str(out)]
     env = dict(os.environ, MUJOCO_GL="egl")
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started as a script's background job (``nohup ... &``), which inherits SIGINT ignored: kill -INT still stops it.
+    p = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     ckpts = [Job(out, "a", s).run_dir / "checkpoint" for s in (0, 1)]
     while not all(c.exists() for c in ckpts) and p.poll() is None:  # both saved once (or the study ended)
         time.sleep(0.2)
