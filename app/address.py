@@ -1,6 +1,6 @@
 """The address holds the Playground's view, so a reload or a shared link shows the same episode.
 
-``?checkpoint=dt-hopper-medium-expert&target=1800&seed=3&schedule=3600;150:900`` is read once, in a session's
+``?checkpoint=radt-hopper-medium-expert&target=1800&seed=3&schedule=3600;150:900`` is read once, in a session's
 first run, and the Playground writes its current view back after every change. Anything the address gets wrong
 (an unknown parameter, a checkpoint that no longer exists, a target that is not a number) is one line in the
 sidebar, and the default view is shown instead: never a traceback.
