@@ -121,8 +121,8 @@ def test_a_plan_that_changes_a_started_candidate_is_refused(tmp_path):
 @pytest.mark.process
 @pytest.mark.slow
 def test_a_study_interrupted_mid_training_resumes_where_it_stopped(tmp_path, tiny_d4rl):
-    """Two seeds of a tiny candidate: SIGINT (Ctrl-C, or kill -INT) while both train saves them; the same command finishes both from
-    their saved steps, evaluates them and writes the table; a third call has nothing to run."""
+    """Two seeds of a tiny candidate: SIGINT (Ctrl-C, or kill -INT) while both train saves them; the same command
+    finishes both from their saved steps, evaluates them and writes the table; a third call has nothing to run."""
     common = ["--dataset", str(tiny_d4rl), "--embed-dim", "16", "--n-layer", "1", "--context-len", "5"]
     common += ["--max-steps", "400", "--warmup-steps", "4", "--eval-every", "50", "--eval-episodes", "2"]
     common += ["--eval-max-steps", "20", "--save-every", "20", "--no-tensorboard", "--no-bf16"]
