@@ -7,7 +7,7 @@ import streamlit as st
 from app import address, catalog, state
 from dt.envs import ENVS
 from dt.errors import CheckpointError
-from dt.eval.metrics import SETTLED_POINTS
+from dt.eval.metrics import settled_verdict
 
 _SOURCE = {"shipped": "Shipped", "run": "Your runs", "upload": "Uploaded"}
 
@@ -92,9 +92,10 @@ def _picker(s: state.Session, entries: list[catalog.CheckpointEntry]) -> None:
     if e.alignment_gap is not None:
         lines.append(f"alignment gap {e.alignment_gap:.1f} points (0: returns exactly the target)")
     if e.spread is not None:
-        verdict = "settled" if e.spread <= SETTLED_POINTS else "still swinging"
         luck = f"; episode luck alone: {e.luck:.1f}" if e.luck is not None else ""
-        lines.append(f"last three training evaluations within {e.spread:.1f} points ({verdict}{luck})")
+        lines.append(
+            f"last three training evaluations within {e.spread:.1f} points ({settled_verdict(e.spread)}{luck})"
+        )
     if e.return_mean is not None:
         lines.append(f"dataset returns: min {e.return_min:,.0f}, mean {e.return_mean:,.0f}, max {e.return_max:,.0f}")
     st.caption("  \n".join(lines))

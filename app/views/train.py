@@ -14,7 +14,7 @@ from dt.checkpoint.listing import list_runs
 from dt.checkpoint.meta import META_FILE, read_meta
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
-from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread
+from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread, settled_verdict
 
 sidebar.draw()
 st.title("Train a model")
@@ -256,8 +256,7 @@ def progress_panel() -> None:
     noise = evaluation_noise(v.evals)
     luck = f" (luck alone: {noise:.1f})" if noise is not None else ""
     settled = (
-        f"last three within {spread[1]:.1f} points{luck}: "
-        + ("settled" if spread[1] <= SETTLED_POINTS else "still swinging")
+        f"last three within {spread[1]:.1f} points{luck}: {settled_verdict(spread[1])}"
         if spread
         else (f"at step {v.evals[-1]['step']:,}" if first else None)
     )

@@ -113,3 +113,23 @@ def evaluation_noise(evals: list[dict[str, Any]]) -> float | None:
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
     return RANGE_OF_THREE * sum(se) / len(se)
+
+
+def settled_verdict(spread: float) -> str:
+    """ "settled" or "still swinging": the one reading of :func:`last_three_spread` (cards, picker, Train page)."""
+    return "settled" if spread <= SETTLED_POINTS else "still swinging"
+
+
+def settled_sentence(evals: list[dict[str, Any]]) -> str:
+    """The model card's line on whether training settled: the last three evaluations, their spread, the verdict
+    and what episode luck alone would give (:func:`evaluation_noise`)."""
+    spread = last_three_spread(evals)
+    if spread is None:
+        return "fewer than three periodic evaluations"
+    last, width = spread
+    noise = evaluation_noise(evals)
+    luck = f"; episode luck alone would give about {noise:.1f}" if noise is not None else ""
+    return (
+        f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
+        f"{width:.1f} points ({settled_verdict(width)}: within {SETTLED_POINTS:g} counts as settled{luck})"
+    )

@@ -22,7 +22,7 @@ from dt.envs import get_env
 from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
-from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread
+from dt.eval.metrics import settled_sentence
 from dt.eval.steering import card_section, measure_steering, probe_schedules
 from dt.validate import is_transformer
 
@@ -318,7 +318,7 @@ def _data_and_training_section(ck: Checkpoint) -> list[str]:
         f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_duration(_f(m.wall_time_s))} on "
         f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
         f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
-        f"- settled: {_settled(m.eval_history)}",
+        f"- settled: {settled_sentence([e.as_dict() for e in m.eval_history])}",
         f"- model: {json.dumps(m.model.to_dict())}",
         f"- config: {json.dumps({k: tr[k] for k in sorted(tr) if k not in ('out_dir', 'dataset')})}",
         "",
@@ -335,21 +335,6 @@ def _recipe(tr: Mapping[str, Any]) -> str:
         f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "
         f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "
         f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}"
-    )
-
-
-def _settled(hist: tuple[EvalPoint, ...]) -> str:
-    evals = [e.as_dict() for e in hist]
-    spread = last_three_spread(evals)
-    if spread is None:
-        return "fewer than three periodic evaluations"
-    last, width = spread
-    verdict = "settled" if width <= SETTLED_POINTS else "still swinging"
-    noise = evaluation_noise(evals)
-    luck = f"; episode luck alone would give about {noise:.1f}" if noise is not None else ""
-    return (
-        f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
-        f"{width:.1f} points ({verdict}: within {SETTLED_POINTS:g} counts as settled{luck})"
     )
 
 

@@ -82,8 +82,7 @@ def test_evaluation_noise_is_the_spread_episode_luck_alone_gives_three_evaluatio
     import numpy as np
 
     from dt.checkpoint.meta import EvalPoint, EvalScore
-    from dt.eval.metrics import evaluation_noise
-    from dt.eval.report import _settled
+    from dt.eval.metrics import evaluation_noise, settled_sentence
 
     def ev(std: float, n: int, mean: float = 50.0) -> dict:
         return {"results": [{"target": 3600.0, "normalized_mean": mean, "normalized_std": std, "episodes": n}]}
@@ -99,7 +98,7 @@ def test_evaluation_noise_is_the_spread_episode_luck_alone_gives_three_evaluatio
     hist = tuple(EvalPoint(s, (EvalScore(3600.0, m, 18.0, episodes=20),)) for s, m in ((1, 40.0), (2, 46.0), (3, 44.0)))
     assert (
         "spread 6.0 points (still swinging: within 5 counts as settled; episode luck alone would give about 6.8)"
-        in (_settled(hist))
+        in settled_sentence([e.as_dict() for e in hist])
     )
 
 
