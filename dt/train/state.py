@@ -10,6 +10,7 @@ each file reads as one job.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ class RunState:
     optimizer: torch.optim.Optimizer
     dropout_gen: torch.Generator
     gen: torch.Generator
+    note: Callable[[str], None]
     dist: distributed.DistContext
     device: torch.device
     ckpt_dir: Path
@@ -216,11 +218,25 @@ class RunState:
         self.optimizer.load_state_dict(optimizer_state(tensors, js["param_groups"], self.device))
         own = f".rank{self.dist.rank}" if self.dist.rank else ""
         self.dropout_gen.set_state(tensors["rng.torch" + own])
-        self.gen.set_state(tensors["rng.sampler"])  # generator states are CPU byte tensors, CUDA ones too
+        sampler_state = tensors["rng.sampler"]  # generator states are CPU byte tensors, CUDA ones too
+        if sampler_state.numel() == self.gen.get_state().numel():
+            self.gen.set_state(sampler_state)
+        else:  # saved on the other device type (CPU <-> CUDA): its generator's state does not fit this one's
+            self.gen.manual_seed(moved_sampler_seed(self.cfg.seed, int(js["step"])))
+            self.note(
+                f"resumed on {self.device.type} a run saved on another device type: the window sampler is reseeded "
+                "from the seed and step (same recipe and weights; the batches from here differ from an unmoved run)"
+            )
         if "rng.cuda" + own in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)
         self.step = self.saved_step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
+
+
+def moved_sampler_seed(seed: int, step: int) -> int:
+    """The sampler's seed after a resume on another device type: a function of the run's seed and step only, so
+    moving the same checkpoint twice draws the same batches."""
+    return (seed * 1_000_003 + step) % 2**63
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

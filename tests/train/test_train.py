@@ -225,3 +225,30 @@ def test_two_runs_in_one_process_each_give_what_they_give_alone(tmp_path, tiny_d
     for seed in (1, 2):
         for k, v in alone[seed].items():
             torch.testing.assert_close(together[seed][k], v, rtol=0, atol=0, msg=f"seed {seed}: {k}")
+
+
+def _as_if_saved_on_cuda(run_dir: Path) -> None:
+    """Swap the sampler's generator state for a CUDA generator's (16 bytes: seed and offset), as a GPU run saves."""
+    from safetensors.torch import load_file, save_file
+
+    path = run_dir / "checkpoint" / "trainer_state.safetensors"
+    tensors = load_file(path)
+    tensors["rng.sampler"] = torch.arange(16, dtype=torch.uint8)
+    save_file(tensors, path)
+
+
+def test_a_run_saved_on_another_device_type_resumes_with_a_reseeded_sampler(tmp_path, tiny_dataset):
+    finals = []
+    for name in ("a", "b"):
+        first = Trainer(tiny_config(tiny_dataset.source, tmp_path / name, max_steps=6), tiny_dataset)
+        list(first.iterate())
+        _as_if_saved_on_cuda(tmp_path / name)
+        resumed = Trainer(tiny_config(tiny_dataset.source, tmp_path / name, resume=True), tiny_dataset)
+        assert resumed.step == 6
+        assert any("saved on another device type" in n and "reseeded" in n for n in resumed.notes)
+        list(resumed.iterate())
+        assert load_checkpoint(tmp_path / name / "checkpoint").step == 12
+        finals.append(resumed.model.state_dict())
+    # The new stream depends on the seed and the step only: moving the same checkpoint twice trains alike.
+    for k in finals[0]:
+        torch.testing.assert_close(finals[0][k], finals[1][k], rtol=0, atol=0, msg=k)
