@@ -6,8 +6,10 @@
 #      hashes are logged beside the ones this project's CPUs give);
 #   2. trains both runs at once (`--device cuda --compile reduce-overhead`: CUDA graphs, the step is bound by
 #      kernel launches), evaluating 20 episodes at targets 3600 and 1800 every $EVAL_EVERY steps, until 100k steps
-#      or the deadline; a run stopped by the deadline saves its step (SIGTERM) and resumes anywhere with
-#      `python -m dt train ... --resume` (on a CPU too: the sampler is reseeded, see dt/train/state.py);
+#      or the deadline, saving every 2,000 steps; the deadline sends SIGTERM, which saves the current step on a
+#      CPU, but on the H200 under CUDA graphs the runs ended at once and kept their last periodic save (not yet
+#      understood); a run resumes anywhere with `python -m dt train ... --resume` (on a CPU too: the sampler is
+#      reseeded, see dt/train/state.py);
 #   3. packs each run (checkpoint, metrics.jsonl, config.json) into $OUT/paper-<dataset>.tar.
 #   OUT=out DEADLINE_S=540 bash scripts/gpu_paper.sh      (seconds from the start of the script)
 # A small dry run on a CPU:  CARRIED_WHEELS=0 PYTHON=.venv/bin/python DEVICE=cpu COMPILE=off STEPS=20000 DEADLINE_S=120 \
@@ -26,7 +28,7 @@ if [ "${CARRIED_WHEELS:-1}" = 1 ] && ls .whl/*.whl >/dev/null 2>&1; then  # gymn
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-egl}
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-egl}  # MUJOCO_GL=disable where no EGL library is installed (no rendering is needed)
 export DT_DATASET_DIR=$WORK/datasets
 say() { echo "== [$(($(date +%s) - START)) s] $*" | tee -a "$LOG"; }
 
@@ -53,7 +55,7 @@ pids=()
 for ds in hopper-medium hopper-medium-expert; do
     timeout -k 60 -s TERM "$left" "$PY" -m dt train --dataset "$ds" --preset paper --seed 0 --device "$DEVICE" \
         --compile "$COMPILE" --max-steps "$MAX_STEPS" --eval-every "$EVAL_EVERY" --eval-episodes "$EPISODES" \
-        --save-every 5000 --log-every 500 --quiet --no-tensorboard --out-dir "$WORK/runs/paper-$ds" \
+        --save-every 2000 --log-every 500 --quiet --no-tensorboard --out-dir "$WORK/runs/paper-$ds" \
         >"$OUT/train-$ds.log" 2>&1 &
     pids+=($!)
 done
