@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,4 +133,49 @@ def settled_sentence(evals: list[dict[str, Any]]) -> str:
     return (
         f"last three periodic evaluations {' / '.join(f'{x:.1f}' for x in last)} at the first target, spread "
         f"{width:.1f} points ({settled_verdict(width)}: within {SETTLED_POINTS:g} counts as settled{luck})"
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """``"61 min"``, or ``"40 s"`` under a minute (a small BC trains in seconds)."""
+    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.0f} min"
+
+
+def machine_text(mach: Mapping[str, Any]) -> str:
+    """``"AMD EPYC (2 CPUs)"``, with the GPU where there was one."""
+    gpu = f", {mach['gpu']}" if mach.get("gpu") else ""
+    return f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{gpu})"
+
+
+def legs_text(legs: Any) -> str:
+    """Where a run trained when it moved between machines (resumed elsewhere): steps and time on each, from a
+    checkpoint's ``legs``; empty for a run that stayed on one machine or saved no legs."""
+    if not isinstance(legs, list) or not all(isinstance(x, Mapping) for x in legs):
+        return ""
+
+    def num(x: Any) -> float:
+        return float(x) if isinstance(x, int | float) and math.isfinite(x) else 0.0
+
+    merged: list[dict[str, Any]] = []  # consecutive legs on the same machine count as one
+    for leg in legs:
+        mach = leg.get("machine") if isinstance(leg.get("machine"), Mapping) else {}
+        if merged and merged[-1]["machine"] == mach:
+            merged[-1]["to"], merged[-1]["wall"] = (
+                num(leg.get("to_step")),
+                merged[-1]["wall"] + num(leg.get("wall_time_s")),
+            )
+        else:
+            merged.append(
+                {
+                    "machine": mach,
+                    "from": num(leg.get("from_step")),
+                    "to": num(leg.get("to_step")),
+                    "wall": num(leg.get("wall_time_s")),
+                }
+            )
+    if len(merged) < 2:
+        return ""
+    return "; ".join(
+        f"steps {x['from']:,.0f}-{x['to']:,.0f} on {machine_text(x['machine'])} in {duration_text(x['wall'])}"
+        for x in merged
     )

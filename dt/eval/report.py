@@ -22,7 +22,7 @@ from dt.envs import get_env
 from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
-from dt.eval.metrics import settled_sentence
+from dt.eval.metrics import duration_text, legs_text, machine_text, settled_sentence
 from dt.eval.steering import card_section, measure_steering, probe_schedules
 from dt.validate import is_transformer
 
@@ -185,11 +185,6 @@ def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
     return last[0].episodes if last and last[0].episodes is not None else "?"
 
 
-def _duration(seconds: float) -> str:
-    """``"61 min"``, or ``"40 s"`` under a minute (a small BC trains in seconds)."""
-    return f"{seconds:.0f} s" if seconds < 59.5 else f"{seconds / 60:.0f} min"
-
-
 def _f(x: float | None) -> float:
     return 0.0 if x is None else x
 
@@ -315,8 +310,8 @@ def _data_and_training_section(ck: Checkpoint) -> list[str]:
         "",
         "## Training",
         "",
-        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {_duration(_f(m.wall_time_s))} on "
-        f"{mach.get('cpu', '?')} ({mach.get('cpus', '?')} CPUs{', ' + mach['gpu'] if mach.get('gpu') else ''})",
+        f"- steps: {m.step} of {tr.get('max_steps', '?')}; wall time {duration_text(_f(m.wall_time_s))}"
+        + (f": {legs}" if (legs := legs_text(ck.meta.get("legs"))) else f" on {machine_text(mach)}"),
         f"- recipe: {_recipe(tr)}; seed {tr.get('seed', '?')}",
         f"- settled: {settled_sentence([e.as_dict() for e in m.eval_history])}",
         f"- model: {json.dumps(m.model.to_dict())}",

@@ -30,6 +30,8 @@ from dt.hardware import machine_info
 from dt.model import MLPBC, DecisionTransformer
 from dt.train import distributed
 
+MAX_LEGS = 32  # a checkpoint keeps the machines of at most this many stretches of its run (start + resumes)
+
 # The settings that make a training recipe: a resume must keep them (max_steps may grow; logging may change).
 RECIPE_FIELDS = (
     "lr",
@@ -61,6 +63,8 @@ class RunState:
     dropout_gen: torch.Generator
     gen: torch.Generator
     note: Callable[[str], None]
+    past_legs: list[dict[str, Any]]
+    leg_start: tuple[int, float]
     dist: distributed.DistContext
     device: torch.device
     ckpt_dir: Path
@@ -79,8 +83,15 @@ class RunState:
     def _make_sampler(self, state_mean: np.ndarray | None = None, state_std: np.ndarray | None = None) -> WindowSampler:
         raise NotImplementedError  # the trainer's
 
+    @staticmethod
+    def _leg(machine: dict[str, Any], from_step: int, to_step: int, wall_time_s: float) -> dict[str, Any]:
+        """One stretch of a run (its start, or a resume, to its last save): steps, wall time and machine."""
+        short = {k: machine[k] for k in ("cpu", "cpus", "gpu") if k in machine}
+        return {"from_step": from_step, "to_step": to_step, "wall_time_s": round(wall_time_s, 1), "machine": short}
+
     def meta(self) -> dict[str, Any]:
         mean, std = self.sampler.state_mean, self.sampler.state_std
+        machine = machine_info()
         return {
             "env": self.spec.name,
             "gym_id": self.spec.gym_id(self.cfg.gym_version),
@@ -104,7 +115,11 @@ class RunState:
             "eval": self.eval_history[-1]["results"] if self.eval_history else [],
             "eval_history": self.eval_history,
             "wall_time_s": round(self.wall_time, 1),
-            "machine": machine_info(),
+            "machine": machine,
+            "legs": [
+                *self.past_legs,
+                self._leg(machine, self.leg_start[0], self.step, self.wall_time - self.leg_start[1]),
+            ],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -212,6 +227,12 @@ class RunState:
                 f"{self.ckpt_dir}: damaged trainer state ({first_line(e, 100)}); start over with --force"
             ) from None
         self.eval_history = list(ck.meta.get("eval_history", []))
+        legs = ck.meta.get("legs")
+        if isinstance(legs, list) and legs and all(isinstance(x, dict) for x in legs):
+            self.past_legs = legs[-MAX_LEGS + 1 :]
+        else:  # saved before legs were recorded: the whole run so far is one leg, on the machine of its last save
+            machine = ck.meta.get("machine")
+            self.past_legs = [self._leg(machine if isinstance(machine, dict) else {}, 0, self.step, self.wall_time)]
 
     def _restore_state(self, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
         """Optimiser, RNG (this rank's), step and wall time from a checkpoint's trainer state."""
@@ -231,6 +252,7 @@ class RunState:
             torch.cuda.set_rng_state(tensors["rng.cuda" + own], self.device)
         self.step = self.saved_step = int(js["step"])
         self.wall_time = float(js.get("wall_time", 0.0))
+        self.leg_start = (self.step, self.wall_time)
 
 
 def moved_sampler_seed(seed: int, step: int) -> int:

@@ -116,6 +116,8 @@ class Trainer(RunState):
         self.step = 0
         self.saved_step = 0  # the step of the checkpoint on disk (0: none yet)
         self.wall_time = 0.0
+        self.past_legs: list[dict[str, Any]] = []  # earlier stretches of the run (resumes), see RunState.meta
+        self.leg_start = (0, 0.0)  # step and wall time where this stretch began
         self.eval_history: list[dict[str, Any]] = []
         self.dataset_hash = self.ds.content_hash()
         self._stop = threading.Event()

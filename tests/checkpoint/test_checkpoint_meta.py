@@ -24,7 +24,10 @@ def test_shipped_checkpoints_read_as_typed_metadata(path):
     assert m.state_mean == tuple(raw["state_mean"]) and m.dataset.name == raw["dataset"]["name"]
     assert m.score is not None and m.score.target == raw["eval"][0]["target"]
     assert len(m.eval_history) == len(raw["eval_history"]) and m.train["max_steps"] == raw["train"]["max_steps"]
-    assert m.method == path.name.split("-hopper")[0]  # dt, dt-delayed, bc, bc10
+    # dt, dt-delayed, bc, bc10; "-paper" names the paper's configuration of a method
+    assert path.name.split("-hopper")[0] in (m.method, f"{m.method}-paper")
+    if path.name.startswith(f"{m.method}-paper-"):
+        assert (m.train["max_steps"], m.train["warmup_steps"], m.train["lr_schedule"]) == (100_000, 10_000, "constant")
 
 
 def test_method_labels():

@@ -103,6 +103,24 @@ def test_evaluation_noise_is_the_spread_episode_luck_alone_gives_three_evaluatio
 
 
 def test_a_card_states_a_short_runs_wall_time_in_seconds():
-    from dt.eval.report import _duration
+    from dt.eval.metrics import duration_text
 
-    assert [_duration(s) for s in (33.0, 59.4, 61.0, 3660.0)] == ["33 s", "59 s", "1 min", "61 min"]
+    assert [duration_text(s) for s in (33.0, 59.4, 61.0, 3660.0)] == ["33 s", "59 s", "1 min", "61 min"]
+
+
+def test_legs_text_names_each_machine_a_run_moved_between():
+    from dt.eval.metrics import legs_text
+
+    gpu = {"cpu": "Intel Xeon", "cpus": 16, "gpu": "NVIDIA H200"}
+    cpu = {"cpu": "AMD EPYC", "cpus": 2}
+    legs = [
+        {"from_step": 0, "to_step": 65000, "wall_time_s": 364.3, "machine": gpu},
+        {"from_step": 65000, "to_step": 80000, "wall_time_s": 2400.0, "machine": cpu},
+        {"from_step": 80000, "to_step": 100000, "wall_time_s": 2040.0, "machine": cpu},
+    ]
+    assert legs_text(legs) == (
+        "steps 0-65,000 on Intel Xeon (16 CPUs, NVIDIA H200) in 6 min; steps 65,000-100,000 on AMD EPYC (2 CPUs) in 74 min"
+    )
+    assert legs_text(legs[1:]) == ""  # one machine: the card's usual line
+    for bad in (None, "x", [1, 2], [{"machine": "x", "to_step": "NaN", "wall_time_s": None}, {"machine": []}]):
+        assert isinstance(legs_text(bad), str)

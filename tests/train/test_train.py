@@ -252,3 +252,18 @@ def test_a_run_saved_on_another_device_type_resumes_with_a_reseeded_sampler(tmp_
     # The new stream depends on the seed and the step only: moving the same checkpoint twice trains alike.
     for k in finals[0]:
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=0, atol=0, msg=k)
+
+
+def test_a_resumed_run_records_each_stretch_and_its_machine(tmp_path, tiny_dataset):
+    list(Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6), tiny_dataset).iterate())
+    meta_path = tmp_path / "checkpoint" / "checkpoint.json"
+    first = json.loads(meta_path.read_text())
+    assert [(x["from_step"], x["to_step"]) for x in first["legs"]] == [(0, 6)]
+    # As a checkpoint saved before legs were recorded, on another machine: its one leg comes from "machine".
+    del first["legs"]
+    first["machine"] = {"cpu": "Intel Xeon", "cpus": 16, "gpu": "NVIDIA H200"}
+    meta_path.write_text(json.dumps(first))
+    list(Trainer(tiny_config(tiny_dataset.source, tmp_path, resume=True), tiny_dataset).iterate())
+    legs = json.loads(meta_path.read_text())["legs"]
+    assert [(x["from_step"], x["to_step"]) for x in legs] == [(0, 6), (6, 12)]
+    assert legs[0]["machine"]["gpu"] == "NVIDIA H200" and "gpu" not in legs[1]["machine"]
