@@ -119,7 +119,8 @@ def test_legs_text_names_each_machine_a_run_moved_between():
         {"from_step": 80000, "to_step": 100000, "wall_time_s": 2040.0, "machine": cpu},
     ]
     assert legs_text(legs) == (
-        "steps 0-65,000 on Intel Xeon (16 CPUs, NVIDIA H200) in 6 min; steps 65,000-100,000 on AMD EPYC (2 CPUs) in 74 min"
+        "steps 0-65,000 on Intel Xeon (16 CPUs, NVIDIA H200) in 6 min; "
+        "steps 65,000-100,000 on AMD EPYC (2 CPUs) in 74 min"
     )
     assert legs_text(legs[1:]) == ""  # one machine: the card's usual line
     for bad in (None, "x", [1, 2], [{"machine": "x", "to_step": "NaN", "wall_time_s": None}, {"machine": []}]):
