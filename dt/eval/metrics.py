@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dt.atomic import write_atomic
+from dt.checkpoint import lenient
 
 
 class MetricsLog:
@@ -153,8 +154,9 @@ def legs_text(legs: Any) -> str:
     if not isinstance(legs, list) or not all(isinstance(x, Mapping) for x in legs):
         return ""
 
-    def num(x: Any) -> float:
-        return float(x) if isinstance(x, int | float) and math.isfinite(x) else 0.0
+    def num(x: Any) -> float:  # a missing, mistyped or non-finite number reads as 0
+        v = lenient.num(x)
+        return v if v is not None and math.isfinite(v) else 0.0
 
     merged: list[dict[str, Any]] = []  # consecutive legs on the same machine count as one
     for leg in legs:
