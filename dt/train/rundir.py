@@ -1,8 +1,9 @@
 """A training run owns its folder: what may be written there, and a lock held while it runs.
 
 - :func:`check_run_dir` (before any data loads): an empty ``--out-dir``, a dangling or looping symlink, a folder
-  holding files that no run writes (a shipped checkpoint, a project folder) or an earlier run's files without
-  ``--resume`` / ``--force`` are refused in one line; a folder locked by a live run is refused naming its pid.
+  holding files that no run writes (a shipped checkpoint, a project folder), an earlier run's files without
+  ``--resume`` / ``--force``, or ``--resume`` where no checkpoint was saved are refused in one line; a folder
+  locked by a live run is refused naming its pid.
 - :class:`RunLock`: an exclusive ``flock`` on ``<out_dir>/.lock`` for the life of the run. The kernel drops it when
   the process dies, so a lock left by a dead process is taken over (with a notice naming its pid), never refused
   forever.
@@ -52,6 +53,10 @@ def check_run_dir(out_dir: str | os.PathLike, resume: bool, force: bool) -> None
     if out.is_symlink() and not out.exists():
         raise ConfigError(f"--out-dir: {out} is a symlink to nothing (dangling or a loop); pick another folder")
     if not out.exists():
+        if resume:
+            raise ConfigError(
+                f"--resume: {out} does not exist, so there is no run to continue; drop --resume to start one"
+            )
         return
     if not out.is_dir():
         raise ConfigError(f"--out-dir: {out} is a file, not a directory; pick another path")
@@ -66,6 +71,11 @@ def check_run_dir(out_dir: str | os.PathLike, resume: bool, force: bool) -> None
             "or pass --force to write the run there anyway"
         )
     earlier = [n for n in own if n != LOCK_NAME]
+    if resume and not any(n == "checkpoint" or n.startswith(".checkpoint.") for n in own):
+        raise ConfigError(
+            f"--resume: {out} holds no saved checkpoint to continue (a run stopped before its first save?); "
+            "drop --resume to start one there" + (" with --force" if earlier else "")
+        )
     if earlier and not resume and not force:
         raise ConfigError(
             f"--out-dir: {out} holds an earlier run ({', '.join(earlier)}); pass --resume to continue it "

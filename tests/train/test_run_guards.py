@@ -152,6 +152,25 @@ def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message,
         assert (out / name).read_bytes() == data, name
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        ("missing", "does not exist, so there is no run to continue; drop --resume to start one"),
+        ("unsaved", "holds no saved checkpoint to continue (a run stopped before its first save?); drop --resume"),
+    ],
+)
+def test_cli_refuses_a_resume_with_nothing_to_resume(tmp_path, tiny_d4rl, make, message, capsys):
+    out = tmp_path / "out"
+    before = _earlier_run(out) if make == "unsaved" else {}
+    flags = ["train", "--dataset", str(tiny_d4rl), "--out-dir", str(out), "--resume"]
+    code, err = cli(capsys, *flags, "--max-steps", "2", "--quiet", "--no-tensorboard")
+    assert code == 2, err
+    assert err.startswith("error: --resume: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert "training dt on" not in err and out.exists() == (make == "unsaved")
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+
+
 # ---- 4. finished work is kept: interrupts and the final evaluation -------------------------------------------
 
 
