@@ -94,7 +94,7 @@ def numbers(
     length: int | None = None, positive: bool = False, minimum: float | None = None, max_len: int | None = None
 ) -> Rule:
     """A list of finite numbers (of a given length, or at most ``max_len``; all > 0 with ``positive``; all >=
-    ``minimum``)."""
+    ``minimum``, where the bound rounded to float32 counts as the bound: a saved 1e-6 reads 9.99999997e-7)."""
 
     def rule(v: Any) -> str | None:
         if not isinstance(v, list) or not all(_is_number(x) for x in v):
@@ -105,7 +105,7 @@ def numbers(
             return f"must hold at most {max_len} numbers, got {len(v)}"
         if positive and any(x <= 0 for x in v):
             return "must hold only numbers > 0"
-        if minimum is not None and any(x < minimum for x in v):
+        if minimum is not None and any(x < minimum * (1 - 1e-7) for x in v):
             return f"must hold only numbers >= {minimum:g}, got {min(v):.3g}"
         return None
 
@@ -296,7 +296,8 @@ def check_checkpoint_meta(meta: Any, where: str | Path, model_rules: Mapping[str
     if not isinstance(meta.get("env"), str):
         raise CheckpointError(f"{where}: 'env' must be an env name such as \"hopper\", got {meta.get('env')!r}")
     state_dim = model.get("state_dim")
-    # The reference adds 1e-6 to every std, so a smaller one is damage: it would blow states up to inf or NaN.
+    # The reference adds 1e-6 to every std, so a smaller one is damage: it would blow states up to inf or NaN. A
+    # constant observation column has exactly that std (float32: 9.99999997e-7, which the rule lets through).
     for key, rule in (("state_mean", numbers(state_dim)), ("state_std", numbers(state_dim, minimum=1e-6))):
         if problem := rule(meta.get(key)):
             raise CheckpointError(f"{where}: {key} {problem}")

@@ -230,6 +230,23 @@ def test_train_bounds_are_checked_before_anything_loads(tmp_path, flag, value, m
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_constant_observation_column_trains_a_checkpoint_that_loads_and_resumes(tmp_path, tiny_dataset):
+    # Its std is the reference's + 1e-6 alone, which float32 stores as 9.99999997e-7: the run used to end by
+    # refusing its own checkpoint ("state_std must hold only numbers >= 1e-06, got 1e-06").
+    from dt.data import make_dataset
+
+    arrays = {k: getattr(tiny_dataset, k).copy() for k in ("observations", "actions", "rewards", "terminals")}
+    arrays["timeouts"] = tiny_dataset.timeouts.copy()
+    arrays["observations"][:, 3] = 0.5
+    ds = make_dataset("hopper-random", "memory", "generated", arrays, {})
+    Trainer(tiny_config("memory", tmp_path / "r", max_steps=4, save_every=4, eval_max_steps=5), ds).run(progress=False)
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint")
+    assert ck.step == 4 and ck.state_std[3] == pytest.approx(1e-6)
+    cfg = tiny_config("memory", tmp_path / "r", max_steps=6, save_every=2, eval_max_steps=5, resume=True)
+    Trainer(cfg, ds).run(progress=False)
+    assert load_checkpoint(tmp_path / "r" / "checkpoint").step == 6
+
+
 def test_a_checkpoint_with_a_near_zero_state_std_is_refused(tmp_path, tiny_checkpoint):
     from dt.errors import CheckpointError
 
