@@ -28,7 +28,6 @@ from dt.validate import (
     MAX_LAYERS,
     MAX_SEED,
     MAX_STEPS,
-    MAX_TARGETS,
     MAX_THREADS,
     MODEL_TYPES,
     Activation,
@@ -39,8 +38,8 @@ from dt.validate import (
     heads_split,
     integer,
     number,
-    numbers,
     one_of,
+    targets,
 )
 
 if TYPE_CHECKING:
@@ -161,9 +160,7 @@ class TrainConfig:
     num_threads: int = opt(0, "torch CPU threads; 0: torch's default", rule=integer(0, MAX_THREADS))
     eval_every: int = opt(10_000, "evaluate every N steps (0: only at the end)", rule=integer(0, MAX_STEPS))
     eval_episodes: int = opt(10, "episodes per target at each evaluation", rule=integer(1, MAX_EPISODES))
-    eval_targets: list[float] = opt(
-        [], "targets to evaluate; empty: the env's paper targets", rule=numbers(max_len=MAX_TARGETS)
-    )
+    eval_targets: list[float] = opt([], "targets to evaluate; empty: the env's paper targets", rule=targets())
     eval_max_steps: int = opt(
         0, "cap on episode length during training evaluations; 0: the env's", rule=integer(0, MAX_EPISODE_STEPS)
     )

@@ -30,6 +30,7 @@ from dt.atomic import write_atomic
 from dt.checkpoint.meta import META_FILE, WEIGHTS_FILE
 from dt.cli.flags import from_args, opt, parser_for
 from dt.errors import run_cli
+from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, MAX_TARGET, check_fields, integer, number
 
 if TYPE_CHECKING:
     from dt.eval.evaluate import Rollout
@@ -206,15 +207,24 @@ class PreviewArgs:
     """Flags of ``python -m dt.preview``."""
 
     checkpoints: list[str] = opt(help="checkpoint directories", positional=True)
-    target: float | None = opt(None, "target return (default: the env's first paper target)")
-    seed: int = opt(0, "env seed (the app opens with 0)")
-    max_steps: int | None = opt(None, "episode cap (the app's DT_MAX_STEPS)")
+    target: float | None = opt(
+        None,
+        "target return (default: the env's first paper target)",
+        rule=lambda v: None if v is None else number(-MAX_TARGET, MAX_TARGET)(v),
+    )
+    seed: int = opt(0, "env seed (the app opens with 0)", rule=integer(0, MAX_SEED))
+    max_steps: int | None = opt(
+        None,
+        "episode cap (the app's DT_MAX_STEPS)",
+        rule=lambda v: None if v is None else integer(1, MAX_EPISODE_STEPS)(v),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Write the default episode's preview (MP4 + arrays) beside each checkpoint, for a fast first video."""
     parser = parser_for(PreviewArgs, "python -m dt.preview", main.__doc__ or "")
     args = from_args(PreviewArgs, parser.parse_args(argv))
+    check_fields(args)
     for d in args.checkpoints:
         t0 = time.perf_counter()
         path = make_preview(d, args.target, args.seed, args.max_steps)

@@ -79,6 +79,11 @@ def number(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: b
     return rule
 
 
+def targets() -> Rule:
+    """A list of target returns: at most MAX_TARGETS, each within +-MAX_TARGET."""
+    return numbers(max_len=MAX_TARGETS, magnitude=MAX_TARGET)
+
+
 def one_of(*choices: str) -> Rule:
     def rule(v: Any) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
@@ -91,10 +96,15 @@ def boolean(v: Any) -> str | None:
 
 
 def numbers(
-    length: int | None = None, positive: bool = False, minimum: float | None = None, max_len: int | None = None
+    length: int | None = None,
+    positive: bool = False,
+    minimum: float | None = None,
+    max_len: int | None = None,
+    magnitude: float | None = None,
 ) -> Rule:
     """A list of finite numbers (of a given length, or at most ``max_len``; all > 0 with ``positive``; all >=
-    ``minimum``, where the bound rounded to float32 counts as the bound: a saved 1e-6 reads 9.99999997e-7)."""
+    ``minimum``, where the bound rounded to float32 counts as the bound: a saved 1e-6 reads 9.99999997e-7; all
+    within +-``magnitude``)."""
 
     def rule(v: Any) -> str | None:
         if not isinstance(v, list) or not all(_is_number(x) for x in v):
@@ -107,6 +117,8 @@ def numbers(
             return "must hold only numbers > 0"
         if minimum is not None and any(x < minimum * (1 - 1e-7) for x in v):
             return f"must hold only numbers >= {minimum:g}, got {min(v):.3g}"
+        if magnitude is not None and any(abs(x) > magnitude for x in v):
+            return f"must hold only numbers within +-{magnitude:g}, got {max(v, key=abs):g}"
         return None
 
     return rule
@@ -125,6 +137,9 @@ MAX_STEPS = 10**9
 MAX_SEED = 2**63 - 1  # numpy's and torch's seeds are 64-bit
 MAX_EPISODES = 10_000  # per target, evaluated in one batch (one MuJoCo env each)
 MAX_TARGETS = 100
+# A target return (return-to-go): Hopper's best episodes return about 3,300. Past this the model's return input
+# grows so large that its actions turn to NaN and MuJoCo's simulation blows up.
+MAX_TARGET = 1e6
 MAX_EPISODE_STEPS = 100_000
 MAX_THREADS = 1024
 # A checkpoint's return-to-go divisor (the paper: 1000 for MuJoCo, 1 for Atari) and state statistics (Hopper's

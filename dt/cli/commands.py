@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,12 +31,13 @@ from dt.validate import (
     MAX_EPISODE_STEPS,
     MAX_EPISODES,
     MAX_SEED,
+    MAX_TARGET,
     MAX_TARGETS,
     MAX_THREADS,
     check_fields,
     check_output_file,
     integer,
-    numbers,
+    targets,
 )
 
 # ---- train ------------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class EvaluateArgs:
     targets: list[float] | None = opt(
         None,
         "target returns (default: the paper's for the env); 3 or more also report their alignment",
-        rule=lambda v: None if v is None else numbers(max_len=MAX_TARGETS)(v),
+        rule=lambda v: None if v is None else targets()(v),
     )
     alignment: int = opt(
         0,
@@ -231,7 +231,7 @@ def _schedule(args: EvaluateArgs, max_steps: int = MAX_EPISODE_STEPS):
 
     try:
         schedule = parse_schedule(args.schedule)
-        schedule.validate(-math.inf, math.inf, max_steps)  # any target: the CLI measures, it does not limit
+        schedule.validate(-MAX_TARGET, MAX_TARGET, max_steps)  # any return: the CLI measures, it does not limit
     except ScheduleError as e:
         raise ConfigError(f"--schedule: {e}") from None
     return schedule

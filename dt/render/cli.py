@@ -14,6 +14,9 @@ from dt.errors import ConfigError
 from dt.render.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.render.video import gif_bytes
 from dt.render.worker import get_render_worker, render_frames, render_mp4
+from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, check_fields, integer, number
+
+MAX_FRAME_SIDE = 4096  # pixels: a 4K frame; larger ones exceed what GL drivers offer off screen
 
 
 @dataclass
@@ -21,11 +24,11 @@ class RenderArgs:
     """Flags of ``python -m dt.render``."""
 
     env: str = opt("hopper", "env short name or gym id")
-    steps: int = opt(1000, "rollout length in env steps")
-    seed: int = opt(0, "seed for reset and random actions")
-    fps: float = opt(DEFAULT_FPS, "target video fps (real-time stride is derived)")
-    width: int = opt(DEFAULT_WIDTH, "frame width in pixels")
-    height: int = opt(DEFAULT_HEIGHT, "frame height in pixels")
+    steps: int = opt(1000, "rollout length in env steps", rule=integer(1, MAX_EPISODE_STEPS))
+    seed: int = opt(0, "seed for reset and random actions", rule=integer(0, MAX_SEED))
+    fps: float = opt(DEFAULT_FPS, "target video fps (real-time stride is derived)", rule=number(1, 240))
+    width: int = opt(DEFAULT_WIDTH, "frame width in pixels", rule=integer(16, MAX_FRAME_SIDE))
+    height: int = opt(DEFAULT_HEIGHT, "frame height in pixels", rule=integer(16, MAX_FRAME_SIDE))
     slow: bool = opt(False, "keep shadows, reflections and anti-aliasing")
     out: str = opt("render.mp4", "MP4 output path")
     gif: str | None = opt(None, "also write a small GIF here")
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
     args = from_args(RenderArgs, parser.parse_args(argv))
+    check_fields(args)
     for name in ("steps", "fps", "width", "height"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name}: must be > 0, got {getattr(args, name)}")

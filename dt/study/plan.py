@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 from dt.atomic import write_atomic
 from dt.errors import ConfigError
+from dt.validate import MAX_TARGET
+from dt.validate import targets as target_rule
 
 # Flags the study sets for every job; a candidate that sets them is refused.
 STUDY_FLAGS = ("--seed", "--out-dir", "--resume", "--force", "--num-threads", "--quiet")
@@ -42,6 +45,8 @@ def _strings(v: Any, where: str, reserved: tuple[str, ...] = STUDY_FLAGS) -> lis
     for flag in reserved:
         if any(x == flag or x.startswith(flag + "=") for x in v):
             raise ConfigError(f"{where}: {flag} is set by the study for every job; remove it")
+    if any(x in ("-h", "--help") for x in v):  # the job would print its help and count as done
+        raise ConfigError(f"{where}: --help is not a setting; remove it")
     return list(v)
 
 
@@ -75,13 +80,13 @@ def load_plan(path: str | os.PathLike) -> Plan:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f'plan {p}: "seeds" lists a seed twice')
     targets = raw.get("targets", [3600.0, 1800.0])
-    if not isinstance(targets, list) or not targets or not all(isinstance(t, int | float) for t in targets):
-        raise ConfigError(f'plan {p}: "targets" must be a non-empty list of numbers')
+    if not isinstance(targets, list) or not targets or target_rule()(targets):
+        raise ConfigError(f'plan {p}: "targets" must be a non-empty list of numbers within +-{MAX_TARGET:g}')
     episodes = raw.get("episodes", 100)
     if type(episodes) is not int or not 1 <= episodes <= 10_000:
         raise ConfigError(f'plan {p}: "episodes" must be an integer from 1 to 10000')
     budget = raw.get("budget_minutes", 0)
-    if not isinstance(budget, int | float) or budget < 0:
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget < math.inf:
         raise ConfigError(f'plan {p}: "budget_minutes" must be a number >= 0 (0: no budget)')
     return Plan(
         candidates={k: _strings(v, f"plan {p}: candidate {k!r}") for k, v in cands.items()},

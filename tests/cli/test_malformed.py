@@ -354,6 +354,9 @@ FLAG_CASES = [
     Case("flag-gym-version", _train("--gym-version", "v9"), "argument --gym-version: invalid choice: 'v9'"),
     Case("flag-eval-episodes-0", _train("--eval-episodes", "0"), "--eval-episodes: must be an integer >= 1"),
     Case("flag-eval-targets-nan", _train("--eval-targets", "nan"), "--eval-targets: must be a list of finite"),
+    # A finite but huge target turned the actions to NaN: the run saved, then could not read its own evaluation.
+    Case("flag-eval-targets-huge", _train("--eval-targets", "1e30"), "--eval-targets: must hold only numbers within"),
+    Case("flag-evaluate-targets-huge", _evaluate("--targets", "3600", "1e7"), "--targets: must hold only numbers"),
     Case("flag-n-head-3", _train("--n-head", "3"), "--embed-dim 128 must be divisible by --n-head 3"),
     Case("flag-model-type", _train("--model-type", "gpt"), "argument --model-type: invalid choice: 'gpt'"),
     Case("flag-activation", _train("--activation", "wiggle"), "argument --activation: invalid choice: 'wiggle'"),
@@ -594,9 +597,14 @@ def test_cli_processes_print_no_traceback(base, tmp_path):
 
 # The package's other command lines (python -m dt.render, dt.preview, dt.behaviour.*) share dt.errors.run_cli.
 MODULE_CASES = [
-    (["dt.render", "--steps", "-5"], "--steps: must be > 0"),
-    (["dt.render", "--width", "0"], "--width: must be > 0"),
+    (["dt.render", "--steps", "-5"], "--steps: must be an integer >= 1, got -5"),
+    (["dt.render", "--width", "0"], "--width: must be an integer >= 16, got 0"),
+    (["dt.render", "--width", "100000"], "--width: must be an integer <= 4096"),  # was an internal GL error
+    (["dt.render", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),  # was an internal error
+    (["dt.render", "--fps", "nan"], "--fps: must be a finite number in [1, 240]"),  # failed after the rollout
     (["dt.preview", "/nonexistent-checkpoint"], "not a checkpoint directory"),
+    (["dt.preview", "/nonexistent-checkpoint", "--target", "nan"], "--target: must be a finite number"),
+    (["dt.preview", "/nonexistent-checkpoint", "--max-steps", "-1"], "--max-steps: must be an integer >= 1"),
     (["dt.behaviour.ars", "--eval-episodes", "x"], "invalid int value"),
 ]
 

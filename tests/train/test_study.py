@@ -41,6 +41,11 @@ def _plan(tmp_path: Path, **kw) -> Path:
         ('{"candidates": {"a": []}, "seeds": [-1]}', '"seeds" must be a non-empty list'),
         ('{"candidates": {"a": []}, "episodes": 0}', '"episodes" must be an integer'),
         ('{"candidates": {"a": []}, "evaluate": ["--json", "x"]}', "--json is set by the study"),
+        ('{"candidates": {"a": ["--help"]}}', "--help is not a setting"),  # printed help, counted as done
+        ('{"candidates": {"a": []}, "targets": [3600, 1e30]}', '"targets" must be a non-empty list of numbers within'),
+        ('{"candidates": {"a": []}, "targets": [NaN]}', '"targets" must be a non-empty list of numbers within'),
+        ('{"candidates": {"a": []}, "targets": [true]}', '"targets" must be a non-empty list of numbers within'),
+        ('{"candidates": {"a": []}, "budget_minutes": NaN}', '"budget_minutes" must be a number >= 0'),
     ],
 )
 def test_bad_plans_are_refused_in_one_line_naming_the_file(tmp_path, content, message):
