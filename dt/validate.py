@@ -9,6 +9,7 @@ A rule is a function ``value -> problem or None``; a problem reads after the fla
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -267,6 +268,25 @@ def check_output_file(path: str | Path, what: str) -> None:
     if not parent.is_dir() and not any(q.is_file() for q in parent.parents):
         raise ConfigError(f"{what}: {p}: the folder {parent} does not exist; create it or pick another path")
     check_output_dir(parent, what)
+
+
+def check_results_file(path: str | Path, what: str, checkpoint: str | Path) -> None:
+    """A JSON results file to (over)write: a file as :func:`check_output_file` wants, outside ``checkpoint``, and,
+    if it exists, an earlier results file (a JSON object naming a checkpoint), never some other file."""
+    check_output_file(path, what)
+    p, ck = Path(path).resolve(), Path(checkpoint).resolve()
+    if ck in p.parents:
+        raise ConfigError(f"{what}: {path} is inside the checkpoint {checkpoint}; write the results elsewhere")
+    if not p.is_file():
+        return
+    try:  # an earlier result is a few KB; read at most 16 MB of anything else
+        with open(p, "rb") as f:
+            head = f.read(16 << 20)
+        old = json.loads(head) if len(head) < 16 << 20 else None
+    except (OSError, ValueError):
+        old = None
+    if not (isinstance(old, dict) and "checkpoint" in old):
+        raise ConfigError(f"{what}: {path} exists and is not an evaluation's results; pick another path (it is kept)")
 
 
 def check_fields(obj: Any) -> None:

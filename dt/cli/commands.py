@@ -36,6 +36,7 @@ from dt.validate import (
     MAX_THREADS,
     check_fields,
     check_output_file,
+    check_results_file,
     integer,
     targets,
 )
@@ -169,7 +170,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
         raise ConfigError("--alignment chooses its own targets (the data's return range); drop --targets")
     schedule = _schedule(args)
     if args.json:
-        check_output_file(args.json, "--json")  # before the evaluation, not after it
+        check_results_file(args.json, "--json", args.checkpoint)  # before the evaluation, not after it
     if getattr(ns, "check_only", False):
         return 0
     import time

@@ -323,6 +323,20 @@ def _evaluate(*flags: str) -> Callable[[Path, dict], list[str]]:
     return lambda tmp, base: ["evaluate", "--checkpoint", str(base["checkpoint"]), "--quiet", *flags]
 
 
+def _json_over(name: str) -> Callable[[Path, dict], list[str]]:
+    """``evaluate --json`` onto a file that is not an earlier result: the checkpoint's own weights, or a notes file."""
+
+    def make(tmp: Path, base: dict) -> list[str]:
+        if name == "weights":
+            target = Path(base["checkpoint"]) / "model.safetensors"
+        else:
+            target = tmp / "notes.json"
+            target.write_text('{"mine": 1}\n')
+        return ["evaluate", "--checkpoint", str(base["checkpoint"]), "--quiet", "--json", str(target)]
+
+    return make
+
+
 def _out_dir_file(tmp: Path, base: dict) -> list[str]:
     (tmp / "afile").write_text("x")
     return ["train", "--dataset", str(base["d4rl"]), "--out-dir", str(tmp / "afile")]
@@ -356,6 +370,8 @@ FLAG_CASES = [
     Case("flag-eval-targets-nan", _train("--eval-targets", "nan"), "--eval-targets: must be a list of finite"),
     # A finite but huge target turned the actions to NaN: the run saved, then could not read its own evaluation.
     Case("flag-eval-targets-huge", _train("--eval-targets", "1e30"), "--eval-targets: must hold only numbers within"),
+    Case("flag-json-into-checkpoint", _json_over("weights"), "is inside the checkpoint"),
+    Case("flag-json-over-other-file", _json_over("notes"), "exists and is not an evaluation's results; pick another"),
     Case("flag-evaluate-targets-huge", _evaluate("--targets", "3600", "1e7"), "--targets: must hold only numbers"),
     Case("flag-n-head-3", _train("--n-head", "3"), "--embed-dim 128 must be divisible by --n-head 3"),
     Case("flag-model-type", _train("--model-type", "gpt"), "argument --model-type: invalid choice: 'gpt'"),
