@@ -44,7 +44,8 @@ from dt.data import WindowSampler, make_dataset
 from dt.hardware import check_compile_mode, machine_info, native_bf16
 from dt.model import build_model
 from dt.train.flops import matmul_rate, model_gemm_shapes, step_flops, sync
-from dt.validate import MAX_EPISODES, MAX_THREADS, CompileMode, integer
+from dt.validate import MAX_BATCH, MAX_EPISODES, MAX_STEPS, MAX_THREADS, CompileMode, integer, integers
+from dt.validate import device as device_rule
 
 
 @dataclass
@@ -56,10 +57,12 @@ class BenchArgs:
     eval_episodes: int = opt(100, "episodes of the batched evaluation figure", rule=integer(1, MAX_EPISODES))
     num_threads: int = opt(0, "torch CPU threads (0: torch's default)", rule=integer(0, MAX_THREADS))
     checkpoint: str = opt("", "DT for the evaluation figure (default: the shipped one)")
-    device: str = opt("cpu", "cpu, cuda or cuda:N")
+    device: str = opt("cpu", "cpu, cuda or cuda:N", rule=device_rule("cpu", "cuda"))
     compile: str = opt("", "torch.compile mode for the compiled row (default: default; --quick on CPU: off)")
-    batch_sizes: list[int] = opt([], "also sweep training over these batch sizes", nargs="*")
-    scaling_steps: int = opt(200, "timed steps per batch size in the sweep")
+    batch_sizes: list[int] = opt(
+        [], "also sweep training over these batch sizes", nargs="*", rule=integers(1, MAX_BATCH, max_len=32)
+    )
+    scaling_steps: int = opt(200, "timed steps per batch size in the sweep", rule=integer(1, MAX_STEPS))
 
 
 def synthetic_dataset(n: int = 1_000_000, seed: int = 0):

@@ -41,6 +41,7 @@ from dt.validate import (
     one_of,
     targets,
 )
+from dt.validate import device as device_rule
 
 if TYPE_CHECKING:
     from transformers import DecisionTransformerConfig
@@ -148,7 +149,9 @@ class TrainConfig:
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
     # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)
     scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)", rule=number(0))
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)")
+    device: str = opt(
+        "auto", "auto, cpu, cuda or cuda:N (under torchrun: auto or cuda)", rule=device_rule("auto", "cpu", "cuda")
+    )
     bf16: bool | None = opt(
         None,
         "bf16 autocast; None: on where native (CUDA, CPUs with AMX or AVX512-BF16), off where emulated (slow)",

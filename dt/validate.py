@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -76,6 +77,30 @@ def number(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: b
         if v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
             return f"must be {want}, got {v!r}"
         return None
+
+    return rule
+
+
+def integers(lo: int, hi: int, max_len: int) -> Rule:
+    """A list of at most ``max_len`` integers, each in ``[lo, hi]``."""
+    one = integer(lo, hi)
+
+    def rule(v: Any) -> str | None:
+        if not isinstance(v, list) or len(v) > max_len:
+            return f"must be a list of at most {max_len} integers, got {str(v)[:60]}"
+        return next((f"each {p}" for x in v if (p := one(x))), None)
+
+    return rule
+
+
+def device(*names: str) -> Rule:
+    """A device: one of ``names`` (e.g. "auto", "cpu", "cuda") or "cuda:N" for a device number N."""
+    want = ", ".join(names) + " or cuda:N"
+
+    def rule(v: Any) -> str | None:
+        if isinstance(v, str) and (v in names or re.fullmatch(r"cuda:\d{1,4}", v, flags=re.ASCII)):
+            return None
+        return f"must be {want}, got {v!r}"
 
     return rule
 
@@ -163,8 +188,6 @@ def check_train_config(cfg: Any) -> None:
     check_fields(cfg)
     if not heads_split(cfg.embed_dim, cfg.n_head):
         raise ConfigError(f"--embed-dim {cfg.embed_dim} must be divisible by --n-head {cfg.n_head}")
-    if not isinstance(cfg.device, str) or not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
-        raise ConfigError(f"--device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     check_output_dir(cfg.out_dir, "--out-dir", need_bytes=checkpoint_bytes_estimate(cfg))
     need, free = train_memory_estimate(cfg), available_memory()
     if free is not None and need > free:

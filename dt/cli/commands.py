@@ -40,6 +40,7 @@ from dt.validate import (
     integer,
     targets,
 )
+from dt.validate import device as device_rule
 
 # ---- train ------------------------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class EvaluateArgs:
     bf16: bool | None = opt(
         None, "model under bf16 autocast (default: on where native: CUDA, CPUs with AMX or AVX512-BF16)"
     )
-    device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N", rule=device_rule("auto", "cpu", "cuda"))
     quiet: bool = opt(False, "no progress bar")
 
 

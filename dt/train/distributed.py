@@ -90,7 +90,7 @@ def setup(device: str) -> tuple[DistContext, torch.device]:
         if device not in ("auto", "cuda"):
             raise DistributedError(f"under torchrun each rank uses cuda:LOCAL_RANK; pass --device cuda, not {device}")
         if not torch.cuda.is_available():
-            raise DistributedError("device cuda requested but CUDA is not available")
+            raise DistributedError("--device cuda: CUDA is not available on this machine; use --device cpu or auto")
         if local_world > torch.cuda.device_count():
             raise DistributedError(
                 f"{local_world} ranks on this node but {torch.cuda.device_count()} CUDA device(s); "
@@ -126,7 +126,7 @@ def _single_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but CUDA is not available")
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
     return dev
 
 

@@ -37,6 +37,20 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     raise ConfigError(f"name the command to launch: {USAGE}")
 
 
+def _check_nproc(value: str) -> None:
+    """Refuse a process count the workers would refuse anyway, before spawning them (99 workers each importing
+    torch swamp a small machine for minutes)."""
+    if not value.isdigit():
+        return  # torchrun's own words: auto, cpu, gpu, xpu
+    import torch
+
+    limit = max(os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if not 1 <= int(value) <= limit:
+        raise ConfigError(
+            f"torchrun: --nproc-per-node {value}: use 1 to {limit} (this machine's CPU cores or CUDA devices)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
@@ -58,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
         parser.error = refuse  # type: ignore[method-assign]
         args = parser.parse_args([*torch_argv, "-m", "dt", *dt_argv])
+        _check_nproc(str(args.nproc_per_node))
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, without its banner
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the failure table
         try:

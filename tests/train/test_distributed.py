@@ -108,6 +108,19 @@ def test_launch_checks_fail_in_one_line_before_joining(monkeypatch, tmp_path, ti
     assert not distributed.dist.is_initialized()
 
 
+def test_launch_refuses_a_process_count_before_spawning_workers(tmp_path, tiny_dataset, capsys):
+    from dt.train.launch import main
+
+    cores = max(os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    for n in (0, cores + 1):  # 0 was an AssertionError; 99 on 2 cores spawned 99 workers before they refused
+        flags = cli_args(tiny_dataset.source, tmp_path / f"r{n}", max_steps=2)
+        assert main(["--standalone", "--nproc-per-node", str(n), "train", *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        want = f"use 1 to {cores} (this machine's CPU cores or CUDA devices)"
+        assert err == f"error: torchrun: --nproc-per-node {n}: {want}", err
+        assert not (tmp_path / f"r{n}").exists()
+
+
 def test_one_process_context_without_torchrun(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     ctx, dev = distributed.setup("cpu")
