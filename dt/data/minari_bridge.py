@@ -55,13 +55,14 @@ def _minari_root(root: str | Path | None) -> Iterator[Path]:
     """Point ``MINARI_DATASETS_PATH`` at ``root`` for the duration (no change when ``root`` is None)."""
     from dt.data.locate import minari_dir
 
+    # Absolute: Minari joins a relative root onto paths it has already made from it (mroot/.../data/mroot/...).
     if root is None:
-        yield minari_dir()
+        yield minari_dir().absolute()
         return
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).absolute())
     try:
-        yield Path(root)
+        yield Path(root).absolute()
     finally:
         if old is None:
             os.environ.pop("MINARI_DATASETS_PATH", None)

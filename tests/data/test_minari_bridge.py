@@ -139,3 +139,15 @@ def test_cli_export_import(tmp_path, tiny_d4rl, tiny_arrays, tiny_dataset, capsy
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and ("exists" in err)
     assert main(["data", "import-minari", "test/hopper/missing-v0", "--root", str(root)]) == 2
+
+
+def test_cli_export_with_a_relative_root(tmp_path, tiny_d4rl, monkeypatch, capsys):
+    # A relative --root (or MINARI_DATASETS_PATH) failed: Minari joined it onto paths already made from it.
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "export-minari", str(tiny_d4rl), "--dataset-id", "test/hopper/rel-v0", "--root", "mroot"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert (tmp_path / "mroot" / "test" / "hopper" / "rel-v0" / "data" / "main_data.hdf5").is_file()
+    assert not list((tmp_path / "mroot").glob(".dt-export-*"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "mroot2")
+    assert main(["data", "export-minari", str(tiny_d4rl), "--dataset-id", "test/hopper/rel-v0"]) == 0
+    assert (tmp_path / "mroot2" / "test" / "hopper" / "rel-v0" / "data" / "main_data.hdf5").is_file()
