@@ -9,6 +9,7 @@ each file reads as one job.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from dt.checkpoint.store import (
     load_trainer_state,
     save_checkpoint,
 )
+from dt.cli.flags import flag
 from dt.config import ModelConfig, TrainConfig
 from dt.data import OfflineDataset, WindowSampler
 from dt.envs import EnvSpec
@@ -183,7 +185,16 @@ class RunState:
     def _restore(self, allow_other_dataset: bool) -> None:
         ck = load_checkpoint(self.ckpt_dir)  # raises a one-line CheckpointError if absent/damaged
         if ck.config != self.model_cfg:
-            raise ConfigError(f"{self.ckpt_dir}: saved model config differs from this run's; use another --out-dir")
+            name, was, now = next(
+                (f.name, getattr(ck.config, f.name), getattr(self.model_cfg, f.name))
+                for f in dataclasses.fields(ck.config)
+                if getattr(ck.config, f.name) != getattr(self.model_cfg, f.name)
+            )
+            fix = "the same --dataset" if name in ("state_dim", "act_dim", "max_ep_len") else f"{flag(name)} {was}"
+            raise ConfigError(
+                f"{self.ckpt_dir}: a model with {name.replace('_', '-')} {was}, this run builds {now}; resume with "
+                f"{fix} (the run's flags: {self.ckpt_dir.parent / 'config.json'}) or start a new run elsewhere"
+            )
         saved_train = ck.meta.get("train", {})
         for name in RECIPE_FIELDS:  # a resume continues one recipe; another one is a new run
             default = TrainConfig.__dataclass_fields__[name].default
@@ -198,7 +209,8 @@ class RunState:
             if not allow_other_dataset:
                 raise CheckpointError(
                     f"{self.ckpt_dir}: trained on another dataset ({ck.meta['dataset'].get('name')}, sha256 "
-                    f"{saved[:12]}; now {self.ds.name}, {self.dataset_hash[:12]}); pass --force to resume on it anyway"
+                    f"{saved[:12]}; now {self.ds.name}, {self.dataset_hash[:12]}); pass that run's "
+                    "--dataset, or --force to resume on this one anyway"
                 )
             # Forced: the network was trained on the checkpoint's normalisation, so keep it.
             self.sampler = self._make_sampler(ck.state_mean, ck.state_std)

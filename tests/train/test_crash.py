@@ -136,7 +136,10 @@ def test_resume_refuses_another_dataset_unless_forced(tmp_path, tiny_d4rl, tiny_
     with h5py.File(tiny_d4rl) as src, h5py.File(other, "w") as dst:
         for k in ("observations", "actions", "rewards", "terminals", "timeouts"):
             dst[k] = src[k][()] * (2 if k == "observations" else 1)
-    with pytest.raises(CheckpointError, match="trained on another dataset .*pass --force to resume on it anyway"):
+    with pytest.raises(
+        CheckpointError,
+        match="trained on another dataset .*--dataset, or --force to resume on this one anyway",
+    ):
         Trainer(config(str(run), str(other), max_steps=20, resume=True))
     tr = Trainer(config(str(run), str(other), max_steps=20, resume=True), allow_other_dataset=True)
     ck = load_checkpoint(run / "checkpoint")

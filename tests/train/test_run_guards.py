@@ -152,6 +152,19 @@ def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message,
         assert (out / name).read_bytes() == data, name
 
 
+def test_a_resume_that_builds_another_model_names_the_setting(tmp_path, tiny_dataset):
+    out = tmp_path / "r"
+    Trainer(tiny_config(tiny_dataset.source, out, max_steps=2, save_every=2, eval_every=0), tiny_dataset).run(
+        progress=False
+    )
+    cfg = tiny_config(tiny_dataset.source, out, max_steps=4, context_len=3, eval_every=0, resume=True)
+    with pytest.raises(ConfigError) as e:  # it said "saved model config differs from this run's"
+        Trainer(cfg, tiny_dataset)
+    msg = str(e.value)
+    want = f"a model with context-len {tiny_config('', '').context_len}, this run builds 3; resume with --context-len"
+    assert want in msg and str(out / "config.json") in msg and "\n" not in msg, msg
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
