@@ -25,6 +25,7 @@ LOCK_NAME = ".lock"
 # What a run writes into its folder (dt.train.trainer, dt.eval.metrics, dt.checkpoint.store's staging names start
 # with a dot).
 RUN_FILES = frozenset({"checkpoint", "config.json", "metrics.jsonl", "tb", LOCK_NAME})
+CARD_PREFIX = "card-step-"  # what `dt card` / `dt.preview` had added to a checkpoint, kept before a save replaces it
 
 
 def _run_entries(out: Path) -> tuple[list[str], list[str]]:
@@ -32,7 +33,7 @@ def _run_entries(out: Path) -> tuple[list[str], list[str]]:
     own, other = [], []
     for p in sorted(out.iterdir()):
         name = p.name
-        if name in RUN_FILES or name.startswith(".checkpoint."):
+        if name in RUN_FILES or name.startswith((".checkpoint.", CARD_PREFIX)):
             own.append(name)
         else:
             other.append(name)

@@ -10,6 +10,7 @@ each file reads as one job.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from dt.checkpoint.meta import HF_CONFIG_FILE, META_FILE, WEIGHTS_FILE, read_json
 from dt.checkpoint.store import (
+    STATE_FILE,
+    STATE_META_FILE,
     load_checkpoint,
     load_trainer_state,
     save_checkpoint,
@@ -31,6 +35,7 @@ from dt.errors import CheckpointError, ConfigError, TrainingDiverged, first_line
 from dt.hardware import machine_info
 from dt.model import MLPBC, DecisionTransformer
 from dt.train import distributed
+from dt.train.rundir import CARD_PREFIX
 
 MAX_LEGS = 32  # a checkpoint keeps the machines of at most this many stretches of its run (start + resumes)
 
@@ -171,7 +176,10 @@ class RunState:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema_model is not None:
             tensors.update({f"train.{n}": p.detach().cpu() for n, p in self.model.named_parameters()})
+        kept = keep_additions(self.ckpt_dir)  # a card made on the saved checkpoint (e.g. before a resume)
         path = save_checkpoint(self.ckpt_dir, self.served_model, self.meta(), trainer_state=(tensors, opt_json))
+        if kept is not None:
+            self.note(f"the model card and files added to {self.ckpt_dir} at its last save are now in {kept}")
         self.saved_step = self.step
         distributed.barrier(self.dist)
         return path
@@ -294,3 +302,25 @@ def optimizer_state(tensors: dict[str, torch.Tensor], param_groups: list[dict], 
             _, pid, name = key.split(".", 2)
             sd["state"].setdefault(int(pid), {})[name] = v.to(device)  # fused AdamW keeps step on device
     return sd
+
+
+def keep_additions(path: str | Path) -> Path | None:
+    """Copy what was added to checkpoint ``path`` after its save (a model card, a preview: every entry a save does
+    not write) to ``<run>/card-step-<N>``, because the next save replaces the directory. None if nothing was."""
+    path = Path(path)
+    own = {META_FILE, WEIGHTS_FILE, HF_CONFIG_FILE, STATE_FILE, STATE_META_FILE}
+    try:
+        added = [p for p in path.iterdir() if p.name not in own]
+        step = read_json(path / META_FILE).get("step")
+    except (OSError, ValueError, CheckpointError, AttributeError):
+        return None
+    if not added:
+        return None
+    dest = path.parent / f"{CARD_PREFIX}{step if isinstance(step, int) else 'unknown'}"
+    dest.mkdir(exist_ok=True)
+    for p in added:
+        if p.is_dir():
+            shutil.copytree(p, dest / p.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(p, dest / p.name)
+    return dest

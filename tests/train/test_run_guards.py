@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,26 @@ def test_cli_refuses_folders_it_would_damage(tmp_path, tiny_d4rl, make, message,
     assert "training dt on" not in err  # refused before the dataset loads
     for name, data in before.items():
         assert (out / name).read_bytes() == data, name
+
+
+def test_a_card_made_on_a_run_survives_the_resume(tmp_path, tiny_d4rl, capsys):
+    # The save replaces the checkpoint directory; a card written into it (dt card: README.md, evaluation.json,
+    # learning.png) or a preview used to vanish with the resume's first save.
+    out = tmp_path / "r"
+    cfg = tiny_config(str(tiny_d4rl), out, max_steps=2, save_every=2, eval_every=0)
+    code, err = cli(capsys, "train", *cli_flags(cfg), "--quiet")
+    assert code == 0, err
+    (out / "checkpoint" / "README.md").write_text("# my card\n")
+    (out / "checkpoint" / "preview").mkdir()
+    (out / "checkpoint" / "preview" / "a.mp4").write_bytes(b"mp4")
+    code, err = cli(capsys, "train", *cli_flags(replace(cfg, max_steps=4)), "--quiet", "--resume")
+    assert code == 0, err
+    kept = out / "card-step-2"
+    assert f"are now in {kept}" in err
+    assert (kept / "README.md").read_text() == "# my card\n" and (kept / "preview" / "a.mp4").read_bytes() == b"mp4"
+    assert load_checkpoint(out / "checkpoint").step == 4 and not (out / "checkpoint" / "README.md").exists()
+    code, err = cli(capsys, "train", *cli_flags(replace(cfg, max_steps=6)), "--quiet", "--resume")  # still a run
+    assert code == 0 and "are now in" not in err, err
 
 
 def test_a_resume_that_builds_another_model_names_the_setting(tmp_path, tiny_dataset):
