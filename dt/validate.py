@@ -223,6 +223,19 @@ def checkpoint_bytes_estimate(cfg: Any) -> int:
     return 2 * 4 * _param_count(cfg) * (4 if getattr(cfg, "ema", 0) else 3) + (1 << 20)
 
 
+ENV_BYTES = 1_200_000  # one MuJoCo Hopper env as the batched evaluation holds it (measured: about 1.13 MB)
+
+
+def check_eval_memory(episodes: int, targets: int) -> None:
+    """Refuse an evaluation whose envs (one per episode and target, all held at once) outgrow free memory."""
+    need, free = episodes * targets * ENV_BYTES, available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"--episodes {episodes} x {targets} targets: {episodes * targets:,} simulators at once need about "
+            f"{need / 2**30:.1f} GiB, more memory than this machine has free ({free / 2**30:.1f} GiB); lower --episodes"
+        )
+
+
 def train_memory_estimate(cfg: Any) -> int:
     """A lower estimate of a training step's bytes in fp32: weights, gradients and AdamW's two moments (plus an
     EMA copy), and the activations autograd keeps per layer (about 10 widths and 2 feed-forward widths per

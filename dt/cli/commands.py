@@ -34,6 +34,7 @@ from dt.validate import (
     MAX_TARGET,
     MAX_TARGETS,
     MAX_THREADS,
+    check_eval_memory,
     check_fields,
     check_output_file,
     check_results_file,
@@ -193,6 +194,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
         data = ck.info.dataset
         targets = alignment_targets(ck.env_name, data.return_min, data.return_max, args.alignment, data.episodes)
+    check_eval_memory(args.episodes, 2 if schedule is not None else len(targets))  # steered: and unsteered
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     bf16, note = resolve_bf16(args.bf16, device)

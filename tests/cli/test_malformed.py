@@ -540,6 +540,12 @@ SIZE_CASES = [
         "state_mean must hold only numbers within +-1e+06",
     ),
     Case("ck-embed-larger-than-weights", _ck(_set("model.embed_dim", 256)), "weights do not fit the config"),
+    # One simulator per episode and target, all at once: 1,000,000 of them would need about 1.1 TB.
+    Case(
+        "evaluate-simulators-huge",
+        _evaluate("--episodes", "10000", "--targets", *(str(t) for t in range(100))),
+        "--episodes 10000 x 100 targets: 1,000,000 simulators at once need about",
+    ),
 ]
 
 SECOND_CORPUS = BOUND_FLAG_CASES + VALUE_CASES + SIZE_CASES
