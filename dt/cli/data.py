@@ -158,12 +158,12 @@ class ImportMinariArgs:
 
 
 def cmd_data_import_minari(ns: argparse.Namespace) -> int:
-    from dt.data.locate import load_dataset
+    from dt.data import read_d4rl
     from dt.data.minari_import import import_minari_to_d4rl
 
     args = from_args(ImportMinariArgs, ns)
     path = import_minari_to_d4rl(args.dataset_id, args.out, args.root, overwrite=args.force)
-    ds = load_dataset(path)
+    ds = read_d4rl(path)  # the file just written, whatever its name (a name is not looked up)
     print(f"saved {path} ({ds.num_transitions} transitions, {ds.num_episodes} episodes)")
     return 0
 

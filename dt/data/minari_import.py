@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +15,24 @@ from dt.data.dataset import DatasetError, OfflineDataset, make_dataset
 from dt.data.io import write_d4rl
 from dt.data.minari_bridge import META_KEY, _minari_root
 from dt.data.names import normalise
+
+
+def _words(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _episodes(mds: Any, data_file: Path) -> Iterator[Any]:
+    """``mds.iterate_episodes()``, with what a damaged file raises inside Minari or h5py as one DatasetError."""
+    it = iter(mds.iterate_episodes())
+    while True:
+        try:
+            ep = next(it)
+        except StopIteration:
+            return
+        except (ValueError, OSError, KeyError, TypeError, AttributeError, AssertionError, IndexError) as e:
+            raise DatasetError(f"{data_file}: damaged or not Minari's layout ({_words(e)})") from None
+        yield ep
 
 
 def _read_episodes(dataset_id: str, root: str | Path | None) -> tuple[dict[str, np.ndarray], np.ndarray, dict, Path]:
@@ -24,13 +44,13 @@ def _read_episodes(dataset_id: str, root: str | Path | None) -> tuple[dict[str, 
             mds = minari.load_dataset(dataset_id)
         except FileNotFoundError:
             raise DatasetError(f"Minari dataset {dataset_id!r} not found under {root_dir}") from None
-        except (ValueError, OSError, KeyError) as e:
-            raise DatasetError(f"Minari dataset {dataset_id!r}: cannot open ({str(e).splitlines()[0]})") from None
+        except (ValueError, OSError, KeyError, TypeError, AttributeError, AssertionError) as e:
+            raise DatasetError(f"Minari dataset {dataset_id!r}: cannot open ({_words(e)})") from None
         data_file = Path(mds.storage.data_path) / "main_data.hdf5"
         keys = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts", "qpos", "qvel")
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         lengths = []
-        for ep in mds.iterate_episodes():
+        for ep in _episodes(mds, data_file):
             if not isinstance(ep.observations, np.ndarray) or ep.observations.ndim != 2:
                 raise DatasetError(f"{data_file}: episode {ep.id} has non-Box observations, only Box is supported")
             t = len(ep.rewards)

@@ -151,3 +151,29 @@ def test_cli_export_with_a_relative_root(tmp_path, tiny_d4rl, monkeypatch, capsy
     monkeypatch.setenv("MINARI_DATASETS_PATH", "mroot2")
     assert main(["data", "export-minari", str(tiny_d4rl), "--dataset-id", "test/hopper/rel-v0"]) == 0
     assert (tmp_path / "mroot2" / "test" / "hopper" / "rel-v0" / "data" / "main_data.hdf5").is_file()
+    # Any --out name: the file is read back as written (a name that is not a D4RL file name said "unknown dataset").
+    assert main(["data", "import-minari", "test/hopper/rel-v0", "--out", "mine.h5"]) == 0
+    assert read_d4rl(tmp_path / "mine.h5").num_transitions > 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "observations-group"])
+def test_import_of_a_damaged_minari_dataset_is_one_line(tmp_path, tiny_d4rl, damage, capsys):
+    root = tmp_path / "m"
+    assert (
+        main(["data", "export-minari", str(tiny_d4rl), "--dataset-id", "test/hopper/bad-v0", "--root", str(root)]) == 0
+    )
+    ddir = root / "test" / "hopper" / "bad-v0"
+    data = ddir / "data" / "main_data.hdf5"
+    if damage == "truncated":
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    else:
+        with h5py.File(data, "r+") as f:
+            ep = f[sorted(f.keys())[0]]
+            del ep["observations"]
+            ep.create_group("observations").create_dataset("x", data=np.zeros((3, 2)))
+    capsys.readouterr()
+    out = tmp_path / "o.hdf5"
+    assert main(["data", "import-minari", "test/hopper/bad-v0", "--root", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "internal error" not in err, err
+    assert not out.exists()
