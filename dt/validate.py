@@ -93,6 +93,17 @@ def integers(lo: int, hi: int, max_len: int) -> Rule:
     return rule
 
 
+def existing_dir(v: Any) -> str | None:
+    return None if isinstance(v, str) and Path(v).is_dir() else f"{v!r} is not a directory; name one that exists"
+
+
+def png_file(v: Any) -> str | None:
+    """ "" (none) or a path ending in .png that is not a directory."""
+    if v == "" or (isinstance(v, str) and v.lower().endswith(".png") and not Path(v).is_dir()):
+        return None
+    return f"{v!r}: name a .png file to write, e.g. curves.png"
+
+
 def device(*names: str) -> Rule:
     """A device: one of ``names`` (e.g. "auto", "cpu", "cuda") or "cuda:N" for a device number N."""
     want = ", ".join(names) + " or cuda:N"

@@ -38,7 +38,9 @@ from dt.validate import (
     check_fields,
     check_output_file,
     check_results_file,
+    existing_dir,
     integer,
+    png_file,
     targets,
 )
 from dt.validate import device as device_rule
@@ -225,8 +227,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 
 def _schedule(args: EvaluateArgs, max_steps: int = MAX_EPISODE_STEPS):
-    """The parsed ``--schedule`` (None without one); a one-line ConfigError for text that cannot be run in an
-    episode of ``max_steps`` steps."""
+    """The parsed ``--schedule`` (None without one); a one-line ConfigError if it cannot run in ``max_steps``."""
     if not args.schedule:
         return None
     if args.targets or args.alignment:
@@ -258,8 +259,7 @@ def _evaluate_schedule(args: EvaluateArgs, ck, schedule, bf16: bool) -> int:
 
 
 def _report_evaluation(env: str, res: list, secs: float, with_alignment: bool) -> dict:
-    """Print an evaluation (a line per target, the speed, and the alignment over the targets where asked); return
-    it as ``--json`` writes it."""
+    """Print an evaluation (a line per target, the speed, the alignment where asked); return what --json writes."""
     rows = [r.as_dict() for r in res]
     for r in rows:
         print(
@@ -308,8 +308,8 @@ def cmd_card(ns: argparse.Namespace) -> int:
 class ResultsArgs:
     """``results``: a Markdown table of the checkpoints' card evaluations."""
 
-    dir: str = opt("checkpoints", "directory of checkpoints with cards")
-    plot: str = opt("", "also plot every checkpoint's learning curve into this PNG")
+    dir: str = opt("checkpoints", "directory of checkpoints with cards", rule=existing_dir)
+    plot: str = opt("", "also plot every checkpoint's learning curve into this PNG", rule=png_file)
 
 
 def cmd_results(ns: argparse.Namespace) -> int:
@@ -317,6 +317,7 @@ def cmd_results(ns: argparse.Namespace) -> int:
     from dt.eval.report import results_table
 
     args = from_args(ResultsArgs, ns)
+    check_fields(args)
     dirs = list_checkpoints(args.dir)
     print(results_table(dirs))
     if args.plot:

@@ -10,11 +10,10 @@ import numpy as np
 
 from dt.atomic import write_atomic
 from dt.cli.flags import from_args, opt, parser_for
-from dt.errors import ConfigError
 from dt.render.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.render.video import gif_bytes
 from dt.render.worker import get_render_worker, render_frames, render_mp4
-from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, check_fields, integer, number
+from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, check_fields, check_output_file, integer, number
 
 MAX_FRAME_SIDE = 4096  # pixels: a 4K frame; larger ones exceed what GL drivers offer off screen
 
@@ -72,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = parser_for(RenderArgs, "python -m dt.render", main.__doc__.splitlines()[0])
     args = from_args(RenderArgs, parser.parse_args(argv))
     check_fields(args)
-    for name in ("steps", "fps", "width", "height"):
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name}: must be > 0, got {getattr(args, name)}")
+    for name in ("out", "gif", "png"):  # before the rollout and the render, not after them
+        if getattr(args, name) is not None:
+            check_output_file(getattr(args, name), f"--{name}")
     fast = not args.slow
 
     t0 = time.perf_counter()

@@ -381,6 +381,12 @@ FLAG_CASES = [
     Case("flag-device", _train("--device", "tpu"), "--device: must be auto, cpu, cuda or cuda:N"),
     Case("flag-device-number", _train("--device", "cuda:x"), "--device: must be auto, cpu, cuda or cuda:N"),
     Case("flag-evaluate-device", _evaluate("--device", "cuda:-1"), "--device: must be auto, cpu, cuda or cuda:N"),
+    Case("flag-results-dir", lambda tmp, base: ["results", "--dir", str(tmp / "nope")], "is not a directory"),
+    Case(
+        "flag-results-plot",
+        lambda tmp, base: ["results", "--dir", str(tmp), "--plot", str(tmp)],
+        "name a .png file to write",
+    ),
     Case("flag-bench-device", lambda tmp, base: ["bench", "--device", "tpu"], "--device: must be cpu, cuda or cuda:N"),
     Case("flag-bench-batch-0", lambda tmp, base: ["bench", "--batch-sizes", "64", "0"], "--batch-sizes: each must"),
     Case("flag-bench-scaling", lambda tmp, base: ["bench", "--scaling-steps", "0"], "--scaling-steps: must be an"),
@@ -629,6 +635,7 @@ MODULE_CASES = [
     (["dt.render", "--width", "100000"], "--width: must be an integer <= 4096"),  # was an internal GL error
     (["dt.render", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),  # was an internal error
     (["dt.render", "--fps", "nan"], "--fps: must be a finite number in [1, 240]"),  # failed after the rollout
+    (["dt.render", "--gif", "docs"], "--gif: docs is a directory"),  # named a temporary file after rendering
     (["dt.preview", "/nonexistent-checkpoint"], "not a checkpoint directory"),
     (["dt.preview", "/nonexistent-checkpoint", "--target", "nan"], "--target: must be a finite number"),
     (["dt.preview", "/nonexistent-checkpoint", "--max-steps", "-1"], "--max-steps: must be an integer >= 1"),
