@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 
 from dt.cli.flags import add_command, from_args, opt
@@ -87,11 +88,12 @@ class GenerateArgs:
 
 
 def cmd_data_generate(ns: argparse.Namespace) -> int:
-    from dt.behaviour.generate import generate_dataset
+    from dt.behaviour.generate import dataset_path, generate_dataset
     from dt.data.locate import load_dataset
 
     args = from_args(GenerateArgs, ns)
     check_fields(args)
+    kept = not args.force and dataset_path(args.dataset, args.dir).exists()
     path = generate_dataset(
         args.dataset,
         out_dir=args.dir,
@@ -102,6 +104,8 @@ def cmd_data_generate(ns: argparse.Namespace) -> int:
         overwrite=args.force,
     )
     st = load_dataset(path).stats()
+    if kept:  # whatever --steps, --episodes or --seed asked for
+        print(f"{path} exists: kept as it is; pass --force to generate it again with these settings", file=sys.stderr)
     print(
         f"{path}: {st.transitions} transitions, {st.episodes} episodes, return min/mean/max "
         f"{st.return_min:.0f}/{st.return_mean:.0f}/{st.return_max:.0f}, normalized mean {st.normalized_mean:.1f}"

@@ -224,3 +224,15 @@ def test_full_replay_is_its_parts_in_order(tmp_path, monkeypatch):
     # Whole 300-wide bins up to the best return (700: two), what lies past the last one counted in it.
     assert coverage(np.array([-5.0, 350.0, 620.0, 700.0])) == [(0.0, 0.25), (300.0, 0.75)]
     assert coverage(np.array([10.0, 350.0, 620.0, 900.0])) == [(0.0, 0.25), (300.0, 0.25), (600.0, 0.5)]
+
+
+def test_cli_generate_says_when_it_keeps_an_existing_file(tmp_path, capsys):
+    from dt.cli.commands import main
+
+    flags = ["data", "generate", "hopper-random", "--dir", str(tmp_path), "--num-envs", "2"]
+    assert main([*flags, "--steps", "60"]) == 0
+    assert "kept as it is" not in capsys.readouterr().err
+    assert main([*flags, "--steps", "120"]) == 0  # it printed the old file's figures as if they were the new ones
+    out, err = capsys.readouterr()
+    assert "exists: kept as it is; pass --force to generate it again with these settings" in err
+    assert " 60 transitions" in out
