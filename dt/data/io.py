@@ -105,6 +105,8 @@ def read_d4rl(path: str | Path, name: str | None = None) -> OfflineDataset:
     kind = "minari" if "imported_from" in meta else "generated" if "generator" in meta else "d4rl"
     ds = make_dataset(name or normalise(path.name), path, kind, arrays, meta)
     want = meta.get("content_sha256")
+    if want is not None and not isinstance(want, str):
+        raise DatasetError(f"{path}: metadata/content_sha256 must be a hex string, got {str(want)[:40]}")
     if want and ds.content_hash() != want:  # generated files carry their hash: catch a damaged cache
         raise DatasetError(f"{path}: content hash does not match its metadata; regenerate it (--force)")
     return ds

@@ -77,6 +77,14 @@ def _ds(change: dict, **meta) -> Callable[[Path, dict], list[str]]:
     return lambda tmp, base: _stats(_h5(tmp, _arrays(base["arrays"], **change), **meta))
 
 
+def _hash_attr(tmp: Path, base: dict) -> Path:
+    """A metadata attribute that is an array where a string belongs ("truth value of an array ... is ambiguous")."""
+    path = _h5(tmp, _arrays(base["arrays"]))
+    with h5py.File(path, "r+") as f:
+        f.require_group("metadata").attrs["content_sha256"] = np.array([1, 2])
+    return path
+
+
 def _raw(data: bytes) -> Callable[[Path, dict], list[str]]:
     def make(tmp: Path, base: dict) -> list[str]:
         (tmp / "x.hdf5").write_bytes(data)
@@ -137,6 +145,7 @@ def _wide_for_hopper(tmp: Path, base: dict) -> list[str]:
 
 DATASET_CASES = [
     Case("ds-missing", lambda tmp, base: _stats(tmp / "nope.hdf5"), "nope.hdf5: file not found"),
+    Case("ds-hash-array", lambda tmp, base: _stats(_hash_attr(tmp, base)), "metadata/content_sha256 must be a hex"),
     Case("ds-empty-file", _raw(b""), "x.hdf5: not a readable hdf5 file"),
     Case("ds-text", _raw(b"observations,actions\n1,2\n"), "x.hdf5: not a readable hdf5 file"),
     Case("ds-pickle", _raw(pickle.dumps({"observations": [1, 2, 3]})), "x.hdf5: not a readable hdf5 file"),
