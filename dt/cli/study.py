@@ -35,15 +35,22 @@ def _check_jobs(root: Path, plan: Plan, parser: Callable[[], argparse.ArgumentPa
     before any job starts; a failure is one line naming the candidate."""
     from dt.study.plan import jobs_of
 
-    for job in jobs_of(root, plan):
-        job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        for phase, argv in (("train", job.train_cmd(plan)), ("evaluate", job.eval_cmd(plan))):
-            try:
-                ns = parser().parse_args([phase, *argv])
-                ns.check_only = True
-                ns.func(ns)
-            except ConfigError as e:
-                raise ConfigError(f"plan candidate {job.candidate!r} ({phase}): {e}") from None
+    made = [d for d in (root, *{j.run_dir.parent for j in jobs_of(root, plan)}) if not d.exists()]
+    try:
+        for job in jobs_of(root, plan):
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)  # the run folder's checks need its parent
+            for phase, argv in (("train", job.train_cmd(plan)), ("evaluate", job.eval_cmd(plan))):
+                try:
+                    ns = parser().parse_args([phase, *argv])
+                    ns.check_only = True
+                    ns.func(ns)
+                except ConfigError as e:
+                    raise ConfigError(f"plan candidate {job.candidate!r} ({phase}): {e}") from None
+    except ConfigError:
+        for d in reversed(made):  # a refused plan leaves no folders behind (candidate folders, then the study's)
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
 
 
 def add_study_command(sub: argparse._SubParsersAction, parser: Callable[[], argparse.ArgumentParser]) -> None:
@@ -59,6 +66,9 @@ def add_study_command(sub: argparse._SubParsersAction, parser: Callable[[], argp
         root = Path(args.out_dir or Path("studies") / Path(args.plan).stem)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"--out-dir: {root} is a file, not a folder; pick another path")
+        other = [p for p in root.iterdir() if p.name not in plan.candidates] if root.is_dir() else []
+        if not args.report and other and not (root / "plan.json").exists():  # a checkpoint, a run, a project
+            raise ConfigError(f"--out-dir: {root} holds files and no study (no plan.json); pick a new folder")
         rc = 0
         if not args.report:
             _check_jobs(root, plan, parser)

@@ -56,6 +56,18 @@ def test_bad_plans_are_refused_in_one_line_naming_the_file(tmp_path, content, me
     assert message in str(e.value) and str(p) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_study_will_not_write_into_a_folder_that_holds_something_else(tmp_path, capsys):
+    plan, ck = _plan(tmp_path), tmp_path / "ck"
+    ck.mkdir()
+    (ck / "checkpoint.json").write_text("{}")
+    assert main(["study", str(plan), "--out-dir", str(ck)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --out-dir: {ck} holds files and no study (no plan.json); pick a new folder"
+    )
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint.json"]
+
+
 def test_missing_plan_and_bad_candidate_flags_fail_before_anything_runs(tmp_path, capsys):
     assert main(["study", str(tmp_path / "nope.json")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -63,7 +75,7 @@ def test_missing_plan_and_bad_candidate_flags_fail_before_anything_runs(tmp_path
     assert main(["study", str(plan), "--out-dir", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: plan candidate 'fast' (train): --lr: must be a finite number in (0, 1], got -1.0"
-    assert not (tmp_path / "s" / "plan.json").exists()
+    assert not (tmp_path / "s").exists()  # a refused plan leaves no folders behind
     plan = _plan(tmp_path, candidates={"x": ["--preset", "nonsense"]})
     assert main(["study", str(plan), "--out-dir", str(tmp_path / "s")]) == 2
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err
