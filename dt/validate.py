@@ -222,8 +222,11 @@ def available_memory() -> int | None:
 
 
 def _param_count(cfg: Any) -> int:
-    """About the weights of a run's model: attention and feed-forward per block, plus the timestep table."""
+    """About the weights of a run's model: attention and feed-forward per block, plus the timestep table (a DT);
+    the layers of the MLP (BC)."""
     h, inner = cfg.embed_dim, cfg.n_inner or 4 * cfg.embed_dim
+    if cfg.model_type == "bc":  # the reference's MLP: K states in, n_layer hidden layers (dt.model.MLPBC)
+        return cfg.context_len * 17 * h + cfg.n_layer * h * h + 6 * h  # 17: the largest MuJoCo state (HalfCheetah)
     modulation = (4 * cfg.n_layer + 3) * h * h if cfg.model_type == "radt" else 0  # ReturnAlignedDT's adaLN layers
     return cfg.n_layer * (4 * h * h + 2 * h * inner) + 1000 * h + modulation
 

@@ -383,3 +383,15 @@ def test_a_run_on_a_full_disk_is_refused_before_training(tmp_path, tiny_d4rl):
     lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: ")]
     assert p.stdout.strip().endswith("rc=2"), (p.stdout, p.stderr)
     assert len(lines) == 1 and "--out-dir: the disk holding" in lines[0] and "MiB free" in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("model_type, k, width, layers", [("bc", 20, 128, 3), ("bc", 1, 256, 2), ("radt", 20, 128, 3)])
+def test_the_disk_estimate_counts_the_model_that_is_built(model_type, k, width, layers):
+    # The BC estimate used the transformer's formula: about 12 times the MLP's size, enough to refuse a BC run.
+    from dt.config import TrainConfig
+    from dt.model import build_model
+    from dt.validate import _param_count
+
+    cfg = TrainConfig(model_type=model_type, context_len=k, embed_dim=width, n_layer=layers)
+    built = sum(p.numel() for p in build_model(cfg.model_config(11, 3, 1000)).parameters())
+    assert built / 2 < _param_count(cfg) < built * 2
