@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from dt.cli.flags import add_command, from_args, opt
 from dt.errors import DtError
-from dt.validate import MAX_SEED, check_fields, integer
+from dt.validate import MAX_SEED, check_fields, check_output_dir, integer
 
 # 100M transitions is about 6 GB on disk for Hopper (D4RL's largest files hold 2M); more is a typo.
 MAX_GENERATE_STEPS = 100_000_000
@@ -63,6 +63,8 @@ def cmd_data_download(ns: argparse.Namespace) -> int:
     from dt.data.locate import download
 
     args = from_args(DownloadArgs, ns)
+    if args.dir is not None:
+        check_output_dir(args.dir, "--dir")
     print(f"saved {download(args.dataset, args.dir, args.url)}")
     return 0
 
@@ -126,6 +128,7 @@ def cmd_data_card(ns: argparse.Namespace) -> int:
     from dt.data.locate import load_dataset
 
     args = from_args(DataCardArgs, ns)
+    check_output_dir(args.out, "--out")  # before the dataset is read
     md = write_card(load_dataset(args.dataset), args.out)
     print(f"saved {md} and {md.with_name(md.stem + '-returns.png')}")
     return 0

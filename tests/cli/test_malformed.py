@@ -77,6 +77,11 @@ def _ds(change: dict, **meta) -> Callable[[Path, dict], list[str]]:
     return lambda tmp, base: _stats(_h5(tmp, _arrays(base["arrays"], **change), **meta))
 
 
+def _afile(tmp: Path) -> Path:
+    (tmp / "afile").write_text("x")
+    return tmp / "afile"
+
+
 def _hash_attr(tmp: Path, base: dict) -> Path:
     """A metadata attribute that is an array where a string belongs ("truth value of an array ... is ambiguous")."""
     path = _h5(tmp, _arrays(base["arrays"]))
@@ -390,6 +395,16 @@ FLAG_CASES = [
     Case("flag-device", _train("--device", "tpu"), "--device: must be auto, cpu, cuda or cuda:N"),
     Case("flag-device-number", _train("--device", "cuda:x"), "--device: must be auto, cpu, cuda or cuda:N"),
     Case("flag-evaluate-device", _evaluate("--device", "cuda:-1"), "--device: must be auto, cpu, cuda or cuda:N"),
+    Case(
+        "flag-data-card-out-file",
+        lambda tmp, base: ["data", "card", str(base["d4rl"]), "--out", str(_afile(tmp))],
+        "afile is a file, not a directory; pick another path",
+    ),
+    Case(
+        "flag-download-dir-file",
+        lambda tmp, base: ["data", "download", "hopper-medium", "--dir", str(_afile(tmp))],
+        "afile is a file, not a directory; pick another path",
+    ),
     Case("flag-results-dir", lambda tmp, base: ["results", "--dir", str(tmp / "nope")], "is not a directory"),
     Case(
         "flag-results-plot",
