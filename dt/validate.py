@@ -104,6 +104,19 @@ def png_file(v: Any) -> str | None:
     return f"{v!r}: name a .png file to write, e.g. curves.png"
 
 
+def env_name(v: Any) -> str | None:
+    """ "" (any) or an env this package knows (``hopper`` or a gym id such as ``Hopper-v4``)."""
+    from dt.envs import get_env  # numpy only
+
+    if v == "":
+        return None
+    try:
+        get_env(str(v))
+    except KeyError as e:
+        return str(e.args[0])
+    return None
+
+
 def device(*names: str) -> Rule:
     """A device: one of ``names`` (e.g. "auto", "cpu", "cuda") or "cuda:N" for a device number N."""
     want = ", ".join(names) + " or cuda:N"

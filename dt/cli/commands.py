@@ -38,6 +38,7 @@ from dt.validate import (
     check_fields,
     check_output_file,
     check_results_file,
+    env_name,
     existing_dir,
     integer,
     png_file,
@@ -144,8 +145,7 @@ class EvaluateArgs:
     )
     alignment: int = opt(
         0,
-        "measure return alignment instead: this many targets (9 or more) over the data's return range "
-        "(dt.eval.alignment)",
+        "measure return alignment instead: this many targets (9 or more) over the data's return range",
         rule=integer(0, MAX_TARGETS),
     )
     schedule: str = opt(
@@ -155,7 +155,7 @@ class EvaluateArgs:
     )
     episodes: int = opt(10, "episodes per target", rule=integer(1, MAX_EPISODES))
     seed: int = opt(0, "episode j is reset with seed + j", rule=integer(0, MAX_SEED))
-    env: str = opt("", "fail unless the checkpoint is for this env")
+    env: str = opt("", "fail unless the checkpoint is for this env", rule=env_name)
     gym_version: GymVersion = opt("v4", "gymnasium env version (v4 = D4RL's dynamics, or v5)")
     max_steps: int = opt(0, "episode length cap (0: the env's)", rule=integer(0, MAX_EPISODE_STEPS))
     num_threads: int = opt(0, "torch CPU threads (0: torch's default)", rule=integer(0, MAX_THREADS))

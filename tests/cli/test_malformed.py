@@ -422,7 +422,7 @@ FLAG_CASES = [
     Case("flag-max-steps-neg", _evaluate("--max-steps", "-5"), "--max-steps: must be an integer >= 0, got -5"),
     Case("flag-targets-inf", _evaluate("--targets", "inf"), "--targets: must be a list of finite numbers"),
     Case("flag-json-dir", _json_dir, "--json: "),
-    Case("flag-evaluate-env", _evaluate("--env", "ant"), "unknown env 'ant'"),
+    Case("flag-evaluate-env", _evaluate("--env", "ant"), "--env: unknown env 'ant'; known: hopper"),
     Case(
         "flag-generate-steps-0",
         lambda tmp, base: ["data", "generate", "hopper-random", "--steps", "0"],
