@@ -50,7 +50,10 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:  # an int past float's range (a 400-digit JSON number) is not finite either
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def integer(lo: int, hi: int | None = None) -> Rule:
@@ -165,8 +168,8 @@ def numbers(
             return f"must hold at most {max_len} numbers, got {len(v)}"
         if positive and any(x <= 0 for x in v):
             return "must hold only numbers > 0"
-        if minimum is not None and any(x < minimum * (1 - 1e-7) for x in v):
-            return f"must hold only numbers >= {minimum:g}, got {min(v):.3g}"
+        if minimum is not None and any(x < minimum - abs(minimum) * 1e-7 for x in v):
+            return f"must hold only numbers >= {minimum:g}, got {min(v):.7g}"
         if magnitude is not None and any(abs(x) > magnitude for x in v):
             return f"must hold only numbers within +-{magnitude:g}, got {max(v, key=abs):g}"
         return None
@@ -321,14 +324,15 @@ def check_output_dir(path: str | Path, what: str, need_bytes: int = 1 << 20) -> 
             return
 
 
-def check_output_file(path: str | Path, what: str) -> None:
-    """A file to write: not a directory, and its parent must be (or become) a directory."""
+def check_output_file(path: str | Path, what: str, create_parent: bool = False) -> None:
+    """A file to write: not a directory, and its parent must be a directory (or, with ``create_parent``, become
+    one: the writer makes it)."""
     p = Path(path)
     check_path_names(p, what)
     if p.is_dir():
         raise ConfigError(f"{what}: {p} is a directory; name a file in it, e.g. {p / 'results.json'}")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir() and not any(q.is_file() for q in parent.parents):
+    if not create_parent and not parent.is_dir() and not any(q.is_file() for q in parent.parents):
         raise ConfigError(f"{what}: {p}: the folder {parent} does not exist; create it or pick another path")
     check_output_dir(parent, what)
 

@@ -66,7 +66,10 @@ def add_study_command(sub: argparse._SubParsersAction, parser: Callable[[], argp
         root = Path(args.out_dir or Path("studies") / Path(args.plan).stem)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"--out-dir: {root} is a file, not a folder; pick another path")
-        other = [p for p in root.iterdir() if p.name not in plan.candidates] if root.is_dir() else []
+        mine = {*plan.candidates, Path(args.plan).name}  # the study's folders, and its plan kept beside them
+        other = (
+            [p for p in root.iterdir() if p.name not in mine and not p.name.startswith(".")] if root.is_dir() else []
+        )
         if not args.report and other and not (root / "plan.json").exists():  # a checkpoint, a run, a project
             raise ConfigError(f"--out-dir: {root} holds files and no study (no plan.json); pick a new folder")
         rc = 0

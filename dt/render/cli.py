@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     check_fields(args)
     for name in ("out", "gif", "png"):  # before the rollout and the render, not after them
         if getattr(args, name) is not None:
-            check_output_file(getattr(args, name), f"--{name}")
+            check_output_file(getattr(args, name), f"--{name}", create_parent=True)  # write_atomic makes it
     fast = not args.slow
 
     t0 = time.perf_counter()

@@ -176,7 +176,11 @@ class RunState:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema_model is not None:
             tensors.update({f"train.{n}": p.detach().cpu() for n, p in self.model.named_parameters()})
-        kept = keep_additions(self.ckpt_dir)  # a card made on the saved checkpoint (e.g. before a resume)
+        try:  # a card made on the saved checkpoint (e.g. before a resume); never at the cost of the save
+            kept = keep_additions(self.ckpt_dir)
+        except (OSError, shutil.Error) as e:
+            kept = None
+            self.note(f"could not keep the files added to {self.ckpt_dir} ({first_line(e)}); saving anyway")
         path = save_checkpoint(self.ckpt_dir, self.served_model, self.meta(), trainer_state=(tensors, opt_json))
         if kept is not None:
             self.note(f"the model card and files added to {self.ckpt_dir} at its last save are now in {kept}")
@@ -320,7 +324,7 @@ def keep_additions(path: str | Path) -> Path | None:
     dest.mkdir(exist_ok=True)
     for p in added:
         if p.is_dir():
-            shutil.copytree(p, dest / p.name, dirs_exist_ok=True)
+            shutil.copytree(p, dest / p.name, dirs_exist_ok=True, symlinks=True)
         else:
-            shutil.copy2(p, dest / p.name)
+            shutil.copy2(p, dest / p.name, follow_symlinks=False)
     return dest

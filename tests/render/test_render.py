@@ -233,3 +233,11 @@ def test_other_envs_render(env_name):
     qpos, _ = R.rollout_states(env_name, 2)
     (frame,) = R.render_frames(env_name, qpos[:1], width=W, height=H)
     assert orange_mask(frame).sum() > 20  # a standing walker2d is two thin overlapping legs
+
+
+def test_render_cli_writes_into_a_folder_it_makes(tmp_path, capsys):
+    from dt.render.cli import main
+
+    out = tmp_path / "new" / "sub" / "x.mp4"
+    main(["--steps", "8", "--width", "64", "--height", "48", "--out", str(out)])
+    assert out.stat().st_size > 0 and str(out) in capsys.readouterr().out

@@ -173,6 +173,23 @@ def test_a_card_made_on_a_run_survives_the_resume(tmp_path, tiny_d4rl, capsys):
     assert code == 0 and "are now in" not in err, err
 
 
+def test_a_card_that_cannot_be_kept_never_costs_the_save(tmp_path, tiny_dataset, monkeypatch):
+    out = tmp_path / "r"
+    Trainer(tiny_config(tiny_dataset.source, out, max_steps=2, save_every=2, eval_every=0), tiny_dataset).run(
+        progress=False
+    )
+    (out / "checkpoint" / "README.md").write_text("# card\n")
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", full_disk)
+    tr = Trainer(tiny_config(tiny_dataset.source, out, max_steps=4, eval_every=0, resume=True), tiny_dataset)
+    tr.run(progress=False)
+    assert load_checkpoint(out / "checkpoint").step == 4
+    assert any("could not keep the files added to" in n and "saving anyway" in n for n in tr.notes), tr.notes
+
+
 def test_a_resume_that_builds_another_model_names_the_setting(tmp_path, tiny_dataset):
     out = tmp_path / "r"
     Trainer(tiny_config(tiny_dataset.source, out, max_steps=2, save_every=2, eval_every=0), tiny_dataset).run(

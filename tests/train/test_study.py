@@ -66,6 +66,13 @@ def test_a_study_will_not_write_into_a_folder_that_holds_something_else(tmp_path
         == f"error: --out-dir: {ck} holds files and no study (no plan.json); pick a new folder"
     )
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint.json"]
+    mine = tmp_path / "mine"  # a folder holding only the plan (and a dotfile) is the study's to fill
+    mine.mkdir()
+    (mine / ".DS_Store").write_text("")
+    bad = _plan(mine, candidates={"fast": ["--lr", "-1"]})  # so that the job checks stop it before any run
+    bad.rename(mine / "my-plan.json")
+    assert main(["study", str(mine / "my-plan.json"), "--out-dir", str(mine)]) == 2
+    assert "plan candidate 'fast' (train): --lr" in capsys.readouterr().err  # past the folder's guard
 
 
 def test_missing_plan_and_bad_candidate_flags_fail_before_anything_runs(tmp_path, capsys):
