@@ -26,6 +26,7 @@ from dt.cli.study import add_study_command
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.envs import GymVersion
 from dt.errors import ConfigError, run_cli
+from dt.outputs import check_output_file, check_results_file
 from dt.train.rundir import check_run_dir
 from dt.validate import (
     MAX_EPISODE_STEPS,
@@ -36,8 +37,6 @@ from dt.validate import (
     MAX_THREADS,
     check_eval_memory,
     check_fields,
-    check_output_file,
-    check_results_file,
     env_name,
     existing_dir,
     integer,

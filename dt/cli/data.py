@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from dt.cli.flags import add_command, from_args, opt
 from dt.errors import DtError
-from dt.validate import MAX_SEED, check_fields, check_output_dir, integer
+from dt.outputs import check_output_dir
+from dt.validate import MAX_SEED, check_fields, integer
 
 # 100M transitions is about 6 GB on disk for Hopper (D4RL's largest files hold 2M); more is a typo.
 MAX_GENERATE_STEPS = 100_000_000

@@ -10,10 +10,11 @@ import numpy as np
 
 from dt.atomic import write_atomic
 from dt.cli.flags import from_args, opt, parser_for
+from dt.outputs import check_output_file
 from dt.render.scene import DEFAULT_FPS, DEFAULT_HEIGHT, DEFAULT_WIDTH, playback_fps, realtime_stride, rollout_states
 from dt.render.video import gif_bytes
 from dt.render.worker import get_render_worker, render_frames, render_mp4
-from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, check_fields, check_output_file, integer, number
+from dt.validate import MAX_EPISODE_STEPS, MAX_SEED, check_fields, integer, number
 
 MAX_FRAME_SIDE = 4096  # pixels: a 4K frame; larger ones exceed what GL drivers offer off screen
 

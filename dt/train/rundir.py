@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from dt.errors import ConfigError
-from dt.validate import check_path_names
+from dt.outputs import check_path_names
 
 LOCK_NAME = ".lock"
 # What a run writes into its folder (dt.train.trainer, dt.eval.metrics, dt.checkpoint.store's staging names start
