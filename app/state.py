@@ -18,7 +18,7 @@ import streamlit as st
 from app.paths import checkpoint_dirs, runs_dir, uploads_dir
 from dt.checkpoint.meta import CheckpointMeta
 from dt.envs import get_env
-from dt.errors import CheckpointError
+from dt.errors import CheckpointError, first_line
 
 if TYPE_CHECKING:  # torch: this module stays importable before it (the Playground draws its controls first)
     from app.jobs import GenerateJob, TrainJob
@@ -103,7 +103,7 @@ def current_checkpoint(show_errors: bool = True) -> Checkpoint | None:
         return load(s.checkpoint, s.env)
     except CheckpointError as e:
         if show_errors:
-            st.error(str(e).splitlines()[0])
+            st.error(first_line(e, 1000))
         return None
 
 

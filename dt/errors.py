@@ -55,7 +55,14 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line reports."""
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
     text = str(msg).strip()
+    if isinstance(e, DtError):  # our messages are one line; a line break in one came from a path or value in it
+        text = escape_breaks(text)
     return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
+def escape_breaks(text: str) -> str:
+    """``text`` with its line breaks written as ``\\n`` / ``\\r``, so a name holding one stays on one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -80,7 +87,7 @@ def run_cli(main: Callable[[], int | None]) -> int:
             print(f"error: {first_line(e, 1000)}", file=sys.stderr)
         return 2
     except OSError as e:  # the system refused: a full disk, a missing or unwritable path
-        where = f"{e.filename}: " if e.filename else ""
+        where = f"{escape_breaks(str(e.filename))}: " if e.filename else ""
         print(f"error: {where}{e.strerror or first_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

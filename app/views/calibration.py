@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import analysis, cache, calibration_chart, catalog, paths, sidebar, state
 from dt.envs import get_env
-from dt.errors import CheckpointError
+from dt.errors import CheckpointError, first_line
 from dt.eval.alignment import alignment, even_targets
 
 sidebar.draw()
@@ -63,7 +63,7 @@ if other is not None:
                 cache.sweep_data(other, paths.mtime(other), targets, episodes, seed, cap),
             )
         except CheckpointError as e:
-            st.error(str(e).splitlines()[0])
+            st.error(first_line(e, 1000))
 
 returns = np.array([v for r in results for v in r["returns"]])
 al = alignment(spec.name, results) if len(results) >= 2 else None

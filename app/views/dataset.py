@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import cache, charts, paths, sidebar, state
 from dt.data import DatasetError
+from dt.errors import first_line
 
 sidebar.draw()
 st.title("Dataset explorer")
@@ -43,7 +44,7 @@ try:
     with st.spinner("Reading the dataset…"):
         ds = cache.dataset(source)
 except DatasetError as e:
-    st.error(str(e).splitlines()[0])
+    st.error(first_line(e, 1000))
     st.stop()
 
 st_ = ds.stats()
@@ -94,7 +95,7 @@ try:
     with st.spinner("Rendering the stored states…"):
         mp4 = cache.dataset_episode_mp4(source, idx)
 except (DatasetError, RuntimeError) as e:
-    st.error(str(e).splitlines()[0])
+    st.error(first_line(e, 1000))
 else:
     v, _ = st.columns([1, 1])
     state.play_video(v, mp4, "ds.episode", f"{ds.name} episode {idx:,}")

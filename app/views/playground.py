@@ -22,7 +22,7 @@ first_mp4 = first_video.show(video_slot)
 from app import address, charts, paths, sidebar, state  # noqa: E402
 from dt.checkpoint.meta import read_meta  # noqa: E402
 from dt.envs import get_env  # noqa: E402
-from dt.errors import CheckpointError  # noqa: E402
+from dt.errors import CheckpointError, first_line  # noqa: E402
 from dt.eval.steering import ScheduleError, TargetSchedule, parse_schedule  # noqa: E402
 from dt.validate import is_transformer  # noqa: E402
 
@@ -35,7 +35,7 @@ if s.checkpoint is None:
 try:
     info = read_meta(s.checkpoint)
 except CheckpointError as e:
-    controls.error(str(e).splitlines()[0])
+    controls.error(first_line(e, 1000))
     st.stop()
 
 spec = get_env(info.env)
@@ -145,7 +145,7 @@ try:
         steered = analysis.steered_episode(s.checkpoint, schedule, s.seed) if schedule is not None else None
 except (RuntimeError, OSError) as e:  # rendering or encoding failed (no GL, no ffmpeg): say so, keep the page
     video_slot.empty()  # not a live video frozen half way
-    st.error(f"Rendering failed: {str(e).splitlines()[0]}")
+    st.error(f"Rendering failed: {first_line(e, 1000)}")
     st.stop()
 
 

@@ -7,6 +7,7 @@ import streamlit as st
 from app import cache, catalog, charts, paths, sidebar, state
 from dt.checkpoint.store import CheckpointError
 from dt.envs import get_env
+from dt.errors import first_line
 from dt.validate import is_transformer
 
 sidebar.draw()
@@ -56,10 +57,10 @@ for i, (col, (path, target)) in enumerate(zip(cols, runs)):
             with st.spinner(f"{name}: target {target:.0f}, seed {seed}…"):
                 ep = cache.episode(path, target, seed)
         except CheckpointError as e:
-            st.error(str(e).splitlines()[0])
+            st.error(first_line(e, 1000))
             continue
         except RuntimeError as e:
-            st.error(f"Rendering failed: {str(e).splitlines()[0]}")
+            st.error(f"Rendering failed: {first_line(e, 1000)}")
             continue
         shown.append((col, i, name, target, ep, is_transformer(other.config.model_type)))
 ranges = (

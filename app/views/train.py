@@ -14,6 +14,7 @@ from dt.checkpoint.listing import list_runs
 from dt.checkpoint.meta import META_FILE, read_meta
 from dt.config import PRESET_NOTES, PRESETS, TrainConfig, apply_preset
 from dt.data import DatasetError, locate
+from dt.errors import first_line
 from dt.eval.metrics import SETTLED_POINTS, evaluation_noise, last_three_spread, settled_verdict
 
 sidebar.draw()
@@ -33,7 +34,7 @@ def start(cfg: TrainConfig) -> None:
         locate(cfg.dataset)  # a missing dataset is reported here, before a thread starts
         s.train_job = TrainJob(cfg).start()
     except (DatasetError, ValueError) as e:
-        st.error(str(e).splitlines()[0])
+        st.error(first_line(e, 1000))
     else:
         st.rerun()
 

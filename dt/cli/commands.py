@@ -147,8 +147,8 @@ class EvaluateArgs:
         "measure return alignment instead: this many targets (9 or more) over the data's return range",
         rule=integer(0, MAX_TARGETS),
     )
-    schedule: str = opt(
-        "",
+    schedule: str | None = opt(
+        None,
         "steer instead: a target schedule, e.g. '1000; 200: 3000' (first target, then step: target), run beside "
         "its first target held (same seeds); prints both returns and the change",
     )
@@ -227,7 +227,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 def _schedule(args: EvaluateArgs, max_steps: int = MAX_EPISODE_STEPS):
     """The parsed ``--schedule`` (None without one); a one-line ConfigError if it cannot run in ``max_steps``."""
-    if not args.schedule:
+    if args.schedule is None:  # '' is a schedule too, and refused as one
         return None
     if args.targets or args.alignment:
         raise ConfigError("--schedule sets its own targets; drop --targets and --alignment")

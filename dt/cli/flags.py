@@ -142,12 +142,26 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> 
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # cls is a dataclass type
         if hasattr(args, f.name):
             value = getattr(args, f.name)
+            _check_not_blank(f, value)
             if get_origin(_strip_none(hints[f.name])) is tuple:
                 value = tuple(value)
             given[f.name] = value
     if base is None:
         return cls(**given)
     return dataclasses.replace(base, **given)  # type: ignore[type-var]
+
+
+def _check_not_blank(f: dataclasses.Field, value: Any) -> None:
+    """An empty or blank string typed for a flag whose default is not ``""`` (a path, a name) is refused: it
+    used to fall back to the default, or to the current folder, without a word."""
+    if not (isinstance(value, str) and not value.strip()) or field_default(f) == "":  # "" there means "none"
+        return
+    from dt.errors import ConfigError
+
+    default = field_default(f)
+    fix = "leave the flag out" + (f" (default: {default})" if default not in (dataclasses.MISSING, None) else "")
+    name = f.name if f.metadata.get("positional") else flag(f.name)
+    raise ConfigError(f"{name}: empty; give a value" + ("" if default is dataclasses.MISSING else f", or {fix}"))
 
 
 def parser_for(cls: type, prog: str, description: str = "") -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ class StudyArgs:
         '"episodes": 100, "common": [flags for all], "evaluate": [extra evaluate flags], "budget_minutes": 60}',
         positional=True,
     )
-    out_dir: str = opt("", "study folder (one run folder per candidate and seed); default studies/<plan name>")
+    out_dir: str | None = opt(None, "study folder (one run folder per candidate and seed); default studies/<plan name>")
     parallel: int = opt(2, "jobs at a time, one CPU thread each", rule=integer(1, 64))
     report: bool = opt(False, "only print the table of what has finished so far; run nothing")
 

@@ -423,6 +423,17 @@ FLAG_CASES = [
     Case("flag-targets-inf", _evaluate("--targets", "inf"), "--targets: must be a list of finite numbers"),
     Case("flag-json-dir", _json_dir, "--json: "),
     Case("flag-evaluate-env", _evaluate("--env", "ant"), "--env: unknown env 'ant'; known: hopper"),
+    # a line break in a path is written as \\n: the one line names the whole path (it printed "error: a")
+    # an empty path or name fell back to the default, the current folder or data/main_data.hdf5 without a word
+    Case("flag-results-dir-empty", lambda tmp, base: ["results", "--dir", ""], "--dir: empty; give a value"),
+    Case("flag-stats-empty", lambda tmp, base: ["data", "stats", " "], "dataset: empty; give a value"),
+    Case(
+        "flag-study-out-empty",
+        lambda tmp, base: ["study", str(ROOT / "docs/studies/bc10-medium-seeds.json"), "--out-dir", ""],
+        "--out-dir: empty; give a value, or leave the flag out",
+    ),
+    Case("flag-schedule-empty", _evaluate("--schedule", ""), "--schedule: empty; give a value"),  # was ignored
+    Case("flag-checkpoint-newline", lambda tmp, base: ["evaluate", "--checkpoint", f"{tmp}/a\nb"], "a\\nb: "),
     Case(
         "flag-generate-steps-0",
         lambda tmp, base: ["data", "generate", "hopper-random", "--steps", "0"],
@@ -619,6 +630,7 @@ PROCESS_CASES = [
     "ck-run-dir",
     "flag-save-every-0",
     "flag-json-dir",
+    "flag-checkpoint-newline",
 ]
 
 

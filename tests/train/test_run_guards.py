@@ -128,7 +128,7 @@ def _earlier_run(folder: Path) -> dict[str, bytes]:
     [
         ("run", "holds an earlier run (config.json, metrics.jsonl, tb); pass --resume to continue it or --force"),
         ("shipped", "holds files that are not a training run's"),
-        ("empty-name", "--out-dir: empty; name a folder for the run"),
+        ("empty-name", "--out-dir: empty; give a value, or leave the flag out"),
         ("loop", "is a symlink to nothing (dangling or a loop)"),
     ],
 )
