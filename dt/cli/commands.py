@@ -291,6 +291,7 @@ class CardArgs:
     episodes: int = opt(100, "episodes per paper target", rule=integer(1, MAX_EPISODES))
     sweep_episodes: int = opt(20, "episodes per target in the calibration sweep", rule=integer(1, MAX_EPISODES))
     seed: int = opt(0, "episode j of each target is reset with seed + j", rule=integer(0, MAX_SEED))
+    force: bool = opt(False, "replace a README.md in the checkpoint that is not a model card")
 
 
 def cmd_card(ns: argparse.Namespace) -> int:
@@ -298,7 +299,7 @@ def cmd_card(ns: argparse.Namespace) -> int:
 
     args = from_args(CardArgs, ns)
     check_fields(args)
-    path = write_card(args.checkpoint, episodes=args.episodes, sweep_episodes=args.sweep_episodes, seed=args.seed)
+    path = write_card(args.checkpoint, args.episodes, args.sweep_episodes, args.seed, force=args.force)
     print(f"wrote {path}")
     return 0
 

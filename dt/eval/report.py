@@ -19,6 +19,7 @@ import numpy as np
 from dt.checkpoint.meta import EvalPoint
 from dt.checkpoint.store import Checkpoint, load_checkpoint, read_meta, update_meta
 from dt.envs import get_env
+from dt.errors import CheckpointError
 from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_targets, even_targets, followed_range
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
@@ -120,10 +121,23 @@ def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
     return path
 
 
-def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0) -> Path:
-    """Evaluate, sweep and write the card into ``ckpt_dir``; returns the README path."""
+CARD_MARK = "<!-- model card written by `python -m dt card`; running it again replaces this file -->"
+
+
+def check_card_target(ckpt_dir: Path, force: bool = False) -> None:
+    """Refuse, before minutes of evaluation, to replace a ``README.md`` in ``ckpt_dir`` that is not a card (its
+    mark, or the layout of cards written before the mark) unless ``force``: the user wrote it."""
+    readme = ckpt_dir / "README.md"
+    text = "" if force or not readme.is_file() else readme.read_text(encoding="utf-8", errors="replace")
+    if text and CARD_MARK not in text and not (text.startswith(f"# {ckpt_dir.name}\n") and "\n## Scores\n" in text):
+        raise CheckpointError(f"{readme}: a README that is not a model card would be replaced; move it or pass --force")
+
+
+def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0, force=False) -> Path:
+    """Evaluate, sweep and write the card into ``ckpt_dir`` (see :func:`check_card_target`); returns the README."""
     ckpt_dir = Path(ckpt_dir)
     ck = load_checkpoint(ckpt_dir)
+    check_card_target(ckpt_dir, force)
     spec = get_env(ck.env_name)
     t0 = time.perf_counter()
     res = evaluate(ck, list(spec.targets), episodes=episodes, seed=seed)
@@ -212,6 +226,8 @@ def card_markdown(
         *(card_section(steering) if steering else []),
         *(_learning_section(m.eval_history) if m.eval_history else []),
         *_data_and_training_section(ck),
+        "",
+        CARD_MARK,
     ]
     return "\n".join(lines)
 

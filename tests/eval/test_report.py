@@ -125,3 +125,19 @@ def test_legs_text_names_each_machine_a_run_moved_between():
     assert legs_text(legs[1:]) == ""  # one machine: the card's usual line
     for bad in (None, "x", [1, 2], [{"machine": "x", "to_step": "NaN", "wall_time_s": None}, {"machine": []}]):
         assert isinstance(legs_text(bad), str)
+
+
+def test_card_keeps_a_readme_the_user_wrote(tmp_path, tiny_checkpoint, capsys):
+    # `dt card` replaced any README.md in the checkpoint after minutes of evaluation; it now refuses first.
+    ck_dir = tmp_path / "dt-mine"
+    shutil.copytree(tiny_checkpoint, ck_dir)
+    (ck_dir / "README.md").write_text("# my notes\n\nhand-written\n")
+    capsys.readouterr()
+    assert main(["card", "--checkpoint", str(ck_dir), "--episodes", "1", "--sweep-episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "README.md: a README that is not a model card" in err and "--force" in err
+    assert (ck_dir / "README.md").read_text() == "# my notes\n\nhand-written\n"
+    assert not (ck_dir / "evaluation.json").exists()  # refused before the evaluation
+    # A card replaces itself (the mark it writes), and --force replaces the user's file.
+    card = write_card(ck_dir, episodes=1, sweep_episodes=1, force=True)
+    assert write_card(ck_dir, episodes=1, sweep_episodes=1) == card
