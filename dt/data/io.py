@@ -20,6 +20,7 @@ from dt.atomic import atomic_file
 from dt.data.dataset import DatasetError, OfflineDataset, make_dataset, split_episodes
 from dt.data.names import normalise
 from dt.errors import DataWarning
+from dt.validate import available_memory
 
 REQUIRED_D4RL = ("observations", "actions", "rewards")
 # The time limit of every D4RL MuJoCo task (gym's TimeLimit): where a file without ``timeouts`` (D4RL v0)
@@ -37,8 +38,17 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
-    if not isinstance(f.get(key), h5py.Dataset):
+    item = f.get(key)
+    if item is None:  # `key in f` holds, yet nothing is there: a soft or external link to nothing
+        raise DatasetError(f"{path}: {key!r} is a link to nothing (dangling); point it at an array or remove it")
+    if not isinstance(item, h5py.Dataset):
         raise DatasetError(f"{path}: {key!r} is a group, expected an array")
+    free = available_memory()
+    if free is not None and item.size * item.dtype.itemsize > free:  # a damaged or hostile header, or a huge file
+        raise DatasetError(
+            f"{path}: {key!r} declares {item.shape} ({item.size * item.dtype.itemsize / 2**30:,.0f} GiB), more than "
+            f"this machine has free ({free / 2**30:.1f} GiB); is the file damaged?"
+        )
     try:
         return np.asarray(f[key][()])
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:  # truncated chunks, odd dtypes

@@ -123,6 +123,21 @@ def _group_obs(tmp: Path, base: dict) -> list[str]:
     return _stats(path)
 
 
+def _replace_obs(how: str) -> Callable[[Path, dict], list[str]]:
+    """``observations`` as a link to nothing, or declaring 10**12 rows (chunked: the file stays a few KB)."""
+
+    def make(tmp: Path, base: dict) -> list[str]:
+        path = _h5(tmp, _arrays(base["arrays"], observations=None))
+        with h5py.File(path, "a") as f:
+            if how == "dangling":
+                f["observations"] = h5py.SoftLink("/nothing")
+            else:
+                f.create_dataset("observations", shape=(10**12, 11), dtype=np.float32, chunks=(1024, 11))
+        return _stats(path)
+
+    return make
+
+
 def _minari(tmp: Path, files: dict[str, str | bytes]) -> list[str]:
     root = tmp / "mujoco" / "hopper" / "odd-v0"
     for rel, content in files.items():
@@ -178,6 +193,9 @@ DATASET_CASES = [
         "holds no transitions",
     ),
     Case("ds-obs-group", _group_obs, "'observations' is a group"),
+    Case("ds-obs-dangling", _replace_obs("dangling"), "'observations' is a link to nothing"),  # "is a group"
+    # was "out of memory ... lower --batch-size, --episodes": flags `data stats` does not have
+    Case("ds-obs-declares-huge", _replace_obs("huge"), "'observations' declares (1000000000000, 11) (40,978 GiB)"),
     Case("ds-lying-hash", _ds({}, content_sha256="0" * 64), "content hash does not match its metadata"),
     Case("ds-minari-no-data", lambda tmp, base: _minari(tmp, {"notes.txt": "x"}), "main_data.hdf5: file not found"),
     Case(
