@@ -12,10 +12,14 @@ from dt.errors import ConfigError
 
 
 def check_path_names(path: Path, what: str) -> None:
-    """Refuse a path holding a NUL, or one the filesystem cannot name (a part over NAME_MAX bytes, the whole
-    over PATH_MAX), before anything is read or written."""
+    """Refuse a path holding a NUL or bytes that are not UTF-8, or one the filesystem cannot name (a part over
+    NAME_MAX bytes, the whole over PATH_MAX), before anything is read or written."""
     if "\0" in str(path):
         raise ConfigError(f"{what}: the path holds a NUL character; name one without it")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system decoded as surrogates: safetensors and JSON fail on them later
+        raise ConfigError(f"{what}: {ascii(str(path))} holds bytes that are not UTF-8; name it in UTF-8") from None
     name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says
     for anchor in (path.absolute(), *path.absolute().parents):
         try:

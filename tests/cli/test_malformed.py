@@ -503,6 +503,11 @@ BOUND_FLAG_CASES = [
         "more memory than this machine has",
     ),
     Case("train-out-dir-nul", lambda tmp, base: _train()(tmp, base)[:4] + [str(tmp / "a\0b")], "--out-dir: "),
+    Case(  # made the folder, trained, then failed reading its own safetensors file back
+        "train-out-dir-not-utf8",
+        lambda tmp, base: _train()(tmp, base)[:4] + [str(tmp / os.fsdecode(b"run-\xff"))],
+        "holds bytes that are not UTF-8",
+    ),
     Case(
         "train-out-dir-long-name", lambda tmp, base: _train()(tmp, base)[:4] + [str(tmp / ("x" * 300))], "--out-dir: "
     ),
