@@ -17,7 +17,7 @@ def check_path_names(path: Path, what: str) -> None:
     if "\0" in str(path):
         raise ConfigError(f"{what}: the path holds a NUL character; name one without it")
     try:
-        str(path).encode("utf-8")
+        str(path.absolute()).encode("utf-8")  # the working folder's name too
     except UnicodeEncodeError:  # bytes the file system decoded as surrogates: safetensors and JSON fail on them later
         raise ConfigError(f"{what}: {ascii(str(path))} holds bytes that are not UTF-8; name it in UTF-8") from None
     name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says

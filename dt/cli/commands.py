@@ -227,7 +227,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
 def _schedule(args: EvaluateArgs, max_steps: int = MAX_EPISODE_STEPS):
     """The parsed ``--schedule`` (None without one); a one-line ConfigError if it cannot run in ``max_steps``."""
-    if args.schedule is None:  # '' is a schedule too, and refused as one
+    if args.schedule is None:  # (an empty one is refused by from_args)
         return None
     if args.targets or args.alignment:
         raise ConfigError("--schedule sets its own targets; drop --targets and --alignment")

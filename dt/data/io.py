@@ -38,13 +38,15 @@ def _open_h5(path: Path) -> h5py.File:
 
 
 def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    if key not in f:
+        raise DatasetError(f"{path}: {key!r} is missing")
     item = f.get(key)
     if item is None:  # `key in f` holds, yet nothing is there: a soft or external link to nothing
         raise DatasetError(f"{path}: {key!r} is a link to nothing (dangling); point it at an array or remove it")
     if not isinstance(item, h5py.Dataset):
         raise DatasetError(f"{path}: {key!r} is a group, expected an array")
-    free = available_memory()
-    if free is not None and item.size * item.dtype.itemsize > free:  # a damaged or hostile header, or a huge file
+    free = available_memory()  # a damaged or hostile header declares more than any file holds
+    if free is not None and item.size is not None and item.size * item.dtype.itemsize > free:  # (None: empty)
         raise DatasetError(
             f"{path}: {key!r} declares {item.shape} ({item.size * item.dtype.itemsize / 2**30:,.0f} GiB), more than "
             f"this machine has free ({free / 2**30:.1f} GiB); is the file damaged?"

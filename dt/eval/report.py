@@ -9,6 +9,7 @@ files sit beside the weights, so the card travels with the checkpoint.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -122,14 +123,14 @@ def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
 
 
 CARD_MARK = "<!-- model card written by `python -m dt card`; running it again replaces this file -->"
+_OLD_CARD = re.compile(r"# .*\n\n[A-Z0-9_-]+ on `[^`\n]*` \(.* data\), env `[^`\n]*`\.\n\n## Scores\n")
 
 
 def check_card_target(ckpt_dir: Path, force: bool = False) -> None:
-    """Refuse, before minutes of evaluation, to replace a ``README.md`` in ``ckpt_dir`` that is not a card (its
-    mark, or the layout of cards written before the mark) unless ``force``: the user wrote it."""
+    """Refuse, before the evaluation, to replace a ``README.md`` that is not a card (unless ``force``)."""
     readme = ckpt_dir / "README.md"
     text = "" if force or not readme.is_file() else readme.read_text(encoding="utf-8", errors="replace")
-    if text and CARD_MARK not in text and not (text.startswith(f"# {ckpt_dir.name}\n") and "\n## Scores\n" in text):
+    if text and CARD_MARK not in text and not _OLD_CARD.match(text):
         raise CheckpointError(f"{readme}: a README that is not a model card would be replaced; move it or pass --force")
 
 

@@ -124,15 +124,18 @@ def _group_obs(tmp: Path, base: dict) -> list[str]:
 
 
 def _replace_obs(how: str) -> Callable[[Path, dict], list[str]]:
-    """``observations`` as a link to nothing, or declaring 10**12 rows (chunked: the file stays a few KB)."""
+    """``observations`` as a link to nothing, declaring 10**12 rows (chunked: the file stays a few KB), or an
+    empty dataspace (no shape at all)."""
 
     def make(tmp: Path, base: dict) -> list[str]:
         path = _h5(tmp, _arrays(base["arrays"], observations=None))
         with h5py.File(path, "a") as f:
             if how == "dangling":
                 f["observations"] = h5py.SoftLink("/nothing")
-            else:
+            elif how == "huge":
                 f.create_dataset("observations", shape=(10**12, 11), dtype=np.float32, chunks=(1024, 11))
+            else:
+                f["observations"] = h5py.Empty("f4")
         return _stats(path)
 
     return make
@@ -146,7 +149,7 @@ def _minari(tmp: Path, files: dict[str, str | bytes]) -> list[str]:
     return _stats(root)
 
 
-def _minari_short_obs(tmp: Path, base: dict) -> list[str]:
+def _minari_short_obs(tmp: Path, base: dict, drop: str = "") -> list[str]:
     root = tmp / "m"
     (root / "data").mkdir(parents=True)
     a = base["arrays"]
@@ -154,6 +157,8 @@ def _minari_short_obs(tmp: Path, base: dict) -> list[str]:
         g = f.create_group("episode_0")
         g["observations"], g["actions"], g["rewards"] = a["observations"][:10], a["actions"][:10], a["rewards"][:10]
         g["terminations"], g["truncations"] = np.zeros(10, bool), np.zeros(10, bool)
+        if drop:
+            del g[drop]
     return _stats(root)
 
 
@@ -195,6 +200,7 @@ DATASET_CASES = [
     Case("ds-obs-group", _group_obs, "'observations' is a group"),
     Case("ds-obs-dangling", _replace_obs("dangling"), "'observations' is a link to nothing"),  # "is a group"
     # was "out of memory ... lower --batch-size, --episodes": flags `data stats` does not have
+    Case("ds-obs-empty-dataspace", _replace_obs("empty"), "observations has dtype object, expected numbers"),
     Case("ds-obs-declares-huge", _replace_obs("huge"), "'observations' declares (1000000000000, 11) (40,978 GiB)"),
     Case("ds-lying-hash", _ds({}, content_sha256="0" * 64), "content hash does not match its metadata"),
     Case("ds-minari-no-data", lambda tmp, base: _minari(tmp, {"notes.txt": "x"}), "main_data.hdf5: file not found"),
@@ -208,6 +214,11 @@ DATASET_CASES = [
     Case("ds-minari-bad-json", lambda tmp, base: _minari(tmp, {"data/metadata.json": "{oops"}), "invalid JSON"),
     Case("ds-minari-json-list", lambda tmp, base: _minari(tmp, {"data/metadata.json": "[1]"}), "expected a JSON"),
     Case("ds-minari-obs-count", _minari_short_obs, "episode_0 has 10 observations for 10 actions (expected 11)"),
+    Case(
+        "ds-minari-no-terminations",
+        lambda tmp, base: _minari_short_obs(tmp, base, drop="terminations"),
+        "'terminations' is missing",
+    ),
     Case(
         "ds-minari-unknown-id",
         lambda tmp, base: ["train", "--dataset", "mujoco/hopper/heldout-v0", "--out-dir", str(tmp / "r")],

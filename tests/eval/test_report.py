@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+
+import pytest
 
 from dt.checkpoint.store import load_checkpoint
 from dt.cli.commands import main
-from dt.eval.report import write_card
+from dt.errors import CheckpointError
+from dt.eval.report import CARD_MARK, check_card_target, write_card
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_card_records_what_the_app_and_readme_show(tmp_path, tiny_checkpoint, capsys):
@@ -141,3 +147,20 @@ def test_card_keeps_a_readme_the_user_wrote(tmp_path, tiny_checkpoint, capsys):
     # A card replaces itself (the mark it writes), and --force replaces the user's file.
     card = write_card(ck_dir, episodes=1, sweep_episodes=1, force=True)
     assert write_card(ck_dir, episodes=1, sweep_episodes=1) == card
+
+
+def test_cards_written_before_the_mark_are_still_cards(tmp_path):
+    # The shipped cards have no mark: they are known by their first lines, wherever the folder was moved to.
+    shipped = sorted(p for p in (ROOT / "checkpoints").glob("*/README.md"))
+    if not shipped:
+        pytest.skip("no shipped checkpoints in this checkout")
+    for readme in shipped:
+        moved = tmp_path / "renamed" / readme.parent.name
+        moved.mkdir(parents=True)
+        (moved / "README.md").write_text(readme.read_text().replace(CARD_MARK, ""))
+        check_card_target(moved)
+        check_card_target(moved / ".." / moved.name)
+        (moved / "README.md").write_text(f"# {moved.name}\n\nmy notes\n\n## Scores\n")
+        with pytest.raises(CheckpointError, match="not a model card"):
+            check_card_target(moved)
+        shutil.rmtree(tmp_path / "renamed")
