@@ -19,7 +19,9 @@ def check_path_names(path: Path, what: str) -> None:
     try:
         str(path.absolute()).encode("utf-8")  # the working folder's name too
     except UnicodeEncodeError:  # bytes the file system decoded as surrogates: safetensors and JSON fail on them later
-        raise ConfigError(f"{what}: {ascii(str(path))} holds bytes that are not UTF-8; name it in UTF-8") from None
+        raise ConfigError(
+            f"{what}: {ascii(str(path.absolute()))} holds bytes that are not UTF-8; use UTF-8 names"
+        ) from None
     name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says
     for anchor in (path.absolute(), *path.absolute().parents):
         try:
