@@ -232,7 +232,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_NOTES: dict[str, str] = {
     "paper": "the paper's Hopper configuration: K=20, embed 128, 3 layers, lr 1e-4, 10k warm-up, 100k steps",
     "quick": "the RADT with the playground recipe cut to 5,000 steps: 96.2 / 96.4 at 3600 (two seeds) on "
-    "hopper-full-replay, settled within 0.6 points; 14 min on one CPU core beside other runs (AMD EPYC, bf16)",
+    "hopper-full-replay, settled within 0.6 points; 14-17 min on one CPU core (AMD EPYC, bf16; reproduced on a "
+    "fresh clone)",
     "playground": "paper architecture, 1k warm-up, cosine to 0.1 x lr, EMA 0.999, 10k steps: with "
     "--model-type radt 98.1 / 96.3 at 3600 (two seeds) on hopper-full-replay with an alignment gap of 3.6 points, "
     "98.5 / 98.5 on hopper-medium-expert; 20-31 min on one CPU core (AMD EPYC, bf16)",
