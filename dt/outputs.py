@@ -1,5 +1,5 @@
 """Where a command writes: a path the filesystem can name, a writable folder with room, a file (not a folder),
-and a results file that may be overwritten. Standard library only; :mod:`dt.validate` re-exports these."""
+and a results file that may be overwritten. Standard library only."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ def check_path_names(path: Path, what: str) -> None:
     NAME_MAX bytes, the whole over PATH_MAX), before anything is read or written."""
     if "\0" in str(path):
         raise ConfigError(f"{what}: the path holds a NUL character; name one without it")
+    absolute = path.absolute()
     try:
-        str(path.absolute()).encode("utf-8")  # the working folder's name too
+        str(absolute).encode("utf-8")  # the working folder's name too
     except UnicodeEncodeError:  # bytes the file system decoded as surrogates: safetensors and JSON fail on them later
-        raise ConfigError(
-            f"{what}: {ascii(str(path.absolute()))} holds bytes that are not UTF-8; use UTF-8 names"
-        ) from None
+        raise ConfigError(f"{what}: {ascii(str(absolute))} holds bytes that are not UTF-8; use UTF-8 names") from None
     name_max, path_max = 255, 4096  # Linux's; the filesystem's own where it says
-    for anchor in (path.absolute(), *path.absolute().parents):
+    for anchor in (absolute, *absolute.parents):
         try:
             if anchor.exists():
                 name_max, path_max = os.pathconf(anchor, "PC_NAME_MAX"), os.pathconf(anchor, "PC_PATH_MAX")
@@ -36,7 +35,7 @@ def check_path_names(path: Path, what: str) -> None:
                 f"{what}: a name of {len(os.fsencode(part))} bytes in the path is longer than this filesystem "
                 f"allows ({name_max}); pick a shorter one"
             )
-    if len(os.fsencode(str(path.absolute()))) >= path_max:
+    if len(os.fsencode(str(absolute))) >= path_max:
         raise ConfigError(
             f"{what}: the path is longer than this filesystem allows ({path_max} bytes); pick a shorter one"
         )

@@ -26,6 +26,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from dt.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -154,11 +156,9 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None) -> 
 def _check_not_blank(f: dataclasses.Field, value: Any) -> None:
     """An empty or blank string typed for a flag whose default is not ``""`` (a path, a name) is refused: it
     used to fall back to the default, or to the current folder, without a word."""
-    if not (isinstance(value, str) and not value.strip()) or field_default(f) == "":  # "" there means "none"
-        return
-    from dt.errors import ConfigError
-
     default = field_default(f)
+    if not (isinstance(value, str) and not value.strip()) or default == "":  # "" there means "none"
+        return
     fix = "leave the flag out" + (f" (default: {default})" if default not in (dataclasses.MISSING, None) else "")
     name = f.name if f.metadata.get("positional") else flag(f.name)
     raise ConfigError(f"{name}: empty; give a value" + ("" if default is dataclasses.MISSING else f", or {fix}"))

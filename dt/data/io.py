@@ -45,11 +45,12 @@ def _read(f: h5py.File, key: str, path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: {key!r} is a link to nothing (dangling); point it at an array or remove it")
     if not isinstance(item, h5py.Dataset):
         raise DatasetError(f"{path}: {key!r} is a group, expected an array")
-    free = available_memory()  # a damaged or hostile header declares more than any file holds
-    if free is not None and item.size is not None and item.size * item.dtype.itemsize > free:  # (None: empty)
+    nbytes = (item.size or 0) * item.dtype.itemsize  # (an empty dataspace has no size)
+    free = available_memory() if nbytes > 1 << 30 else None  # only past 1 GiB: Minari reads thousands of arrays
+    if free is not None and nbytes > free:  # a damaged or hostile header declares more than any file holds
         raise DatasetError(
-            f"{path}: {key!r} declares {item.shape} ({item.size * item.dtype.itemsize / 2**30:,.0f} GiB), more than "
-            f"this machine has free ({free / 2**30:.1f} GiB); is the file damaged?"
+            f"{path}: {key!r} declares {item.shape} ({nbytes / 2**30:,.0f} GiB), more than this machine has free "
+            f"({free / 2**30:.1f} GiB); is the file damaged?"
         )
     try:
         return np.asarray(f[key][()])

@@ -134,7 +134,9 @@ def check_card_target(ckpt_dir: Path, force: bool = False) -> None:
         raise CheckpointError(f"{readme}: a README that is not a model card would be replaced; move it or pass --force")
 
 
-def write_card(ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0, force=False) -> Path:
+def write_card(
+    ckpt_dir: str | Path, episodes: int = 100, sweep_episodes: int = 20, seed: int = 0, force: bool = False
+) -> Path:
     """Evaluate, sweep and write the card into ``ckpt_dir`` (see :func:`check_card_target`); returns the README."""
     ckpt_dir = Path(ckpt_dir)
     ck = load_checkpoint(ckpt_dir)
