@@ -140,6 +140,11 @@ class TrainConfig:
         rule=number(0, 1, hi_open=True),
     )
     grad_clip: float = opt(0.25, "gradient-norm clip", rule=number(0, lo_open=True))
+    state_noise: float = opt(
+        0.0,
+        "std of Gaussian noise added to the normalized states of each training window (0: off; e.g. 0.05)",
+        rule=number(0, 10),
+    )
     max_steps: int = opt(100_000, "gradient steps in total", rule=integer(1, MAX_STEPS))
     pct_traj: float = opt(
         1.0,

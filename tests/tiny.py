@@ -35,6 +35,19 @@ def tiny_config(dataset: str, out: Path | str, **kw: Any) -> TrainConfig:
     return replace(TrainConfig(dataset=dataset, out_dir=str(out), **TINY), **kw)  # type: ignore[arg-type]
 
 
+def straight_and_resumed(dataset: Any, out: Path, **kw: Any) -> tuple[Any, Any]:
+    """Train the tiny run twice into ``out``/a and ``out``/b: once straight through, once stopped at step 6 and
+    resumed; returns both trainers (a resume that continues exactly gives them equal weights)."""
+    from dt.train.trainer import Trainer
+
+    straight = Trainer(tiny_config(dataset.source, out / "a", **kw), dataset)
+    list(straight.iterate())
+    list(Trainer(tiny_config(dataset.source, out / "b", **{**kw, "max_steps": 6}), dataset).iterate())
+    resumed = Trainer(tiny_config(dataset.source, out / "b", resume=True, **kw), dataset)
+    list(resumed.iterate())
+    return straight, resumed
+
+
 def cli_flags(cfg: TrainConfig) -> list[str]:
     """``python -m dt train`` flags for the fields of ``cfg`` that differ from the defaults (the same run)."""
     default = TrainConfig()

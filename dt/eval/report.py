@@ -345,10 +345,11 @@ def _recipe(tr: Mapping[str, Any]) -> str:
     floor = f" to {tr.get('lr_floor')} x lr" if sched == "cosine" else ""
     ema = f", EMA {tr['ema']}" if tr.get("ema") else ""
     data = f", best {tr['pct_traj']:.0%} of timesteps" if tr.get("pct_traj", 1.0) < 1.0 else ""
+    noise = f", state noise {tr['state_noise']}" if tr.get("state_noise") else ""
     return (
         f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "
         f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "
-        f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}"
+        f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}{noise}"
     )
 
 

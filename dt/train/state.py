@@ -49,6 +49,7 @@ RECIPE_FIELDS = (
     "ema",
     "batch_size",
     "grad_clip",
+    "state_noise",
     "pct_traj",
     "delayed",
     "scale",

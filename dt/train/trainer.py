@@ -19,6 +19,7 @@ are its base :class:`dt.train.state.RunState`. What stands alone lives elsewhere
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -227,6 +228,9 @@ class Trainer(RunState):
         # Every rank draws the same global batch and keeps its slice; the loss divides by the
         # global count of real tokens (over ranks), so the averaged gradient is the global one.
         b = self.sampler.sample(self.cfg.batch_size, self.gen)
+        if self.cfg.state_noise > 0:  # drawn for the global batch, so every rank perturbs its slice alike
+            noise = torch.randn(b.states.shape, device=b.states.device, generator=self.gen)
+            b = dataclasses.replace(b, states=b.states + self.cfg.state_noise * noise * b.mask.unsqueeze(-1))
         num_real = b.mask.sum() / self.dist.world_size
         if self.dist.enabled:
             sl = self.dist.shard(self.cfg.batch_size)

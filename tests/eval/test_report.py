@@ -164,3 +164,14 @@ def test_cards_written_before_the_mark_are_still_cards(tmp_path):
         with pytest.raises(CheckpointError, match="not a model card"):
             check_card_target(moved)
         shutil.rmtree(tmp_path / "renamed")
+
+
+def test_the_card_recipe_names_every_setting_a_resume_must_keep():
+    from dt.config import TrainConfig
+    from dt.eval.report import _recipe
+
+    tr = TrainConfig(lr_schedule="cosine", lr_floor=0.0, ema=0.999, pct_traj=0.1, state_noise=0.05).to_dict()
+    line = _recipe(tr)
+    assert "cosine to 0.0 x lr" in line and "EMA 0.999" in line and "best 10% of timesteps" in line
+    assert line.endswith(", state noise 0.05")
+    assert "state noise" not in _recipe(TrainConfig().to_dict())

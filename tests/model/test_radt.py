@@ -16,7 +16,7 @@ from dt.eval.steering import parse_schedule, steered_rollout
 from dt.model import DecisionTransformer, ReturnAlignedDT, build_model
 from dt.train.trainer import Trainer
 from dt.validate import is_transformer
-from tests.tiny import tiny_config
+from tests.tiny import straight_and_resumed, tiny_config
 
 SMALL = dict(context_len=5, embed_dim=32, n_layer=2, n_head=2, n_inner=64)
 
@@ -90,13 +90,7 @@ def test_checkpoint_round_trip_keeps_every_weight(tmp_path, tiny_checkpoint):
 
 
 def test_training_resumes_exactly(tmp_path, tiny_dataset):
-    kw = dict(model_type="radt", ema=0.9)
-    straight = Trainer(tiny_config(tiny_dataset.source, tmp_path / "a", **kw), tiny_dataset)
-    list(straight.iterate())
-    first = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", max_steps=6, **kw), tiny_dataset)
-    list(first.iterate())
-    resumed = Trainer(tiny_config(tiny_dataset.source, tmp_path / "b", resume=True, **kw), tiny_dataset)
-    list(resumed.iterate())
+    straight, resumed = straight_and_resumed(tiny_dataset, tmp_path, model_type="radt", ema=0.9)
     for (k, v), (_, w) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
     assert any(k.startswith("modulate.") for k in straight.model.state_dict())

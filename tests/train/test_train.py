@@ -14,7 +14,7 @@ import torch
 from dt.checkpoint.store import load_checkpoint
 from dt.errors import ConfigError
 from dt.train.trainer import Trainer
-from tests.tiny import tiny_config
+from tests.tiny import straight_and_resumed, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,6 +76,29 @@ def test_resume_with_another_recipe_is_refused(tmp_path, tiny_dataset):
         Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, lr=1e-3, resume=True), tiny_dataset)
     with pytest.raises(ConfigError, match="trained with ema 0.0, this run asks for 0.99"):
         Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, ema=0.99, resume=True), tiny_dataset)
+    with pytest.raises(ConfigError, match="trained with state-noise 0.0, this run asks for 0.1"):
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, state_noise=0.1, resume=True), tiny_dataset)
+
+
+def test_state_noise_perturbs_the_real_states_only(tmp_path, tiny_dataset):
+    tr = Trainer(tiny_config(tiny_dataset.source, tmp_path, state_noise=0.5, batch_size=256), tiny_dataset)
+    clean, seen = [], []
+    sample = tr.sampler.sample
+    tr.sampler.sample = lambda *a: clean.append(sample(*a)) or clean[-1]  # type: ignore[method-assign]
+    tr.train_model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    tr.train_step()
+    diff, real = seen[0] - clean[0].states, clean[0].mask.bool()
+    assert torch.all(diff[~real] == 0) and (~real).any()  # left padding stays zero
+    assert diff[real].std().item() == pytest.approx(0.5, rel=0.05) and abs(diff[real].mean().item()) < 0.02
+
+
+def test_state_noise_resumes_exactly(tmp_path, tiny_dataset):
+    straight, resumed = straight_and_resumed(tiny_dataset, tmp_path, state_noise=0.1)
+    plain = Trainer(tiny_config(tiny_dataset.source, tmp_path / "c"), tiny_dataset)
+    list(plain.iterate())
+    w = "hf.embed_state.weight"
+    torch.testing.assert_close(straight.model.get_parameter(w), resumed.model.get_parameter(w), rtol=0, atol=0)
+    assert not torch.equal(straight.model.get_parameter(w), plain.model.get_parameter(w))
 
 
 def test_stop_request_saves(tmp_path, tiny_dataset):
