@@ -281,8 +281,14 @@ def _create_staged(
     import minari
     import mujoco
 
-    root_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".dt-export-", dir=root_dir))  # hidden: Minari's listing skips it
+    try:
+        root_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".dt-export-", dir=root_dir))  # hidden: Minari's listing skips it
+    except OSError as e:  # e.g. /proc, a file in the way, a read-only disk: name the root, not a temporary name
+        raise DatasetError(
+            f"{root_dir}: cannot create a folder in this Minari root ({e.strerror}); pick another --root "
+            "(or MINARI_DATASETS_PATH)"
+        ) from None
     try:
         with _minari_root(stage), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink ...

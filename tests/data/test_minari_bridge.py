@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -139,6 +140,18 @@ def test_cli_export_import(tmp_path, tiny_d4rl, tiny_arrays, tiny_dataset, capsy
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and ("exists" in err)
     assert main(["data", "import-minari", "test/hopper/missing-v0", "--root", str(root)]) == 2
+
+
+@pytest.mark.parametrize("where", ["a-file", "proc"])
+def test_cli_export_into_a_root_that_cannot_hold_folders_names_the_root(tmp_path, tiny_d4rl, where, capsys):
+    # --root /proc named a temporary staging file ("/proc/.dt-export-...: No such file or directory").
+    root = Path("/proc") if where == "proc" else tmp_path / "f" / "minari"
+    if where == "a-file":
+        (tmp_path / "f").write_text("a file, not a folder")
+    assert main(["data", "export-minari", str(tiny_d4rl), "--dataset-id", "test/hopper/x-v0", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {root}: cannot create a folder in this Minari root (") and "\n" not in err
+    assert ".dt-export" not in err and "pick another --root" in err
 
 
 def test_cli_export_with_a_relative_root(tmp_path, tiny_d4rl, monkeypatch, capsys):
