@@ -321,7 +321,7 @@ def cmd_results(ns: argparse.Namespace) -> int:
     dirs = list_checkpoints(args.dir)
     print(results_table(dirs))
     if args.plot:
-        from dt.eval.report import plot_learning_curves
+        from dt.eval.plots import plot_learning_curves
 
         print(f"saved {plot_learning_curves(dirs, Path(args.plot))}")
     return 0

@@ -25,6 +25,7 @@ from dt.eval.alignment import Alignment, AlignmentError, alignment, alignment_ta
 from dt.eval.calibration import spearman
 from dt.eval.evaluate import EvalResult, evaluate, target_sweep
 from dt.eval.metrics import duration_text, legs_text, machine_text, settled_sentence
+from dt.eval.plots import episodes_per_point, plot_calibration, plot_learning_curve
 from dt.eval.steering import card_section, measure_steering, probe_schedules
 from dt.validate import is_transformer
 
@@ -58,68 +59,6 @@ def calibration_rho(ck: Checkpoint, sweep: list[EvalResult]) -> tuple[float, flo
     inside = t <= best
     rho_in = spearman(list(t[inside]), list(mean[inside])) if inside.sum() >= 3 else float("nan")
     return spearman(list(t), list(mean)), rho_in
-
-
-def plot_calibration(ck: Checkpoint, sweep: list[EvalResult], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = np.array([r.target for r in sweep])
-    mean = np.array([r.return_mean for r in sweep])
-    std = np.array([r.return_std for r in sweep])
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ds = ck.info.dataset
-    if ds.return_min is not None and ds.return_max is not None:
-        ax.axhspan(ds.return_min, ds.return_max, color="tab:gray", alpha=0.15, label="dataset return range")
-    ax.plot(t, t, "--", color="k", lw=1, label="target = achieved")
-    ax.plot(t, mean, "o-", color="tab:blue", label=f"{ck.info.method.upper()} achieved")
-    ax.fill_between(t, mean - std, mean + std, color="tab:blue", alpha=0.2)
-    ax.set_xlabel("target return")
-    ax.set_ylabel("achieved return")
-    ax.set_title(f"{path.parent.name}\ncalibration, {sweep[0].returns.shape[0]} episodes per target", fontsize=11)
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _curve(hist: tuple[EvalPoint, ...], target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, normalized means and stds at ``target`` from an ``eval_history``."""
-    pts = [(e.step, r) for e in hist for r in e.results if r.target == target]
-    return (
-        np.array([s for s, _ in pts]),
-        np.array([r.normalized_mean for _, r in pts]),
-        np.array([np.nan if r.normalized_std is None else r.normalized_std for _, r in pts]),
-    )
-
-
-def plot_learning_curve(ck: Checkpoint, path: Path) -> Path | None:
-    """Normalized score against training step from the run's periodic evaluations (``eval_history``)."""
-    hist = ck.info.eval_history
-    if not hist:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for target in sorted({r.target for e in hist for r in e.results}, reverse=True):
-        steps, mean, std = _curve(hist, target)
-        ax.plot(steps, mean, "o-", label=f"target {target:.0f}")
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
-    n = _episodes(hist)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("D4RL normalized score")
-    ax.set_title(f"{path.parent.name}\nlearning curve, {n} episodes per point", fontsize=11)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 CARD_MARK = "<!-- model card written by `python -m dt card`; running it again replaces this file -->"
@@ -194,12 +133,6 @@ def _alignment_targets(ck: Checkpoint) -> list[float]:
         return alignment_targets(ck.env_name, ds.return_min, ds.return_max, episodes=ds.episodes)
     except AlignmentError:
         return []
-
-
-def _episodes(hist: tuple[EvalPoint, ...]) -> int | str:
-    """Episodes per point of the last periodic evaluation ("?" where it was not recorded)."""
-    last = hist[-1].results
-    return last[0].episodes if last and last[0].episodes is not None else "?"
 
 
 def _f(x: float | None) -> float:
@@ -311,7 +244,7 @@ def _learning_section(hist: tuple[EvalPoint, ...]) -> list[str]:
     return [
         *lines,
         "",
-        f"Periodic evaluations during training ({_episodes(hist)} episodes per target, normalized score).",
+        f"Periodic evaluations during training ({episodes_per_point(hist)} episodes per target, normalized score).",
         "",
     ]
 
@@ -351,28 +284,6 @@ def _recipe(tr: Mapping[str, Any]) -> str:
         f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "
         f"{sched}{floor}){ema}, batch {tr.get('batch_size')}, {tr.get('max_steps')} steps{data}{noise}"
     )
-
-
-def plot_learning_curves(ckpt_dirs: list[Path], path: Path, target: float = 3600.0) -> Path:
-    """One line per checkpoint: normalized score at ``target`` against training step (from ``eval_history``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for d in ckpt_dirs:
-        steps, mean, _ = _curve(read_meta(d).eval_history, target)
-        if len(steps):
-            ax.plot(steps, mean, "o-", ms=3, label=Path(d).name)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"D4RL normalized score (target {target:.0f})")
-    ax.set_title("Learning curves (periodic evaluations during training)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def results_table(ckpt_dirs: list[Path]) -> str:
