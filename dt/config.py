@@ -30,10 +30,12 @@ from dt.validate import (
     MAX_STEPS,
     MAX_THREADS,
     MODEL_TYPES,
+    PCT_RULES,
     Activation,
     CompileMode,
     LrSchedule,
     ModelType,
+    PctRule,
     boolean,
     heads_split,
     integer,
@@ -150,6 +152,13 @@ class TrainConfig:
         1.0,
         "train on the best trajectories covering this fraction of timesteps (%%BC)",
         rule=number(0, 1, lo_open=True),
+    )
+    pct_rule: PctRule = opt(
+        "timesteps",
+        "how --pct-traj picks trajectories: timesteps (the paper's: the best by return, covering that fraction of "
+        "timesteps) or trajectories (CORL's %%BC: that fraction of the trajectories, best by return discounted at "
+        "0.99, with the states normalised over them)",
+        rule=one_of(*PCT_RULES),
     )
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
     # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)

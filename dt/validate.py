@@ -38,6 +38,9 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 # Learning-rate schedules after the linear warm-up.
 LrSchedule = Literal["constant", "cosine"]
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+# How --pct-traj picks the trajectories to train on: the paper's timesteps rule or CORL's trajectory rule.
+PctRule = Literal["timesteps", "trajectories"]
+PCT_RULES: tuple[str, ...] = get_args(PctRule)
 # torch.compile modes of the training step and the evaluation forward ("off": eager).
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)

@@ -80,6 +80,15 @@ def top_trajectories(returns: np.ndarray, lengths: np.ndarray, pct_traj: float) 
     return np.asarray(kept[::-1], dtype=np.int64)
 
 
+def top_fraction_of_trajectories(ds: OfflineDataset, pct_traj: float, gamma: float = 0.99) -> np.ndarray:
+    """Indices of the best ``max(int(pct_traj * E), 1)`` of the E trajectories ranked by return discounted at
+    ``gamma`` (CORL's %BC rule, ``any_percent_bc.py``), in dataset order."""
+    t = np.arange(ds.num_transitions) - np.repeat(ds.episode_starts, ds.episode_lengths)
+    disc = np.add.reduceat(ds.rewards.astype(np.float64) * gamma ** t.astype(np.float64), ds.episode_starts)
+    k = max(int(pct_traj * ds.num_episodes), 1)
+    return np.sort(np.argsort(-disc, kind="stable")[:k]).astype(np.int64)
+
+
 # Returns-to-go divided by the scale beyond this are not a model input anyone meant (Hopper's are about 0-3.6).
 MAX_SCALED_RTG = 1e4
 # A per-step reward beyond this is damage, not a task (D4RL's largest are about 10 a step).
@@ -123,6 +132,8 @@ class WindowSampler:
         scale: Returns-to-go are divided by this.
         max_ep_len: Timesteps are clipped at ``max_ep_len - 1``.
         pct_traj: Fraction of timesteps (best trajectories first) to train on (%BC).
+        pct_rule: ``"timesteps"`` (the paper's rule above) or ``"trajectories"`` (the best ``pct_traj`` of the
+            trajectories by discounted return, CORL's, with the state statistics taken over them).
         delayed: Move each trajectory's return to its last step.
         device: Where the packed dataset and the batches live.
         state_mean, state_std: Override the normalisation (default: dataset stats).
@@ -135,6 +146,7 @@ class WindowSampler:
         scale: float = 1000.0,
         max_ep_len: int = 1000,
         pct_traj: float = 1.0,
+        pct_rule: str = "timesteps",
         delayed: bool = False,
         device: torch.device | str = "cpu",
         state_mean: np.ndarray | None = None,
@@ -142,7 +154,12 @@ class WindowSampler:
     ) -> None:
         self.K, self.S, self.A = context_len, ds.state_dim, ds.act_dim
         self.device = torch.device(device)
-        mean, std = ds.state_stats()
+        by_count = pct_rule == "trajectories" and pct_traj < 1.0
+        if by_count:
+            kept = top_fraction_of_trajectories(ds, pct_traj)
+        else:
+            kept = top_trajectories(ds.episode_returns(), ds.episode_lengths, pct_traj)
+        mean, std = ds.state_stats(kept if by_count else None)
         self.state_mean = mean if state_mean is None else np.asarray(state_mean, np.float32)
         self.state_std = std if state_std is None else np.asarray(state_std, np.float32)
 
@@ -168,7 +185,7 @@ class WindowSampler:
         _check_features(ds, feats[:n], S, A, scale)
         self.feats = torch.from_numpy(feats).to(self.device)
 
-        self.traj_ids = top_trajectories(ds.episode_returns(), ds.episode_lengths, pct_traj)
+        self.traj_ids = kept
         lens = ds.episode_lengths[self.traj_ids]
         self.num_timesteps = int(lens.sum())
         self.starts = torch.as_tensor(ds.episode_starts[self.traj_ids], device=self.device)

@@ -277,7 +277,10 @@ def _recipe(tr: Mapping[str, Any]) -> str:
     sched = tr.get("lr_schedule", "constant")
     floor = f" to {tr.get('lr_floor')} x lr" if sched == "cosine" else ""
     ema = f", EMA {tr['ema']}" if tr.get("ema") else ""
-    data = f", best {tr['pct_traj']:.0%} of timesteps" if tr.get("pct_traj", 1.0) < 1.0 else ""
+    data = ""
+    if tr.get("pct_traj", 1.0) < 1.0:
+        by_count = tr.get("pct_rule") == "trajectories"
+        data = f", best {tr['pct_traj']:.0%} of " + ("trajectories (discounted return)" if by_count else "timesteps")
     noise = f", state noise {tr['state_noise']}" if tr.get("state_noise") else ""
     return (
         f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "

@@ -51,6 +51,7 @@ RECIPE_FIELDS = (
     "grad_clip",
     "state_noise",
     "pct_traj",
+    "pct_rule",
     "delayed",
     "scale",
 )

@@ -168,6 +168,7 @@ class Trainer(RunState):
             scale=self.scale,
             max_ep_len=self.spec.max_ep_len,
             pct_traj=cfg.pct_traj,
+            pct_rule=cfg.pct_rule,
             delayed=cfg.delayed,
             device=self.device,
             state_mean=state_mean,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dt.data import WindowSampler, make_dataset
-from dt.data.windows import returns_to_go, top_trajectories
+from dt.data.windows import returns_to_go, top_fraction_of_trajectories, top_trajectories
 
 
 def reference_window(ds, traj_idx, si, K, scale, max_ep_len, mean, std, delayed=False):
@@ -145,3 +145,31 @@ def test_delayed_moves_return_to_last_step(tiny_dataset):
     assert b.returns_to_go[0, 0, 0].item() == pytest.approx(ret[i], rel=1e-5)
     b = sp.build(torch.tensor([pos]), torch.tensor([n - 1]))  # last step: reward = whole return
     assert b.rewards[0, -1, 0].item() == pytest.approx(ret[i], rel=1e-5)
+
+
+def test_the_trajectory_rule_ranks_by_discounted_return_and_normalises_over_the_kept(tmp_path):
+    # Three episodes: a long one with the largest total (paper's rule keeps it first), a short fast one with the
+    # largest discounted return (CORL's rule keeps it first), and a poor one neither keeps at 1/3.
+    rewards = [np.full(300, 1.0), np.r_[np.full(50, 4.0), np.zeros(10)], np.full(40, 0.5)]
+    lengths = [len(r) for r in rewards]
+    n = sum(lengths)
+    obs = np.repeat(np.arange(3, dtype=np.float32), lengths)[:, None] * np.ones((1, 11), np.float32)
+    ends = np.cumsum(lengths) - 1
+    arrays = {
+        "observations": obs,
+        "actions": np.zeros((n, 3), np.float32),
+        "rewards": np.concatenate(rewards).astype(np.float32),
+        "terminals": np.isin(np.arange(n), ends),
+        "timeouts": np.zeros(n, bool),
+    }
+    ds = make_dataset("hopper-medium", tmp_path / "x.hdf5", "generated", arrays)
+    assert list(top_trajectories(ds.episode_returns(), ds.episode_lengths, 300 / n)) == [0]
+    assert list(top_fraction_of_trajectories(ds, 1 / 3)) == [1]
+    assert list(top_fraction_of_trajectories(ds, 2 / 3)) == [0, 1] and len(top_fraction_of_trajectories(ds, 1e-9)) == 1
+    sp = WindowSampler(ds, context_len=5, pct_traj=1 / 3, pct_rule="trajectories")
+    assert sp.traj_ids.tolist() == [1] and sp.num_timesteps == 60
+    np.testing.assert_allclose(sp.state_mean, np.ones(11))  # over episode 1's states only (all 1.0)
+    paper = WindowSampler(ds, context_len=5, pct_traj=1 / 3)
+    np.testing.assert_allclose(paper.state_mean, ds.state_stats()[0])  # the reference: over every transition
+    full = WindowSampler(ds, context_len=5, pct_rule="trajectories")  # pct 1: every trajectory, the usual stats
+    assert sorted(full.traj_ids.tolist()) == [0, 1, 2] and np.allclose(full.state_mean, ds.state_stats()[0])

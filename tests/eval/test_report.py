@@ -175,3 +175,5 @@ def test_the_card_recipe_names_every_setting_a_resume_must_keep():
     assert "cosine to 0.0 x lr" in line and "EMA 0.999" in line and "best 10% of timesteps" in line
     assert line.endswith(", state noise 0.05")
     assert "state noise" not in _recipe(TrainConfig().to_dict())
+    by_count = TrainConfig(pct_traj=0.1, pct_rule="trajectories").to_dict()
+    assert ", best 10% of trajectories (discounted return)" in _recipe(by_count)
