@@ -39,6 +39,7 @@ class CheckpointEntry:
     )
     spread: float | None = None  # its last three periodic evaluations' spread (dt.eval.metrics.last_three_spread)
     luck: float | None = None  # the spread episode luck alone would give them (dt.eval.metrics.evaluation_noise)
+    selection: str | None = None  # the part of its dataset it trained on (CheckpointMeta.selection); None: all
 
     @property
     def name(self) -> str:
@@ -76,6 +77,7 @@ def _entry(path: str, source: str, _mtime: float) -> CheckpointEntry | None:
         alignment_gap=m.alignment_gap,
         spread=spread[1] if spread else None,
         luck=evaluation_noise(evals),
+        selection=m.selection,
     )
 
 

@@ -19,8 +19,8 @@ METHODS = {
     "collects follows the target most closely",
     "DT (delayed reward)": "a DT that sees the whole return only at the episode's last step (the paper's test)",
     "BC": "behaviour cloning, imitates the actions of every training episode and reads no target",
-    "BC10": "behaviour cloning on the best 10% of the training episodes (by return); reads no target",
-    "DT (best N%)": "a DT trained on the best episodes (by return) covering N% of the data's steps",
+    "BC10": "behaviour cloning on the best 10% of the training data (by return); reads no target",
+    "DT (best N%)": "a DT trained on the best N% of the data (by return)",
 }
 
 
@@ -87,6 +87,8 @@ def _picker(s: state.Session, entries: list[catalog.CheckpointEntry]) -> None:
     if meaning:
         meaning = meaning.replace("N%", e.method[len("DT (best ") : -1]) if best else meaning
         lines.append(f"{e.method}: {meaning}")
+    if e.selection:
+        lines.append(f"trained on {e.selection}")
     if e.score is not None:
         lines.append(f"D4RL normalized score {e.score:.1f} at target {e.score_target:,.0f}")
     if e.alignment_gap is not None:

@@ -124,6 +124,16 @@ def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> 
     return "dt" if pct_traj >= 1.0 else f"dt{round(pct_traj * 100)}"
 
 
+def selection_of(pct_traj: float = 1.0, pct_rule: str = "timesteps") -> str | None:
+    """The part of its dataset a model was trained on, for people (``None``: all of it): ``--pct-traj`` under
+    ``--pct-rule`` (dt.data.windows.top_trajectories / top_fraction_of_trajectories)."""
+    if pct_traj >= 1.0:
+        return None
+    if pct_rule == "trajectories":
+        return f"the best {pct_traj:.0%} of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
+    return f"the dataset's best episodes by return, covering {pct_traj:.0%} of its steps (the paper's rule)"
+
+
 @dataclass(frozen=True)
 class CheckpointMeta:
     """A checkpoint's metadata, typed.
@@ -230,6 +240,15 @@ class CheckpointMeta:
     @property
     def pct_traj(self) -> float:
         return float(self.train.get("pct_traj", 1.0))
+
+    @property
+    def pct_rule(self) -> str:
+        return str(self.train.get("pct_rule", "timesteps"))
+
+    @property
+    def selection(self) -> str | None:
+        """What part of the dataset it trained on (:func:`selection_of`); ``None`` for all of it."""
+        return selection_of(self.pct_traj, self.pct_rule)
 
     @property
     def method(self) -> str:

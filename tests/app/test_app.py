@@ -189,6 +189,20 @@ def test_the_picker_says_whether_a_checkpoints_training_settled(app_env, tiny_ch
     assert "last three training evaluations within 6.0 points (still swinging; episode luck alone: 6.8)" in captions
 
 
+def test_the_picker_says_what_part_of_the_data_a_checkpoint_trained_on(app_env, tiny_checkpoint, tmp_path, monkeypatch):
+    """A 10% BC under CORL's rule is not the paper's 10%: the caption under the picker names the rule."""
+    shipped = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoint, shipped / "dt10-best")
+    meta_path = shipped / "dt10-best" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("train", {}).update(pct_traj=0.1, pct_rule="trajectories")
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setenv("DT_CHECKPOINT_DIRS", str(shipped))
+    at = _run()
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "trained on the best 10% of the dataset's episodes, ranked by return discounted at 0.99" in captions
+
+
 def test_default_is_first_shipped_when_repo_ships_some(monkeypatch):
     from app import catalog, paths
 

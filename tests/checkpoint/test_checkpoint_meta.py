@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dt.checkpoint.listing import list_checkpoints
-from dt.checkpoint.meta import CheckpointMeta, method_of, model_config_from_hf
+from dt.checkpoint.meta import CheckpointMeta, method_of, model_config_from_hf, selection_of
 from dt.checkpoint.store import read_meta
 from dt.config import ModelConfig
 from dt.errors import CheckpointError
@@ -37,6 +37,19 @@ def test_method_labels():
         "bc",
         "bc10",
     ]
+
+
+def test_the_data_selection_is_named_by_its_rule():
+    """%BC under the paper's rule (timesteps) and CORL's (trajectories) are different data: each says which."""
+    assert selection_of(1.0) is None and selection_of(1.0, "trajectories") is None
+    assert selection_of(0.25) == "the dataset's best episodes by return, covering 25% of its steps (the paper's rule)"
+    assert selection_of(0.1, "trajectories") == (
+        "the best 10% of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
+    )
+    by_name = {p.name: read_meta(p) for p in SHIPPED}
+    assert by_name["bc10-hopper-medium"].selection == selection_of(0.1, "trajectories")
+    assert by_name["radt25-hopper-medium-replay"].selection == selection_of(0.25)
+    assert by_name["radt-hopper-full-replay"].selection is None
 
 
 def test_transformers_config_maps_back_to_the_model_config():
