@@ -120,12 +120,14 @@ class OfflineDataset:
             out["qpos"], out["qvel"] = self.qpos[s : s + n], self.qvel[s : s + n]
         return out
 
+    def transitions_of(self, episodes: np.ndarray) -> np.ndarray:
+        """Indices of the transitions of ``episodes`` (episode indices), episode by episode."""
+        starts, lengths = self.episode_starts[episodes], self.episode_lengths[episodes]
+        return np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+
     def state_stats(self, episodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """State mean and std over all transitions (or those of ``episodes``); std gets + 1e-6 as in the reference."""
-        obs = self.observations
-        if episodes is not None:
-            starts, lengths = self.episode_starts[episodes], self.episode_lengths[episodes]
-            obs = obs[np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])]
+        obs = self.observations if episodes is None else self.observations[self.transitions_of(episodes)]
         obs = obs.astype(np.float64)
         return obs.mean(0).astype(np.float32), (obs.std(0) + 1e-6).astype(np.float32)
 
