@@ -160,6 +160,13 @@ class TrainConfig:
         "0.99, with the states normalised over them)",
         rule=one_of(*PCT_RULES),
     )
+    return_weighting: float = opt(
+        0.0,
+        "return-weighted sampling: draw trajectories in proportion to length x exp((R - Rmax) / (this x (Rmax - "
+        "Rmin))), so the better episodes come more often and none is dropped (0: by length alone, the paper's; "
+        "e.g. 0.25)",
+        rule=number(0, 100),
+    )
     delayed: bool = opt(False, "delayed rewards: each trajectory's return moved to its last step")
     # 0: the env's; a scale too small for the data is refused with the data (dt.data.windows)
     scale: float = opt(0.0, "return-to-go divisor; 0: the env's (1000)", rule=number(0))

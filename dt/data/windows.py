@@ -89,6 +89,19 @@ def top_fraction_of_trajectories(ds: OfflineDataset, pct_traj: float, gamma: flo
     return np.sort(np.argsort(-disc, kind="stable")[:k]).astype(np.int64)
 
 
+def trajectory_weights(returns: np.ndarray, return_weighting: float) -> np.ndarray:
+    """Per-trajectory sampling weights of return-weighted sampling (1 each when ``return_weighting`` is 0).
+
+    ``exp((R - R_max) / (return_weighting * (R_max - R_min)))``: 1 for the best trajectory, ``exp(-1 /
+    return_weighting)`` for the worst; all 1 when every return is the same.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    span = float(r.max() - r.min()) if r.size else 0.0
+    if return_weighting <= 0 or span == 0.0:
+        return np.ones_like(r)
+    return np.exp((r - r.max()) / (return_weighting * span))
+
+
 # Returns-to-go divided by the scale beyond this are not a model input anyone meant (Hopper's are about 0-3.6).
 MAX_SCALED_RTG = 1e4
 # A per-step reward beyond this is damage, not a task (D4RL's largest are about 10 a step).
@@ -135,6 +148,10 @@ class WindowSampler:
         pct_rule: ``"timesteps"`` (the paper's rule above) or ``"trajectories"`` (the best ``pct_traj`` of the
             trajectories by discounted return, CORL's, with the state statistics taken over them).
         delayed: Move each trajectory's return to its last step.
+        return_weighting: 0 (the paper's): a window's trajectory is drawn in proportion to its length. Above 0,
+            in proportion to its length times ``exp((R - R_max) / (return_weighting * (R_max - R_min)))`` over the
+            kept trajectories (return-weighted sampling, Hong et al. 2023): every transition stays in the data,
+            the better episodes are drawn more often, and smaller values lean harder on the best.
         device: Where the packed dataset and the batches live.
         state_mean, state_std: Override the normalisation (default: dataset stats).
     """
@@ -148,6 +165,7 @@ class WindowSampler:
         pct_traj: float = 1.0,
         pct_rule: str = "timesteps",
         delayed: bool = False,
+        return_weighting: float = 0.0,
         device: torch.device | str = "cpu",
         state_mean: np.ndarray | None = None,
         state_std: np.ndarray | None = None,
@@ -190,7 +208,8 @@ class WindowSampler:
         self.num_timesteps = int(lens.sum())
         self.starts = torch.as_tensor(ds.episode_starts[self.traj_ids], device=self.device)
         self.lengths = torch.as_tensor(lens, device=self.device)
-        self.probs = torch.as_tensor(lens / lens.sum(), dtype=torch.float32, device=self.device)
+        weights = lens * trajectory_weights(ds.episode_returns()[self.traj_ids], return_weighting)
+        self.probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32, device=self.device)
         self.arange_k = torch.arange(self.K, device=self.device)
         # On CPU the index arithmetic runs in numpy: the same integers, about 2 us an operation instead of
         # torch's 7-15 for these (B, K) arrays; the gather reads the same packed array through a numpy view.

@@ -282,6 +282,8 @@ def _recipe(tr: Mapping[str, Any]) -> str:
         by_count = tr.get("pct_rule") == "trajectories"
         data = f", best {tr['pct_traj']:.0%} of " + ("trajectories (discounted return)" if by_count else "timesteps")
     noise = f", state noise {tr['state_noise']}" if tr.get("state_noise") else ""
+    if tr.get("return_weighting"):
+        data += f", return-weighted sampling {tr['return_weighting']}"
     return (
         f"K={tr.get('context_len')}, embed {tr.get('embed_dim')}, {tr.get('n_layer')} layers, {tr.get('n_head')} "
         f"head(s), dropout {tr.get('dropout')}; lr {tr.get('lr')} ({tr.get('warmup_steps')} warm-up steps, then "

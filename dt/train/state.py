@@ -52,6 +52,7 @@ RECIPE_FIELDS = (
     "state_noise",
     "pct_traj",
     "pct_rule",
+    "return_weighting",
     "delayed",
     "scale",
 )

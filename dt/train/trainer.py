@@ -170,6 +170,7 @@ class Trainer(RunState):
             pct_traj=cfg.pct_traj,
             pct_rule=cfg.pct_rule,
             delayed=cfg.delayed,
+            return_weighting=cfg.return_weighting,
             device=self.device,
             state_mean=state_mean,
             state_std=state_std,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dt.data import WindowSampler, make_dataset
-from dt.data.windows import returns_to_go, top_fraction_of_trajectories, top_trajectories
+from dt.data.windows import returns_to_go, top_fraction_of_trajectories, top_trajectories, trajectory_weights
 
 
 def reference_window(ds, traj_idx, si, K, scale, max_ep_len, mean, std, delayed=False):
@@ -124,6 +124,32 @@ def test_sampling_probability_proportional_to_length(tiny_dataset):
     # Multinomial counts: each within 5 standard deviations (sqrt(expected)) of its expectation.
     z = ((counts[big] - expected[big]).abs() / expected[big].sqrt()).max().item()
     assert z < 5.0
+
+
+def test_return_weighted_sampling_leans_on_the_better_trajectories(tiny_dataset):
+    sp = WindowSampler(tiny_dataset)  # probs are over sp.traj_ids (best last), the same for every weighting
+    ret = tiny_dataset.episode_returns()[sp.traj_ids]
+    lens = tiny_dataset.episode_lengths[sp.traj_ids].astype(np.float64)
+    plain = sp.probs.double().numpy()
+    np.testing.assert_allclose(plain, lens / lens.sum(), rtol=1e-6)  # 0: by length alone, the paper's
+    lo, hi = ret.min(), ret.max()
+    for alpha in (0.1, 0.5):
+        probs = WindowSampler(tiny_dataset, return_weighting=alpha).probs.double().numpy()
+        by_hand = np.array([n * np.exp((r - hi) / (alpha * (hi - lo))) for r, n in zip(ret, lens)])
+        np.testing.assert_allclose(probs, by_hand / by_hand.sum(), rtol=1e-5)
+        per_step = probs / lens  # a transition's chance rises with its episode's return
+        order = np.argsort(ret)
+        assert np.all(np.diff(per_step[order]) >= -1e-12) and per_step[order[-1]] > 2 * per_step[order[0]]
+    assert (probs > 0).all()  # nothing is dropped
+    wide = WindowSampler(tiny_dataset, return_weighting=100.0).probs.double().numpy()
+    np.testing.assert_allclose(wide, plain, rtol=0.02)  # a large value tends to the paper's sampling
+    # Over a --pct-traj selection, the weights use the kept trajectories' returns.
+    sp = WindowSampler(tiny_dataset, pct_traj=0.5, return_weighting=0.2)
+    kept_ret = tiny_dataset.episode_returns()[sp.traj_ids]
+    assert kept_ret.min() > ret.min()  # the worst of the kept is not the dataset's worst
+    w = tiny_dataset.episode_lengths[sp.traj_ids] * trajectory_weights(kept_ret, 0.2)
+    np.testing.assert_allclose(sp.probs.double().numpy(), w / w.sum(), rtol=1e-5)
+    assert trajectory_weights(np.array([5.0, 5.0]), 0.3).tolist() == [1.0, 1.0]
 
 
 def test_padding_state_is_normalised_zero(tiny_dataset):

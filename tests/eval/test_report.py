@@ -177,3 +177,4 @@ def test_the_card_recipe_names_every_setting_a_resume_must_keep():
     assert "state noise" not in _recipe(TrainConfig().to_dict())
     by_count = TrainConfig(pct_traj=0.1, pct_rule="trajectories").to_dict()
     assert ", best 10% of trajectories (discounted return)" in _recipe(by_count)
+    assert ", return-weighted sampling 0.25" in _recipe(TrainConfig(return_weighting=0.25).to_dict())

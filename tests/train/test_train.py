@@ -80,6 +80,8 @@ def test_resume_with_another_recipe_is_refused(tmp_path, tiny_dataset):
         Trainer(tiny_config(tiny_dataset.source, tmp_path, max_steps=6, state_noise=0.1, resume=True), tiny_dataset)
     with pytest.raises(ConfigError, match="trained with pct-rule timesteps, this run asks for trajectories"):
         Trainer(tiny_config(tiny_dataset.source, tmp_path, pct_rule="trajectories", resume=True), tiny_dataset)
+    with pytest.raises(ConfigError, match="trained with return-weighting 0.0, this run asks for 0.25"):
+        Trainer(tiny_config(tiny_dataset.source, tmp_path, return_weighting=0.25, resume=True), tiny_dataset)
 
 
 def test_state_noise_perturbs_the_real_states_only(tmp_path, tiny_dataset):
