@@ -124,14 +124,22 @@ def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> 
     return "dt" if pct_traj >= 1.0 else f"dt{round(pct_traj * 100)}"
 
 
-def selection_of(pct_traj: float = 1.0, pct_rule: str = "timesteps") -> str | None:
-    """The part of its dataset a model was trained on, for people (``None``: all of it): ``--pct-traj`` under
-    ``--pct-rule`` (dt.data.windows.top_trajectories / top_fraction_of_trajectories)."""
+def selection_of(pct_traj: float = 1.0, pct_rule: str = "timesteps", return_weighting: float = 0.0) -> str | None:
+    """The part of its dataset a model was trained on, and how it was drawn, for people (``None``: all of it,
+    by length): ``--pct-traj`` under ``--pct-rule`` (dt.data.windows.top_trajectories /
+    top_fraction_of_trajectories) and ``--return-weighting`` (dt.data.windows.trajectory_weights)."""
+    weighted = (
+        f", the better episodes drawn more often (return-weighted sampling, {return_weighting:g})"
+        if return_weighting > 0
+        else ""
+    )
     if pct_traj >= 1.0:
-        return None
+        return f"all of the dataset{weighted}" if weighted else None
     if pct_rule == "trajectories":
-        return f"the best {pct_traj:.0%} of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
-    return f"the dataset's best episodes by return, covering {pct_traj:.0%} of its steps (the paper's rule)"
+        picked = f"the best {pct_traj:.0%} of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
+    else:
+        picked = f"the dataset's best episodes by return, covering {pct_traj:.0%} of its steps (the paper's rule)"
+    return picked + weighted
 
 
 @dataclass(frozen=True)
@@ -248,7 +256,7 @@ class CheckpointMeta:
     @property
     def selection(self) -> str | None:
         """What part of the dataset it trained on (:func:`selection_of`); ``None`` for all of it."""
-        return selection_of(self.pct_traj, self.pct_rule)
+        return selection_of(self.pct_traj, self.pct_rule, float(self.train.get("return_weighting", 0.0)))
 
     @property
     def method(self) -> str:

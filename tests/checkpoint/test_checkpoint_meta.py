@@ -24,8 +24,9 @@ def test_shipped_checkpoints_read_as_typed_metadata(path):
     assert m.state_mean == tuple(raw["state_mean"]) and m.dataset.name == raw["dataset"]["name"]
     assert m.score is not None and m.score.target == raw["eval"][0]["target"]
     assert len(m.eval_history) == len(raw["eval_history"]) and m.train["max_steps"] == raw["train"]["max_steps"]
-    # dt, dt-delayed, bc, bc10; "-paper" names the paper's configuration of a method
-    assert path.name.split("-hopper")[0] in (m.method, f"{m.method}-paper")
+    # dt, dt-delayed, bc, bc10; "-paper" names the paper's configuration of a method, "-rw" return-weighted sampling
+    suffix = "-rw" if m.train.get("return_weighting") else ""
+    assert path.name.split("-hopper")[0] in (m.method + suffix, f"{m.method}-paper")
     if path.name.startswith(f"{m.method}-paper-"):
         assert (m.train["max_steps"], m.train["warmup_steps"], m.train["lr_schedule"]) == (100_000, 10_000, "constant")
 
@@ -46,9 +47,13 @@ def test_the_data_selection_is_named_by_its_rule():
     assert selection_of(0.1, "trajectories") == (
         "the best 10% of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
     )
+    weighted = ", the better episodes drawn more often (return-weighted sampling, 0.5)"
+    assert selection_of(1.0, return_weighting=0.5) == "all of the dataset" + weighted
+    assert selection_of(0.25, return_weighting=0.5) == selection_of(0.25) + weighted
     by_name = {p.name: read_meta(p) for p in SHIPPED}
+    assert by_name["radt-rw-hopper-medium-replay"].selection == "all of the dataset" + weighted
     assert by_name["bc10-hopper-medium"].selection == selection_of(0.1, "trajectories")
-    assert by_name["radt25-hopper-medium-replay"].selection == selection_of(0.25)
+    assert by_name["radt25-hopper-medium"].selection == selection_of(0.25)
     assert by_name["radt-hopper-full-replay"].selection is None
 
 
