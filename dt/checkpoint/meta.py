@@ -7,7 +7,8 @@ before, and :meth:`CheckpointMeta.from_dict` reads it. Saving and loading weight
 
 Also here, written once: the mapping from transformers' ``DecisionTransformerConfig`` to
 :class:`dt.config.ModelConfig` (:func:`model_config_from_hf`; the other direction is
-``ModelConfig.hf_config``) and the method label (:attr:`CheckpointMeta.method`).
+``ModelConfig.hf_config``). The method label and the data selection, for people, are
+:mod:`dt.checkpoint.labels`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dt.checkpoint import lenient
+from dt.checkpoint.labels import method_of, selection_of
 from dt.cli.flags import field_rules
 from dt.config import ModelConfig
 from dt.envs import get_env
@@ -112,34 +114,6 @@ class EvalPoint:
     def as_dict(self) -> dict[str, Any]:
         """The entry as ``eval_history`` stores it (what :mod:`dt.eval.metrics` reads)."""
         return {"step": self.step, "results": [asdict(r) for r in self.results], "seconds": self.seconds}
-
-
-def method_of(model_type: str, pct_traj: float = 1.0, delayed: bool = False) -> str:
-    """The method's short name, as the papers name it: ``dt``, ``dt-delayed``, ``radt`` (the return-aligned DT),
-    ``bc`` or ``bc10`` (10% BC); a model trained on the best NN% of timesteps is ``dtNN`` (``radtNN``, ``bcNN``)."""
-    if model_type in ("bc", "radt"):
-        return model_type if pct_traj >= 1.0 else f"{model_type}{round(pct_traj * 100)}"
-    if delayed:
-        return "dt-delayed"
-    return "dt" if pct_traj >= 1.0 else f"dt{round(pct_traj * 100)}"
-
-
-def selection_of(pct_traj: float = 1.0, pct_rule: str = "timesteps", return_weighting: float = 0.0) -> str | None:
-    """The part of its dataset a model was trained on, and how it was drawn, for people (``None``: all of it,
-    by length): ``--pct-traj`` under ``--pct-rule`` (dt.data.windows.top_trajectories /
-    top_fraction_of_trajectories) and ``--return-weighting`` (dt.data.windows.trajectory_weights)."""
-    weighted = (
-        f", the better episodes drawn more often (return-weighted sampling, {return_weighting:g})"
-        if return_weighting > 0
-        else ""
-    )
-    if pct_traj >= 1.0:
-        return f"all of the dataset{weighted}" if weighted else None
-    if pct_rule == "trajectories":
-        picked = f"the best {pct_traj:.0%} of the dataset's episodes, ranked by return discounted at 0.99 (CORL's rule)"
-    else:
-        picked = f"the dataset's best episodes by return, covering {pct_traj:.0%} of its steps (the paper's rule)"
-    return picked + weighted
 
 
 @dataclass(frozen=True)
@@ -401,4 +375,5 @@ __all__ = [
     "parse_meta",
     "read_meta",
     "read_meta_dict",
+    "selection_of",
 ]

@@ -172,11 +172,12 @@ class WindowSampler:
     ) -> None:
         self.K, self.S, self.A = context_len, ds.state_dim, ds.act_dim
         self.device = torch.device(device)
+        returns = ds.episode_returns()
         by_count = pct_rule == "trajectories" and pct_traj < 1.0
         if by_count:
             kept = top_fraction_of_trajectories(ds, pct_traj)
         else:
-            kept = top_trajectories(ds.episode_returns(), ds.episode_lengths, pct_traj)
+            kept = top_trajectories(returns, ds.episode_lengths, pct_traj)
         mean, std = ds.state_stats(kept if by_count else None)
         self.state_mean = mean if state_mean is None else np.asarray(state_mean, np.float32)
         self.state_std = std if state_std is None else np.asarray(state_std, np.float32)
@@ -208,7 +209,7 @@ class WindowSampler:
         self.num_timesteps = int(lens.sum())
         self.starts = torch.as_tensor(ds.episode_starts[self.traj_ids], device=self.device)
         self.lengths = torch.as_tensor(lens, device=self.device)
-        weights = lens * trajectory_weights(ds.episode_returns()[self.traj_ids], return_weighting)
+        weights = lens * trajectory_weights(returns[self.traj_ids], return_weighting)
         self.probs = torch.as_tensor(weights / weights.sum(), dtype=torch.float32, device=self.device)
         self.arange_k = torch.arange(self.K, device=self.device)
         # On CPU the index arithmetic runs in numpy: the same integers, about 2 us an operation instead of

@@ -32,11 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dt.checkpoint.store import (
-    Checkpoint,
-    load_checkpoint,
-    recover_checkpoint,
-)
+from dt.checkpoint.store import Checkpoint, load_checkpoint, recover_checkpoint
 from dt.config import TrainConfig
 from dt.data import OfflineDataset, WindowSampler, load_dataset
 from dt.data.dataset import training_env
